@@ -1,0 +1,121 @@
+// Package config holds the configuration of sessiongate, the Envoy ext_authz
+// server that keeps an opaque session ID in the browser and hands the
+// upstream services a short-lived signed JWT instead.
+//
+// A Config is built in three steps: Default, then an optional YAML file, then
+// SESSIONGATE_* environment variables (see Load). Validate is a separate step
+// so that a caller can decide whether it runs in dev mode, where the secrets
+// (Redis, signing keys, admin token) may be missing.
+package config
+
+import "time"
+
+// EnvPrefix starts the name of every environment variable that overrides a
+// key; see EnvName.
+const EnvPrefix = "SESSIONGATE_"
+
+// Config is the whole configuration. The yaml tags are the single source of
+// the key names: the file format, the environment variable names (EnvName)
+// and the documented key list (Keys) are all derived from them.
+type Config struct {
+	GRPCAddr       string `yaml:"grpc_addr"`
+	HTTPAddr       string `yaml:"http_addr"`
+	AdminAddr      string `yaml:"admin_addr"`
+	AdminTokenFile string `yaml:"admin_token_file"`
+	LoginURL       string `yaml:"login_url"`
+	LogLevel       string `yaml:"log_level"`
+
+	Redis   Redis   `yaml:"redis"`
+	Cookie  Cookie  `yaml:"cookie"`
+	Session Session `yaml:"session"`
+	Token   Token   `yaml:"token"`
+	Logout  Logout  `yaml:"logout"`
+	Routes  []Route `yaml:"routes"`
+}
+
+// Redis is where sessions live.
+type Redis struct {
+	URL     string        `yaml:"url"`
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// Cookie describes the browser cookie that carries the opaque session ID.
+type Cookie struct {
+	Name     string `yaml:"name"`
+	SameSite string `yaml:"same_site"`
+	Domain   string `yaml:"domain"`
+}
+
+// Session bounds how long and how many sessions a user may hold.
+type Session struct {
+	IdleTimeout     time.Duration `yaml:"idle_timeout"`
+	AbsoluteTimeout time.Duration `yaml:"absolute_timeout"`
+	MaxPerUser      int           `yaml:"max_per_user"`
+	OnLimit         string        `yaml:"on_limit"`
+}
+
+// Token describes the internal JWT handed to upstream services.
+type Token struct {
+	Header   string        `yaml:"header"`
+	Issuer   string        `yaml:"issuer"`
+	Audience string        `yaml:"audience"`
+	TTL      time.Duration `yaml:"ttl"`
+	// SigningKeys are PEM file paths; the first one signs, the rest stay in
+	// the JWKS so that tokens signed before a rotation still verify.
+	SigningKeys []string `yaml:"signing_keys"`
+	// VerificationKeys are published in the JWKS but never sign: this is how
+	// a new key is announced before it becomes active, or an old one kept
+	// after it was retired.
+	VerificationKeys []string      `yaml:"verification_keys"`
+	JWKSMaxAge       time.Duration `yaml:"jwks_max_age"`
+}
+
+// Logout configures the logout endpoint. An empty Path disables it; an empty
+// RedirectURL makes it answer 204 instead of redirecting.
+type Logout struct {
+	Path        string `yaml:"path"`
+	RedirectURL string `yaml:"redirect_url"`
+}
+
+// Route decides the access rule for requests whose path starts with
+// PathPrefix and, if Methods is not empty, whose method is one of Methods.
+type Route struct {
+	PathPrefix string   `yaml:"path_prefix"`
+	Methods    []string `yaml:"methods"`
+	Access     string   `yaml:"access"`
+	// Roles lets the request through if the session has any one of them.
+	Roles []string `yaml:"roles"`
+}
+
+// Default returns the configuration used for every key that neither the file
+// nor the environment sets.
+func Default() Config {
+	return Config{
+		GRPCAddr: ":9001",
+		HTTPAddr: ":9002",
+		// The admin API can revoke sessions: keep it off the network unless
+		// someone asks for it.
+		AdminAddr: "127.0.0.1:9003",
+		LogLevel:  "info",
+		Redis:     Redis{Timeout: 100 * time.Millisecond},
+		Cookie: Cookie{
+			// __Host- makes the browser insist on Secure, Path=/ and no
+			// Domain, so a sibling subdomain cannot plant a session cookie.
+			Name:     "__Host-sid",
+			SameSite: "Lax",
+		},
+		Session: Session{
+			IdleTimeout:     30 * time.Minute,
+			AbsoluteTimeout: 12 * time.Hour,
+			OnLimit:         "evict_oldest",
+		},
+		Token: Token{
+			Header:     "x-internal-jwt",
+			Issuer:     "sessiongate",
+			Audience:   "internal",
+			TTL:        5 * time.Minute,
+			JWKSMaxAge: 5 * time.Minute,
+		},
+		Logout: Logout{Path: "/auth/logout"},
+	}
+}

@@ -1,0 +1,222 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Validate reports every problem in c at once, so that a broken deployment
+// is fixed in one round rather than one error per restart. With dev set, the
+// secrets (redis.url, token.signing_keys, admin_token_file) may be empty so
+// that sessiongate can run locally without them.
+func (c *Config) Validate(dev bool) error {
+	v := &validator{}
+
+	v.check("grpc_addr", checkAddr(c.GRPCAddr))
+	v.check("http_addr", checkAddr(c.HTTPAddr))
+	v.check("admin_addr", checkAddr(c.AdminAddr))
+	if c.AdminTokenFile == "" && !dev {
+		v.fail("admin_token_file", "required outside dev mode")
+	}
+	v.check("login_url", checkRedirect(c.LoginURL))
+	v.oneOf("log_level", c.LogLevel, "debug", "info", "warn", "error")
+
+	switch {
+	case c.Redis.URL == "":
+		if !dev {
+			v.fail("redis.url", "required outside dev mode")
+		}
+	default:
+		// Only the scheme is echoed back: the URL may carry a password.
+		u, err := url.Parse(c.Redis.URL)
+		if err != nil {
+			v.fail("redis.url", "not a URL")
+		} else if u.Scheme != "redis" && u.Scheme != "rediss" {
+			v.fail("redis.url", "must start with redis:// or rediss://, got scheme %q", u.Scheme)
+		}
+	}
+	v.positive("redis.timeout", c.Redis.Timeout)
+	v.atMost("redis.timeout", c.Redis.Timeout, 10*time.Second)
+
+	v.check("cookie.name", checkToken(c.Cookie.Name))
+	v.oneOf("cookie.same_site", c.Cookie.SameSite, "Lax", "Strict", "None")
+	// Browsers reject a __Host- cookie that has a Domain, so the session
+	// would silently never stick. Newer browsers match the prefix
+	// case-insensitively, hence EqualFold.
+	if c.Cookie.Domain != "" && len(c.Cookie.Name) >= 7 && strings.EqualFold(c.Cookie.Name[:7], "__Host-") {
+		v.fail("cookie.domain", "must be empty when cookie.name starts with __Host-, got %q", c.Cookie.Domain)
+	}
+
+	v.positive("session.idle_timeout", c.Session.IdleTimeout)
+	if c.Session.AbsoluteTimeout < c.Session.IdleTimeout {
+		v.fail("session.absolute_timeout", "must be >= session.idle_timeout (%s), got %q", c.Session.IdleTimeout, c.Session.AbsoluteTimeout)
+	}
+	v.atMost("session.absolute_timeout", c.Session.AbsoluteTimeout, 30*24*time.Hour)
+	if c.Session.MaxPerUser < 0 {
+		v.fail("session.max_per_user", "must be >= 0, got %d", c.Session.MaxPerUser)
+	}
+	v.oneOf("session.on_limit", c.Session.OnLimit, "evict_oldest", "reject")
+
+	v.check("token.header", checkTokenHeader(c.Token.Header))
+	v.required("token.issuer", c.Token.Issuer)
+	v.required("token.audience", c.Token.Audience)
+	v.atLeast("token.ttl", c.Token.TTL, 10*time.Second)
+	v.atMost("token.ttl", c.Token.TTL, time.Hour)
+	if len(c.Token.SigningKeys) == 0 && !dev {
+		v.fail("token.signing_keys", "required outside dev mode")
+	}
+	for i, p := range c.Token.SigningKeys {
+		v.required(fmt.Sprintf("token.signing_keys[%d]", i), p)
+	}
+	for i, p := range c.Token.VerificationKeys {
+		v.required(fmt.Sprintf("token.verification_keys[%d]", i), p)
+	}
+	v.atLeast("token.jwks_max_age", c.Token.JWKSMaxAge, 0)
+
+	if c.Logout.Path != "" && !strings.HasPrefix(c.Logout.Path, "/") {
+		v.fail("logout.path", `must be empty or start with "/", got %q`, c.Logout.Path)
+	}
+	v.check("logout.redirect_url", checkRedirect(c.Logout.RedirectURL))
+
+	for i, r := range c.Routes {
+		r.validate(v, fmt.Sprintf("routes[%d]", i))
+	}
+	return errors.Join(v.errs...)
+}
+
+func (r Route) validate(v *validator, path string) {
+	if !strings.HasPrefix(r.PathPrefix, "/") {
+		v.fail(path+".path_prefix", `must start with "/", got %q`, r.PathPrefix)
+	}
+	for j, m := range r.Methods {
+		v.check(fmt.Sprintf("%s.methods[%d]", path, j), checkToken(m))
+	}
+	v.oneOf(path+".access", r.Access, "public", "authenticated", "deny")
+	// Roles on a public or deny route would read as a restriction that is
+	// never enforced.
+	if len(r.Roles) > 0 && r.Access != "authenticated" {
+		v.fail(path+".roles", "only allowed with access: authenticated, got access %q", r.Access)
+	}
+	for j, role := range r.Roles {
+		v.required(fmt.Sprintf("%s.roles[%d]", path, j), role)
+	}
+}
+
+// validator collects problems, each prefixed with the key it is about.
+type validator struct{ errs []error }
+
+func (v *validator) fail(key, format string, args ...any) {
+	v.errs = append(v.errs, fmt.Errorf("config: %s: "+format, append([]any{key}, args...)...))
+}
+
+func (v *validator) check(key string, err error) {
+	if err != nil {
+		v.errs = append(v.errs, fmt.Errorf("config: %s: %w", key, err))
+	}
+}
+
+func (v *validator) required(key, val string) {
+	if val == "" {
+		v.fail(key, "must not be empty")
+	}
+}
+
+func (v *validator) oneOf(key, val string, allowed ...string) {
+	if !slices.Contains(allowed, val) {
+		v.fail(key, "must be one of %s, got %q", strings.Join(allowed, "|"), val)
+	}
+}
+
+func (v *validator) positive(key string, d time.Duration) {
+	if d <= 0 {
+		v.fail(key, "must be > 0, got %q", d)
+	}
+}
+
+func (v *validator) atLeast(key string, d, lo time.Duration) {
+	if d < lo {
+		v.fail(key, "must be >= %s, got %q", lo, d)
+	}
+}
+
+func (v *validator) atMost(key string, d, hi time.Duration) {
+	if d > hi {
+		v.fail(key, "must be <= %s, got %q", hi, d)
+	}
+}
+
+func checkAddr(addr string) error {
+	// An empty or port-less address would make net.Listen pick a random
+	// port instead of failing.
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+		return fmt.Errorf("must be host:port, got %q", addr)
+	}
+	return nil
+}
+
+// checkRedirect accepts "", an absolute http(s) URL or an absolute path.
+// "//host" and "/\host" are refused: browsers treat both as a URL on
+// another host.
+func checkRedirect(s string) error {
+	if s == "" {
+		return nil
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+	case (u.Scheme == "http" || u.Scheme == "https") && u.Host != "":
+		return nil
+	case u.Scheme == "" && strings.HasPrefix(s, "/") && !strings.HasPrefix(s, "//") && !strings.HasPrefix(s, `/\`):
+		return nil
+	}
+	return fmt.Errorf(`must be an absolute http(s) URL or a path starting with "/", got %q`, s)
+}
+
+// hopByHop headers are consumed or rewritten by proxies between Envoy and
+// the upstream, so the token would not arrive intact.
+var hopByHop = []string{
+	"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+	"proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+}
+
+func checkTokenHeader(h string) error {
+	switch {
+	case strings.HasPrefix(h, ":"):
+		return fmt.Errorf("must not be a pseudo-header, got %q", h)
+	case checkToken(h) != nil:
+		return fmt.Errorf("must be a valid HTTP header name, got %q", h)
+	case h != strings.ToLower(h):
+		return fmt.Errorf("must be lower-case, got %q", h)
+	case slices.Contains(hopByHop, h):
+		return fmt.Errorf("must not be a hop-by-hop header, got %q", h)
+	case h == "cookie" || h == "authorization" || h == "host":
+		// These already carry meaning for the upstream or for Envoy's
+		// routing; overwriting them would break it.
+		return fmt.Errorf("must not be %q", h)
+	}
+	return nil
+}
+
+// checkToken checks the RFC 7230 token grammar, which is also what RFC 6265
+// requires of a cookie name and RFC 7231 of a method.
+func checkToken(s string) error {
+	if s == "" {
+		return errors.New("must not be empty")
+	}
+	for _, r := range s {
+		if !isTokenChar(r) {
+			return fmt.Errorf("must be an HTTP token (RFC 7230), got %q: %q is not allowed", s, r)
+		}
+	}
+	return nil
+}
+
+func isTokenChar(r rune) bool {
+	return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' ||
+		strings.ContainsRune("!#$%&'*+-.^_`|~", r)
+}

@@ -1,0 +1,180 @@
+// Package redistest starts real redis-server processes for tests: on a free
+// loopback port, without persistence, stopped by PID when the test ends.
+// Tests that need Redis fail, never skip, when redis-server is missing: a
+// skipped store test would hide exactly the behaviour it exists to check.
+package redistest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Server is one running redis-server.
+type Server struct {
+	t    testing.TB
+	Addr string // host:port
+	dir  string
+	args []string
+	cmd  *exec.Cmd
+}
+
+// URL returns a redis:// URL for the server.
+func (s *Server) URL() string { return "redis://" + s.Addr + "/0" }
+
+// Binary returns the path of redis-server or fails the test saying how to
+// install it.
+func Binary(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("REDIS_SERVER"); p != "" {
+		return p
+	}
+	p, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server not found on PATH: install it (Debian: apt-get install redis-server; `make test` does this when run as root) or set REDIS_SERVER")
+	}
+	return p
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Start runs a fresh redis-server for the test; extra are additional
+// redis-server arguments (e.g. "--maxmemory", "1mb").
+func Start(t testing.TB, extra ...string) *Server {
+	t.Helper()
+	bin := Binary(t)
+	dir := t.TempDir()
+	port := FreePort(t)
+	s := &Server{t: t, Addr: "127.0.0.1:" + strconv.Itoa(port), dir: dir}
+	s.args = append([]string{
+		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--daemonize", "no",
+		"--dir", dir, "--logfile", filepath.Join(dir, "redis.log"),
+	}, extra...)
+	s.start(bin)
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func (s *Server) start(bin string) {
+	s.t.Helper()
+	s.cmd = exec.Command(bin, s.args...)
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("start redis-server: %v", err)
+	}
+	if err := s.waitReady(10 * time.Second); err != nil {
+		s.Stop()
+		s.t.Fatalf("redis-server on %s: %v\n%s", s.Addr, err, s.LogTail())
+	}
+}
+
+// waitReady polls PING over a raw connection until Redis answers PONG.
+func (s *Server) waitReady(limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if pingRaw(s.Addr) == nil {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("not ready after %v", limit)
+}
+
+func pingRaw(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(500 * time.Millisecond))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(line, "+PONG") {
+		return fmt.Errorf("unexpected reply %q", line)
+	}
+	return nil
+}
+
+// Pause stops the process with SIGSTOP: connections stay open, nothing
+// answers. It is the "stalled Redis" case.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused process.
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.t.Helper()
+	if s.cmd == nil || s.cmd.Process == nil {
+		s.t.Fatalf("redis-server on %s is not running", s.Addr)
+	}
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.t.Fatalf("signal redis-server: %v", err)
+	}
+}
+
+// Stop kills the process and waits for it. Safe to call twice.
+func (s *Server) Stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGCONT) // a paused process must be able to die
+	_ = s.cmd.Process.Kill()
+	_, _ = s.cmd.Process.Wait()
+	s.cmd = nil
+}
+
+// Restart starts the server again on the same port with an empty dataset.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Stop()
+	s.start(Binary(s.t))
+}
+
+// LogTail returns the last lines of the server's log, for failure messages.
+func (s *Server) LogTail() string {
+	b, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > 20 {
+		lines = lines[len(lines)-20:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Eventually polls cond until it is true or limit passes.
+func Eventually(ctx context.Context, limit time.Duration, cond func() bool) bool {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for {
+		if cond() {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,410 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sessiongate/sessiongate/pkg/internal/redistest"
+)
+
+// storeFixture is one store under test plus a back door to write raw records,
+// which the conformance suite uses to plant corrupt data.
+type storeFixture struct {
+	store  Store
+	putRaw func(t *testing.T, ref, subject, raw string)
+}
+
+func memoryFixture(t *testing.T) storeFixture {
+	t.Helper()
+	m := NewMemoryStore(nil)
+	return storeFixture{store: m, putRaw: func(t *testing.T, ref, subject, raw string) {
+		t.Helper()
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.sessions[ref] = memRecord{raw: raw, subject: subject, expires: time.Now().Add(time.Minute)}
+	}}
+}
+
+func redisFixture(t *testing.T) storeFixture {
+	t.Helper()
+	srv := redistest.Start(t)
+	rdb, err := NewRedisClient(srv.URL(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	return storeFixture{store: NewRedisStore(rdb), putRaw: func(t *testing.T, ref, subject, raw string) {
+		t.Helper()
+		if err := rdb.Set(context.Background(), sessionKey(ref), raw, time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}}
+}
+
+// TestConformance holds both stores to the Store contract with the same
+// cases. The Redis half runs against a real redis-server.
+func TestConformance(t *testing.T) {
+	for name, newFixture := range map[string]func(*testing.T) storeFixture{
+		"memory": memoryFixture,
+		"redis":  redisFixture,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			for _, c := range conformanceCases {
+				t.Run(c.name, func(t *testing.T) {
+					t.Parallel()
+					c.run(t, newFixture(t))
+				})
+			}
+		})
+	}
+}
+
+var conformanceCases = []struct {
+	name string
+	run  func(t *testing.T, f storeFixture)
+}{
+	{"create then touch returns the record", func(t *testing.T, f storeFixture) {
+		ctx := context.Background()
+		s := newSession(t, "alice", time.Minute, time.Hour)
+		s.Tenant = "acme"
+		s.Roles = []string{"admin", "dev"}
+		s.Claims = map[string]string{"email": "alice@example.com"}
+		s.Device = Device{UserAgent: "curl/8", IP: "192.0.2.1", Name: "laptop"}
+		if _, err := f.store.Create(ctx, s, Limit{}); err != nil {
+			t.Fatal(err)
+		}
+		e, err := f.store.Touch(ctx, s.Ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Version != 1 || e.Ref != s.Ref || !e.ExpiresAt.Equal(s.ExpiresAt) {
+			t.Fatalf("entry = %+v", e)
+		}
+		got, err := e.Session()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Subject != "alice" || got.Tenant != "acme" || !slices.Equal(got.Roles, s.Roles) ||
+			got.Claims["email"] != "alice@example.com" || got.Device != s.Device ||
+			!got.CreatedAt.Equal(s.CreatedAt) || got.IdleTimeout != time.Minute {
+			t.Fatalf("session = %+v, want %+v", got, s)
+		}
+	}},
+	{"unknown ref is not found", func(t *testing.T, f storeFixture) {
+		_, err := f.store.Touch(context.Background(), RefOf(mustID(t)))
+		if !errors.Is(err, ErrNotFound) {
+			t.Fatalf("err = %v, want ErrNotFound", err)
+		}
+	}},
+	{"idle expiry slides on touch", func(t *testing.T, f storeFixture) {
+		ctx := context.Background()
+		s := newSession(t, "bob", 400*time.Millisecond, time.Hour)
+		mustCreate(t, f.store, s, Limit{})
+		for range 4 { // 4 × 250 ms outlives one idle window only if touching slides it
+			time.Sleep(250 * time.Millisecond)
+			if _, err := f.store.Touch(ctx, s.Ref); err != nil {
+				t.Fatalf("touch within idle window: %v", err)
+			}
+		}
+		time.Sleep(600 * time.Millisecond)
+		if _, err := f.store.Touch(ctx, s.Ref); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("after idle timeout: err = %v, want ErrNotFound", err)
+		}
+	}},
+	{"absolute expiry is never extended", func(t *testing.T, f storeFixture) {
+		ctx := context.Background()
+		s := newSession(t, "carol", 400*time.Millisecond, 700*time.Millisecond)
+		mustCreate(t, f.store, s, Limit{})
+		deadline := s.ExpiresAt
+		for time.Now().Before(deadline.Add(-50 * time.Millisecond)) {
+			if _, err := f.store.Touch(ctx, s.Ref); err != nil {
+				t.Fatalf("touch before absolute expiry: %v", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		time.Sleep(time.Until(deadline) + 50*time.Millisecond)
+		if _, err := f.store.Touch(ctx, s.Ref); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("after absolute expiry: err = %v, want ErrNotFound", err)
+		}
+	}},
+	{"delete removes once", func(t *testing.T, f storeFixture) {
+		ctx := context.Background()
+		s := newSession(t, "dave", time.Minute, time.Hour)
+		mustCreate(t, f.store, s, Limit{})
+		if err := f.store.Delete(ctx, s.Ref); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.store.Touch(ctx, s.Ref); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("touch after delete: %v", err)
+		}
+		if err := f.store.Delete(ctx, s.Ref); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("second delete: %v", err)
+		}
+		if ss, err := f.store.List(ctx, "dave"); err != nil || len(ss) != 0 {
+			t.Fatalf("list after delete = %v, %v", ss, err)
+		}
+	}},
+	{"list, revoke and update by subject", func(t *testing.T, f storeFixture) {
+		ctx := context.Background()
+		var refs []string
+		for i := range 3 {
+			s := newSession(t, "erin", time.Minute, time.Hour)
+			s.CreatedAt = s.CreatedAt.Add(time.Duration(i) * time.Millisecond)
+			s.Device.Name = fmt.Sprintf("device-%d", i)
+			mustCreate(t, f.store, s, Limit{})
+			refs = append(refs, s.Ref)
+		}
+		other := newSession(t, "frank", time.Minute, time.Hour)
+		mustCreate(t, f.store, other, Limit{})
+
+		ss, err := f.store.List(ctx, "erin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := refsOf(ss); !slices.Equal(got, refs) {
+			t.Fatalf("list = %v, want %v (oldest first)", got, refs)
+		}
+		if ss[1].Device.Name != "device-1" {
+			t.Fatalf("device = %+v", ss[1].Device)
+		}
+
+		roles := []string{"admin"}
+		n, err := f.store.UpdateUser(ctx, "erin", Update{Roles: &roles, Claims: map[string]string{"plan": "pro"}})
+		if err != nil || n != 3 {
+			t.Fatalf("update = %d, %v", n, err)
+		}
+		e, err := f.store.Touch(ctx, refs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := e.Session()
+		if e.Version != 2 || !slices.Equal(got.Roles, roles) || got.Claims["plan"] != "pro" {
+			t.Fatalf("after update: version %d session %+v", e.Version, got)
+		}
+
+		n, err = f.store.DeleteUser(ctx, "erin")
+		if err != nil || n != 3 {
+			t.Fatalf("delete user = %d, %v", n, err)
+		}
+		for _, ref := range refs {
+			if _, err := f.store.Touch(ctx, ref); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("touch %s after delete user: %v", ref, err)
+			}
+		}
+		if _, err := f.store.Touch(ctx, other.Ref); err != nil {
+			t.Fatalf("other subject's session touched by delete user: %v", err)
+		}
+		if n, err := f.store.DeleteUser(ctx, "nobody"); err != nil || n != 0 {
+			t.Fatalf("delete unknown user = %d, %v", n, err)
+		}
+	}},
+	{"max per user evicts the oldest", func(t *testing.T, f storeFixture) {
+		ctx := context.Background()
+		var refs []string
+		for i := range 3 {
+			s := newSession(t, "gina", time.Minute, time.Hour)
+			s.CreatedAt = s.CreatedAt.Add(time.Duration(i) * time.Millisecond)
+			evicted, err := f.store.Create(ctx, s, Limit{MaxPerUser: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 2 && !slices.Equal(evicted, refs[:1]) {
+				t.Fatalf("evicted = %v, want %v", evicted, refs[:1])
+			}
+			refs = append(refs, s.Ref)
+		}
+		if _, err := f.store.Touch(ctx, refs[0]); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("oldest session still valid: %v", err)
+		}
+		ss, _ := f.store.List(ctx, "gina")
+		if got := refsOf(ss); !slices.Equal(got, refs[1:]) {
+			t.Fatalf("list = %v, want %v", got, refs[1:])
+		}
+	}},
+	{"max per user rejects when configured", func(t *testing.T, f storeFixture) {
+		ctx := context.Background()
+		first := newSession(t, "hank", time.Minute, time.Hour)
+		mustCreate(t, f.store, first, Limit{MaxPerUser: 1, Reject: true})
+		second := newSession(t, "hank", time.Minute, time.Hour)
+		second.CreatedAt = second.CreatedAt.Add(time.Millisecond)
+		if _, err := f.store.Create(ctx, second, Limit{MaxPerUser: 1, Reject: true}); !errors.Is(err, ErrLimit) {
+			t.Fatalf("err = %v, want ErrLimit", err)
+		}
+		if _, err := f.store.Touch(ctx, first.Ref); err != nil {
+			t.Fatalf("first session lost: %v", err)
+		}
+		if _, err := f.store.Touch(ctx, second.Ref); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("rejected session exists: %v", err)
+		}
+	}},
+	{"racing logins respect the cap", func(t *testing.T, f storeFixture) {
+		for _, reject := range []bool{false, true} {
+			subject := fmt.Sprintf("ivy-%v", reject)
+			var wg sync.WaitGroup
+			errs := make(chan error, 10)
+			for range 10 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					s := newSession(t, subject, time.Minute, time.Hour)
+					if _, err := f.store.Create(context.Background(), s, Limit{MaxPerUser: 1, Reject: reject}); err != nil && !errors.Is(err, ErrLimit) {
+						errs <- err
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			ss, err := f.store.List(context.Background(), subject)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ss) != 1 {
+				t.Fatalf("reject=%v: %d live sessions after racing logins, want exactly 1", reject, len(ss))
+			}
+		}
+	}},
+	{"invalid sessions are refused", func(t *testing.T, f storeFixture) {
+		ctx := context.Background()
+		for name, mutate := range map[string]func(*Session){
+			"bad ref":       func(s *Session) { s.Ref = "nope" },
+			"empty subject": func(s *Session) { s.Subject = "" },
+			"expired":       func(s *Session) { s.ExpiresAt = time.Now().Add(-time.Second) },
+			"no idle":       func(s *Session) { s.IdleTimeout = 0 },
+			"huge claims":   func(s *Session) { s.Claims = map[string]string{"x": string(make([]byte, MaxRecordSize))} },
+		} {
+			s := newSession(t, "jack", time.Minute, time.Hour)
+			mutate(s)
+			if _, err := f.store.Create(ctx, s, Limit{}); err == nil {
+				t.Errorf("%s: created", name)
+			}
+		}
+	}},
+	{"corrupt records are rejected", func(t *testing.T, f storeFixture) {
+		ctx := context.Background()
+		far := time.Now().Add(time.Hour).UnixMilli()
+		for name, raw := range map[string]string{
+			"garbage":        "garbage",
+			"other format":   fmt.Sprintf(`2:1:%d:60000:{"sub":"x","cat":1}`, far),
+			"bad json":       fmt.Sprintf(`1:1:%d:60000:{"sub":`, far),
+			"unknown field":  fmt.Sprintf(`1:1:%d:60000:{"sub":"x","cat":1,"admin":true}`, far),
+			"empty subject":  fmt.Sprintf(`1:1:%d:60000:{"sub":"","cat":1}`, far),
+			"too large":      fmt.Sprintf(`1:1:%d:60000:{"sub":"x","clm":{"a":"%s"}}`, far, make([]byte, MaxRecordSize)),
+			"negative idle":  fmt.Sprintf(`1:1:%d:-5:{"sub":"x","cat":1}`, far),
+			"number too big": fmt.Sprintf(`1:99999999999999999999999:%d:60000:{"sub":"x"}`, far),
+		} {
+			ref := RefOf(mustID(t))
+			f.putRaw(t, ref, "x", raw)
+			e, err := f.store.Touch(ctx, ref)
+			if err == nil {
+				_, err = e.Session()
+			}
+			if !errors.Is(err, ErrCorrupt) {
+				t.Errorf("%s: err = %v, want ErrCorrupt", name, err)
+			}
+		}
+	}},
+}
+
+func mustID(t *testing.T) string {
+	t.Helper()
+	id, err := NewID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func newSession(t *testing.T, subject string, idle, abs time.Duration) *Session {
+	t.Helper()
+	now := time.Now().Truncate(time.Millisecond)
+	return &Session{
+		Ref:         RefOf(mustID(t)),
+		Subject:     subject,
+		CreatedAt:   now,
+		ExpiresAt:   now.Add(abs),
+		IdleTimeout: idle,
+	}
+}
+
+func mustCreate(t *testing.T, st Store, s *Session, l Limit) {
+	t.Helper()
+	if _, err := st.Create(context.Background(), s, l); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+}
+
+func refsOf(ss []*Session) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = s.Ref
+	}
+	return out
+}
+
+// TestRedisTouchIsBoundedWhenRedisStalls is the go-redis trap: without
+// ContextTimeoutEnabled a stalled Redis holds a call for the socket timeout
+// (5 s by default) whatever the context says.
+func TestRedisTouchIsBoundedWhenRedisStalls(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb, err := NewRedisClient(srv.URL(), 5*time.Second) // socket timeout deliberately long
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	st := NewRedisStore(rdb)
+	s := newSession(t, "kim", time.Minute, time.Hour)
+	mustCreate(t, st, s, Limit{})
+
+	srv.Pause()
+	defer srv.Resume()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = st.Touch(ctx, s.Ref)
+	took := time.Since(start)
+	if err == nil || errors.Is(err, ErrNotFound) {
+		t.Fatalf("touch on stalled redis: err = %v, want a store error", err)
+	}
+	if took > 300*time.Millisecond {
+		t.Fatalf("touch on stalled redis took %v, want about the 100ms context bound", took)
+	}
+}
+
+// TestRedisKeysHoldNoSessionID checks that nothing stored in Redis contains
+// the session ID itself.
+func TestRedisKeysHoldNoSessionID(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { rdb.Close() })
+	st := NewRedisStore(rdb)
+	id := mustID(t)
+	now := time.Now()
+	s := &Session{Ref: RefOf(id), Subject: "lee", CreatedAt: now, ExpiresAt: now.Add(time.Hour), IdleTimeout: time.Minute}
+	mustCreate(t, st, s, Limit{})
+	ctx := context.Background()
+	keys, err := rdb.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		dump, _ := rdb.Dump(ctx, k).Result()
+		if strings.Contains(k, id) || strings.Contains(dump, id) {
+			t.Fatalf("key %q or its value holds the session ID", k)
+		}
+	}
+	if len(keys) != 2 {
+		t.Fatalf("keys = %v, want a session key and a user index", keys)
+	}
+}

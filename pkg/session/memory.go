@@ -1,0 +1,206 @@
+package session
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+)
+
+// MemoryStore keeps sessions in process memory. It exists for `serve --dev`
+// and tests: it is lost on restart and not shared between replicas. It stores
+// the same encoded records as RedisStore, so both run the same codec.
+type MemoryStore struct {
+	now func() time.Time
+
+	mu       sync.Mutex
+	sessions map[string]memRecord           // by ref
+	users    map[string]map[string]struct{} // subject → refs
+}
+
+type memRecord struct {
+	raw     string
+	subject string
+	expires time.Time // current (sliding) expiry
+}
+
+// NewMemoryStore returns an empty store. now may be nil (time.Now).
+func NewMemoryStore(now func() time.Time) *MemoryStore {
+	if now == nil {
+		now = time.Now
+	}
+	return &MemoryStore{
+		now:      now,
+		sessions: make(map[string]memRecord),
+		users:    make(map[string]map[string]struct{}),
+	}
+}
+
+// live returns the record for ref if it has not expired, dropping it if it has.
+// Callers hold mu.
+func (m *MemoryStore) live(ref string, now time.Time) (memRecord, bool) {
+	r, ok := m.sessions[ref]
+	if !ok {
+		return memRecord{}, false
+	}
+	if !now.Before(r.expires) {
+		m.drop(ref, r.subject)
+		return memRecord{}, false
+	}
+	return r, true
+}
+
+func (m *MemoryStore) drop(ref, subject string) {
+	delete(m.sessions, ref)
+	if refs := m.users[subject]; refs != nil {
+		delete(refs, ref)
+		if len(refs) == 0 {
+			delete(m.users, subject)
+		}
+	}
+}
+
+// liveSessions returns subject's live sessions, oldest first. Callers hold mu.
+func (m *MemoryStore) liveSessions(subject string, now time.Time) ([]*Session, error) {
+	var out []*Session
+	for ref := range m.users[subject] {
+		r, ok := m.live(ref, now)
+		if !ok {
+			continue
+		}
+		e, err := parseEntry(ref, r.raw)
+		if err != nil {
+			return nil, err
+		}
+		s, err := e.Session()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	sortOldestFirst(out)
+	return out, nil
+}
+
+func sortOldestFirst(ss []*Session) {
+	sort.Slice(ss, func(i, j int) bool {
+		if !ss[i].CreatedAt.Equal(ss[j].CreatedAt) {
+			return ss[i].CreatedAt.Before(ss[j].CreatedAt)
+		}
+		return ss[i].Ref < ss[j].Ref
+	})
+}
+
+// Create implements Store.
+func (m *MemoryStore) Create(_ context.Context, s *Session, limit Limit) ([]string, error) {
+	now := m.now()
+	if err := checkNew(s, now); err != nil {
+		return nil, err
+	}
+	if s.Version == 0 {
+		s.Version = 1
+	}
+	raw, err := encodeRecord(s)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	existing, err := m.liveSessions(s.Subject, now)
+	if err != nil {
+		return nil, err
+	}
+	var evicted []string
+	if limit.MaxPerUser > 0 && len(existing) >= limit.MaxPerUser {
+		if limit.Reject {
+			return nil, ErrLimit
+		}
+		for _, old := range existing[:len(existing)-limit.MaxPerUser+1] {
+			m.drop(old.Ref, old.Subject)
+			evicted = append(evicted, old.Ref)
+		}
+	}
+	m.sessions[s.Ref] = memRecord{raw: raw, subject: s.Subject, expires: nextExpiry(now, s.ExpiresAt, s.IdleTimeout)}
+	if m.users[s.Subject] == nil {
+		m.users[s.Subject] = make(map[string]struct{})
+	}
+	m.users[s.Subject][s.Ref] = struct{}{}
+	return evicted, nil
+}
+
+// Touch implements Store.
+func (m *MemoryStore) Touch(_ context.Context, ref string) (Entry, error) {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.live(ref, now)
+	if !ok {
+		return Entry{}, ErrNotFound
+	}
+	e, err := parseEntry(ref, r.raw)
+	if err != nil {
+		return Entry{}, err
+	}
+	r.expires = nextExpiry(now, e.ExpiresAt, e.idle)
+	m.sessions[ref] = r
+	return e, nil
+}
+
+// Delete implements Store.
+func (m *MemoryStore) Delete(_ context.Context, ref string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.live(ref, m.now())
+	if !ok {
+		return ErrNotFound
+	}
+	m.drop(ref, r.subject)
+	return nil
+}
+
+// List implements Store.
+func (m *MemoryStore) List(_ context.Context, subject string) ([]*Session, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.liveSessions(subject, m.now())
+}
+
+// DeleteUser implements Store.
+func (m *MemoryStore) DeleteUser(_ context.Context, subject string) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ss, err := m.liveSessions(subject, m.now())
+	if err != nil {
+		return 0, err
+	}
+	for _, s := range ss {
+		m.drop(s.Ref, subject)
+	}
+	return len(ss), nil
+}
+
+// UpdateUser implements Store.
+func (m *MemoryStore) UpdateUser(_ context.Context, subject string, u Update) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ss, err := m.liveSessions(subject, m.now())
+	if err != nil {
+		return 0, err
+	}
+	for _, s := range ss {
+		raw, err := encodeRecord(applyUpdate(s, u))
+		if err != nil {
+			return 0, err
+		}
+		r := m.sessions[s.Ref]
+		r.raw = raw
+		m.sessions[s.Ref] = r
+	}
+	return len(ss), nil
+}
+
+// Ping implements Store; memory is always reachable.
+func (m *MemoryStore) Ping(context.Context) error { return nil }
+
+// Close implements Store.
+func (m *MemoryStore) Close() error { return nil }

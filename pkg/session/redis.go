@@ -1,0 +1,439 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Key layout. Every operation touches one key at a time, or runs a script on
+// one key, so the layout is correct in Redis Cluster without hash tags: a
+// session key and its subject's index usually live on different slots.
+//
+//	sg:s:<ref>      string  the encoded record; TTL = sliding idle expiry capped by the absolute one
+//	sg:u:<subject>  zset    refs of the subject's sessions, scored by insertion order;
+//	                        TTL = the latest absolute expiry among them
+//
+// The index may briefly name sessions that have expired or were deleted
+// between two steps; every reader checks the session keys and prunes what is
+// gone, so the index converges and never resurrects a session.
+const (
+	sessionPrefix = "sg:s:"
+	userPrefix    = "sg:u:"
+)
+
+// touchScript resolves a session and slides its expiry in one round trip. It
+// reads the absolute expiry and idle timeout from the record header, so the
+// sliding window is capped without a second command; a record past its
+// absolute expiry is deleted and reported missing. Records whose header it
+// cannot read are returned as they are: the client rejects them as corrupt.
+var touchScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+local abs, idle = string.match(v, '^1:%d+:(%d+):(%d+):')
+if not abs then return v end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+abs = tonumber(abs)
+if now >= abs then
+  redis.call('DEL', KEYS[1])
+  return false
+end
+local exp = now + tonumber(idle)
+if exp > abs then exp = abs end
+redis.call('PEXPIREAT', KEYS[1], exp)
+return v
+`)
+
+// indexAddScript appends a ref to a subject's index and keeps the index
+// alive at least as long as the session it names. The score is an insertion
+// sequence, not a clock: racing logins then agree on which one came first,
+// which is what makes max_per_user hold without a cross-slot transaction.
+var indexAddScript = redis.NewScript(`
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+local seq = 1
+if last[2] then seq = tonumber(last[2]) + 1 end
+redis.call('ZADD', KEYS[1], seq, ARGV[1])
+local cur = redis.call('PEXPIRETIME', KEYS[1])
+local want = tonumber(ARGV[2])
+if cur < want then redis.call('PEXPIREAT', KEYS[1], want) end
+return seq
+`)
+
+// casScript replaces a record only if it is unchanged since it was read, and
+// keeps its TTL: an update never extends a session.
+var casScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+return 1
+`)
+
+// RedisStore keeps sessions in Redis: standalone, Sentinel or Cluster,
+// through go-redis's UniversalClient.
+type RedisStore struct {
+	rdb redis.UniversalClient
+	now func() time.Time
+}
+
+// NewRedisStore wraps a client. The client should have ContextTimeoutEnabled
+// set (NewRedisClient does): without it go-redis ignores context deadlines and
+// a stalled Redis would hold every Check for its socket timeout.
+func NewRedisStore(rdb redis.UniversalClient) *RedisStore {
+	return &RedisStore{rdb: rdb, now: time.Now}
+}
+
+// NewRedisClient builds a client from a redis:// or rediss:// URL. timeout
+// bounds socket reads and writes; callers still bound each call with a context.
+func NewRedisClient(url string, timeout time.Duration) (redis.UniversalClient, error) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse redis url: %w", err)
+	}
+	opts.ContextTimeoutEnabled = true
+	opts.ReadTimeout = timeout
+	opts.WriteTimeout = timeout
+	opts.DialTimeout = max(timeout, time.Second)
+	// Waiting for a pooled connection is bounded by the caller's context too;
+	// keep the pool's own bound near the command timeout.
+	opts.PoolTimeout = timeout
+	opts.MaxRetries = -1 // a retry would double the latency bound of Check
+	return redis.NewClient(opts), nil
+}
+
+func sessionKey(ref string) string    { return sessionPrefix + ref }
+func userKey(subject string) string   { return userPrefix + subject }
+func msString(t time.Time) string     { return strconv.FormatInt(t.UnixMilli(), 10) }
+func isNil(err error) bool            { return errors.Is(err, redis.Nil) }
+func wrap(op string, err error) error { return fmt.Errorf("redis %s: %w", op, err) }
+func keysOf(refs []string) []string {
+	keys := make([]string, len(refs))
+	for i, r := range refs {
+		keys[i] = sessionKey(r)
+	}
+	return keys
+}
+
+// Create implements Store.
+//
+// Two logins of one subject may race. Each appends itself to the index (an
+// atomic single-key script) and then reads the index in insertion order; both
+// therefore agree on which sessions are the oldest, and the cap holds
+// whichever finishes first. With Reject, a session that finds itself beyond the cap removes
+// itself, so racing logins can both be rejected but never both admitted
+// past the cap.
+func (r *RedisStore) Create(ctx context.Context, s *Session, limit Limit) ([]string, error) {
+	now := r.now()
+	if err := checkNew(s, now); err != nil {
+		return nil, err
+	}
+	if s.Version == 0 {
+		s.Version = 1
+	}
+	raw, err := encodeRecord(s)
+	if err != nil {
+		return nil, err
+	}
+	// checkNew guarantees a positive TTL: SETNX without one would keep the
+	// session forever.
+	ttl := nextExpiry(now, s.ExpiresAt, s.IdleTimeout).Sub(now)
+	ok, err := r.rdb.SetNX(ctx, sessionKey(s.Ref), raw, ttl).Result()
+	if err != nil {
+		return nil, wrap("create session", err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("create session %s: ref already exists", s.Ref)
+	}
+	uk := userKey(s.Subject)
+	if err := indexAddScript.Run(ctx, r.rdb, []string{uk}, s.Ref, msString(s.ExpiresAt)).Err(); err != nil {
+		// Without the index entry the session could not be listed or revoked
+		// by subject: undo it rather than leave it half-made.
+		r.rdb.Del(context.WithoutCancel(ctx), sessionKey(s.Ref))
+		return nil, wrap("index session", err)
+	}
+	if limit.MaxPerUser <= 0 {
+		return nil, nil
+	}
+	live, err := r.liveRefs(ctx, uk)
+	if err != nil {
+		return nil, err
+	}
+	if len(live) <= limit.MaxPerUser {
+		return nil, nil
+	}
+	if limit.Reject {
+		for i, ref := range live {
+			if ref == s.Ref && i >= limit.MaxPerUser {
+				if err := r.remove(ctx, uk, []string{s.Ref}); err != nil {
+					return nil, err
+				}
+				return nil, ErrLimit
+			}
+		}
+		return nil, nil
+	}
+	evicted := live[:len(live)-limit.MaxPerUser]
+	if err := r.remove(ctx, uk, evicted); err != nil {
+		return nil, err
+	}
+	return evicted, nil
+}
+
+// liveRefs returns the refs in a subject's index whose session keys still
+// exist, oldest first, pruning the others from the index.
+func (r *RedisStore) liveRefs(ctx context.Context, uk string) ([]string, error) {
+	refs, err := r.rdb.ZRange(ctx, uk, 0, -1).Result()
+	if err != nil {
+		return nil, wrap("read index", err)
+	}
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	pipe := r.rdb.Pipeline()
+	cmds := make([]*redis.IntCmd, len(refs))
+	for i, ref := range refs {
+		cmds[i] = pipe.Exists(ctx, sessionKey(ref))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, wrap("check sessions", err)
+	}
+	live := refs[:0:0]
+	var dead []any
+	for i, ref := range refs {
+		if cmds[i].Val() == 1 {
+			live = append(live, ref)
+		} else {
+			dead = append(dead, ref)
+		}
+	}
+	if len(dead) > 0 {
+		if err := r.rdb.ZRem(ctx, uk, dead...).Err(); err != nil {
+			return nil, wrap("prune index", err)
+		}
+	}
+	return live, nil
+}
+
+// remove deletes sessions and their index entries, session keys first so a
+// failure in between leaves only a stale index entry, which readers prune.
+func (r *RedisStore) remove(ctx context.Context, uk string, refs []string) error {
+	if len(refs) == 0 {
+		return nil
+	}
+	pipe := r.rdb.Pipeline()
+	for _, k := range keysOf(refs) {
+		pipe.Del(ctx, k)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return wrap("delete sessions", err)
+	}
+	members := make([]any, len(refs))
+	for i, ref := range refs {
+		members[i] = ref
+	}
+	if err := r.rdb.ZRem(ctx, uk, members...).Err(); err != nil {
+		return wrap("unindex sessions", err)
+	}
+	return nil
+}
+
+// Touch implements Store.
+func (r *RedisStore) Touch(ctx context.Context, ref string) (Entry, error) {
+	v, err := touchScript.Run(ctx, r.rdb, []string{sessionKey(ref)}).Text()
+	if err != nil {
+		if isNil(err) {
+			return Entry{}, ErrNotFound
+		}
+		return Entry{}, wrap("touch session", err)
+	}
+	e, err := parseEntry(ref, v)
+	if err != nil {
+		return Entry{}, err
+	}
+	// Redis enforces the absolute expiry with its own clock; check ours too so
+	// a skewed Redis clock cannot extend a session.
+	if !r.now().Before(e.ExpiresAt) {
+		return Entry{}, ErrNotFound
+	}
+	return e, nil
+}
+
+// Delete implements Store.
+func (r *RedisStore) Delete(ctx context.Context, ref string) error {
+	v, err := r.rdb.GetDel(ctx, sessionKey(ref)).Result()
+	if err != nil {
+		if isNil(err) {
+			return ErrNotFound
+		}
+		return wrap("delete session", err)
+	}
+	e, err := parseEntry(ref, v)
+	if err != nil {
+		return nil // gone; a corrupt record's index entry is pruned by readers
+	}
+	s, err := e.Session()
+	if err != nil {
+		return nil
+	}
+	if err := r.rdb.ZRem(ctx, userKey(s.Subject), ref).Err(); err != nil {
+		return wrap("unindex session", err)
+	}
+	return nil
+}
+
+// sessions reads the live sessions named by a subject's index.
+func (r *RedisStore) sessions(ctx context.Context, subject string) ([]*Session, []string, error) {
+	uk := userKey(subject)
+	refs, err := r.rdb.ZRange(ctx, uk, 0, -1).Result()
+	if err != nil {
+		return nil, nil, wrap("read index", err)
+	}
+	if len(refs) == 0 {
+		return nil, nil, nil
+	}
+	pipe := r.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(refs))
+	for i, ref := range refs {
+		cmds[i] = pipe.Get(ctx, sessionKey(ref))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !isNil(err) {
+		return nil, nil, wrap("read sessions", err)
+	}
+	var out []*Session
+	var raws []string
+	var dead []any
+	for i, ref := range refs {
+		v, err := cmds[i].Result()
+		if isNil(err) {
+			dead = append(dead, ref)
+			continue
+		}
+		if err != nil {
+			return nil, nil, wrap("read session", err)
+		}
+		e, err := parseEntry(ref, v)
+		if err != nil {
+			return nil, nil, fmt.Errorf("session %s: %w", ref, err)
+		}
+		s, err := e.Session()
+		if err != nil {
+			return nil, nil, fmt.Errorf("session %s: %w", ref, err)
+		}
+		out = append(out, s)
+		raws = append(raws, v)
+	}
+	if len(dead) > 0 {
+		if err := r.rdb.ZRem(ctx, uk, dead...).Err(); err != nil {
+			return nil, nil, wrap("prune index", err)
+		}
+	}
+	return out, raws, nil
+}
+
+// List implements Store.
+func (r *RedisStore) List(ctx context.Context, subject string) ([]*Session, error) {
+	ss, _, err := r.sessions(ctx, subject)
+	if err != nil {
+		return nil, err
+	}
+	sortOldestFirst(ss)
+	return ss, nil
+}
+
+// DeleteUser implements Store. Only the refs it read are removed from the
+// index, so a login racing with it keeps its entry.
+func (r *RedisStore) DeleteUser(ctx context.Context, subject string) (int, error) {
+	uk := userKey(subject)
+	refs, err := r.rdb.ZRange(ctx, uk, 0, -1).Result()
+	if err != nil {
+		return 0, wrap("read index", err)
+	}
+	if len(refs) == 0 {
+		return 0, nil
+	}
+	pipe := r.rdb.Pipeline()
+	cmds := make([]*redis.IntCmd, len(refs))
+	for i, k := range keysOf(refs) {
+		cmds[i] = pipe.Del(ctx, k)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, wrap("delete sessions", err)
+	}
+	n := 0
+	members := make([]any, len(refs))
+	for i, ref := range refs {
+		n += int(cmds[i].Val())
+		members[i] = ref
+	}
+	if err := r.rdb.ZRem(ctx, uk, members...).Err(); err != nil {
+		return n, wrap("unindex sessions", err)
+	}
+	return n, nil
+}
+
+// UpdateUser implements Store. Each record is replaced by compare-and-swap so
+// a concurrent update is never lost; a session deleted meanwhile stays deleted.
+func (r *RedisStore) UpdateUser(ctx context.Context, subject string, u Update) (int, error) {
+	ss, raws, err := r.sessions(ctx, subject)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for i, s := range ss {
+		ok, err := r.updateOne(ctx, s, raws[i], u)
+		if err != nil {
+			return n, err
+		}
+		if ok {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (r *RedisStore) updateOne(ctx context.Context, s *Session, raw string, u Update) (bool, error) {
+	const attempts = 5
+	key := sessionKey(s.Ref)
+	for range attempts {
+		next, err := encodeRecord(applyUpdate(s, u))
+		if err != nil {
+			return false, err
+		}
+		swapped, err := casScript.Run(ctx, r.rdb, []string{key}, raw, next).Int()
+		if err != nil {
+			return false, wrap("update session", err)
+		}
+		if swapped == 1 {
+			return true, nil
+		}
+		raw, err = r.rdb.Get(ctx, key).Result()
+		if isNil(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, wrap("reread session", err)
+		}
+		e, err := parseEntry(s.Ref, raw)
+		if err != nil {
+			return false, err
+		}
+		if s, err = e.Session(); err != nil {
+			return false, err
+		}
+	}
+	return false, fmt.Errorf("update session %s: still contended after %d attempts", s.Ref, attempts)
+}
+
+// Ping implements Store.
+func (r *RedisStore) Ping(ctx context.Context) error {
+	if err := r.rdb.Ping(ctx).Err(); err != nil {
+		return wrap("ping", err)
+	}
+	return nil
+}
+
+// Close implements Store.
+func (r *RedisStore) Close() error { return r.rdb.Close() }

@@ -1,0 +1,178 @@
+// Package session is sessiongate's server-side session model: the opaque
+// session IDs handed to clients, the records kept for them, and the stores
+// that keep those records (Redis in production, memory for --dev and tests).
+//
+// A store never sees a usable session ID. Everything past the edge works with
+// the session's ref, a one-way hash of the ID: Redis keys, the admin API, logs
+// and the internal JWT's sid claim. Stealing a Redis dump or a log line
+// therefore yields nothing a client could present.
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"time"
+)
+
+// IDLen is the length of an encoded session ID: 32 random bytes, base64url,
+// no padding.
+const IDLen = 43
+
+// RefLen is the length of a session ref: the first 16 bytes of SHA-256(ID),
+// hex-encoded. 128 bits keeps collisions out of reach while staying short in
+// keys and logs.
+const RefLen = 32
+
+var (
+	// ErrNotFound means the session does not exist or has expired.
+	ErrNotFound = errors.New("session not found")
+	// ErrLimit means max_per_user is reached and on_limit is "reject".
+	ErrLimit = errors.New("session limit reached for subject")
+	// ErrCorrupt means a stored record could not be decoded; callers must
+	// treat the session as unusable.
+	ErrCorrupt = errors.New("session record corrupt")
+)
+
+// NewID returns a fresh session ID from crypto/rand.
+func NewID() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// ValidID reports whether id has exactly the shape NewID produces. It is the
+// gate in front of every store access: anything else is rejected without a
+// lookup, so garbage never costs a Redis round trip.
+func ValidID(id string) bool {
+	if len(id) != IDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	// 43 characters carry 258 bits; the last character's two low bits must be
+	// zero for the encoding to be canonical. Otherwise two spellings would map
+	// to one ID.
+	return b64val(id[IDLen-1])&0x3 == 0
+}
+
+func b64val(c byte) byte {
+	switch {
+	case c >= 'A' && c <= 'Z':
+		return c - 'A'
+	case c >= 'a' && c <= 'z':
+		return c - 'a' + 26
+	case c >= '0' && c <= '9':
+		return c - '0' + 52
+	case c == '-':
+		return 62
+	default:
+		return 63
+	}
+}
+
+// RefOf returns the ref of a session ID.
+func RefOf(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:RefLen/2])
+}
+
+// ValidRef reports whether ref has the shape RefOf produces.
+func ValidRef(ref string) bool {
+	if len(ref) != RefLen {
+		return false
+	}
+	for i := 0; i < len(ref); i++ {
+		c := ref[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Device describes where a session was created, as told by the login service.
+type Device struct {
+	UserAgent string `json:"user_agent,omitempty"`
+	IP        string `json:"ip,omitempty"`
+	Name      string `json:"name,omitempty"`
+}
+
+// Session is one login.
+type Session struct {
+	Ref         string
+	Subject     string
+	Tenant      string
+	Roles       []string
+	Claims      map[string]string
+	Device      Device
+	CreatedAt   time.Time
+	ExpiresAt   time.Time     // absolute expiry, never extended
+	IdleTimeout time.Duration // sliding window renewed by every Touch
+	Version     uint64        // changes on every update; keys token caches
+}
+
+// HasAnyRole reports whether the session has at least one of roles. An empty
+// roles list is satisfied by any session.
+func (s *Session) HasAnyRole(roles []string) bool {
+	return hasAnyRole(s.Roles, roles)
+}
+
+func hasAnyRole(have, want []string) bool {
+	if len(want) == 0 {
+		return true
+	}
+	for _, w := range want {
+		for _, h := range have {
+			if h == w {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Limit is the per-subject session cap applied by Create.
+type Limit struct {
+	MaxPerUser int  // 0 = unlimited
+	Reject     bool // reject the new session instead of evicting the oldest
+}
+
+// Update is a permission change applied to every session of a subject.
+// Nil fields are left as they are.
+type Update struct {
+	Roles  *[]string
+	Claims map[string]string
+}
+
+// Store is the contract both stores meet; the conformance tests hold them to
+// it. Everything is keyed by ref or subject, never by session ID.
+type Store interface {
+	// Create stores s (s.Ref, Subject, CreatedAt, ExpiresAt and IdleTimeout
+	// set by the caller) and applies the limit. It returns the refs of
+	// sessions evicted to make room.
+	Create(ctx context.Context, s *Session, limit Limit) (evicted []string, err error)
+	// Touch resolves a session and extends its idle expiry (capped at the
+	// absolute one) in one atomic step: the Check path's single round trip.
+	Touch(ctx context.Context, ref string) (Entry, error)
+	// Delete removes one session; ErrNotFound if there was none.
+	Delete(ctx context.Context, ref string) error
+	// List returns the live sessions of subject, oldest first.
+	List(ctx context.Context, subject string) ([]*Session, error)
+	// DeleteUser removes every session of subject and returns how many.
+	DeleteUser(ctx context.Context, subject string) (int, error)
+	// UpdateUser applies u to every session of subject, bumping each version.
+	UpdateUser(ctx context.Context, subject string, u Update) (int, error)
+	// Ping reports whether the store is reachable.
+	Ping(ctx context.Context) error
+	Close() error
+}

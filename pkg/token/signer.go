@@ -1,0 +1,191 @@
+package token
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Claims is what one internal JWT says about one session.
+type Claims struct {
+	Subject, Tenant, SessionRef, Audience, ID string // ID = jti
+	Roles                                     []string
+	// Custom holds free-form string claims. Entries whose name is a reserved
+	// claim (see IsReservedClaim) are dropped: a session attribute must never
+	// be able to spoof the issuer, audience, expiry, subject or roles.
+	Custom                         map[string]string
+	IssuedAt, NotBefore, ExpiresAt time.Time
+}
+
+// reserved are the claim names the Signer owns; Custom can never set them.
+var reserved = map[string]struct{}{
+	"iss": {}, "sub": {}, "aud": {}, "exp": {}, "iat": {}, "nbf": {},
+	"jti": {}, "sid": {}, "tenant": {}, "roles": {},
+}
+
+// IsReservedClaim reports whether name is a claim that Claims.Custom cannot
+// set. Configuration code can use it to reject such mappings at startup
+// rather than having them silently dropped at signing time.
+func IsReservedClaim(name string) bool {
+	_, ok := reserved[name]
+	return ok
+}
+
+// wireClaims fixes the JSON shape and member order of the payload. Times are
+// NumericDate seconds, aud is a single string, roles is always an array.
+type wireClaims struct {
+	Iss    string   `json:"iss,omitempty"`
+	Sub    string   `json:"sub,omitempty"`
+	Aud    string   `json:"aud,omitempty"`
+	Exp    int64    `json:"exp"`
+	Nbf    int64    `json:"nbf"`
+	Iat    int64    `json:"iat"`
+	Jti    string   `json:"jti"`
+	Sid    string   `json:"sid,omitempty"`
+	Tenant string   `json:"tenant,omitempty"`
+	Roles  []string `json:"roles"`
+}
+
+// Signer mints internal JWTs. It is safe for concurrent use; SetKeys swaps the
+// key set atomically so a rotation never blocks or tears a Sign call.
+type Signer struct {
+	keys   atomic.Pointer[KeySet]
+	issuer string
+}
+
+// NewSigner returns a Signer that signs with ks and stamps iss = issuer.
+func NewSigner(ks *KeySet, issuer string) *Signer {
+	s := &Signer{issuer: issuer}
+	s.keys.Store(ks)
+	return s
+}
+
+// SetKeys atomically replaces the key set used by subsequent Sign calls and
+// served by JWKSHandler. A nil ks is ignored so a failed reload can never
+// leave the signer without keys.
+func (s *Signer) SetKeys(ks *KeySet) {
+	if ks != nil {
+		s.keys.Store(ks)
+	}
+}
+
+// Keys returns the current key set.
+func (s *Signer) Keys() *KeySet { return s.keys.Load() }
+
+// Issuer returns the iss value stamped on every token.
+func (s *Signer) Issuer() string { return s.issuer }
+
+// Sign returns a compact JWS for c with header {alg, kid, typ:"JWT"}.
+// ExpiresAt is required. A zero IssuedAt means now, a zero NotBefore means
+// IssuedAt, and an empty ID gets a random 128-bit jti.
+func (s *Signer) Sign(c Claims) (string, error) {
+	ks := s.keys.Load()
+	if ks == nil {
+		return "", errors.New("sign token: no key set configured")
+	}
+	iat := c.IssuedAt
+	if iat.IsZero() {
+		iat = time.Now()
+	}
+	nbf := c.NotBefore
+	if nbf.IsZero() {
+		nbf = iat
+	}
+	if c.ExpiresAt.IsZero() {
+		return "", errors.New("sign token: ExpiresAt is required")
+	}
+	if !c.ExpiresAt.After(iat) {
+		return "", errors.New("sign token: ExpiresAt must be after IssuedAt")
+	}
+	jti := c.ID
+	if jti == "" {
+		jti = rand.Text()
+	}
+	roles := c.Roles
+	if roles == nil {
+		roles = []string{} // downstream code can rely on an array, never null
+	}
+	payload, err := json.Marshal(wireClaims{
+		Iss:    s.issuer,
+		Sub:    c.Subject,
+		Aud:    c.Audience,
+		Exp:    c.ExpiresAt.Unix(),
+		Nbf:    nbf.Unix(),
+		Iat:    iat.Unix(),
+		Jti:    jti,
+		Sid:    c.SessionRef,
+		Tenant: c.Tenant,
+		Roles:  roles,
+	})
+	if err != nil {
+		return "", fmt.Errorf("sign token: encode claims: %w", err)
+	}
+	if len(c.Custom) > 0 {
+		if payload, err = appendCustom(payload, c.Custom); err != nil {
+			return "", fmt.Errorf("sign token: encode custom claims: %w", err)
+		}
+	}
+
+	enc := base64.RawURLEncoding
+	var b strings.Builder
+	// Room for header, payload and the largest signature (RSA-3072+ → 512
+	// bytes base64) so the builder normally allocates once.
+	b.Grow(len(ks.header) + 2 + enc.EncodedLen(len(payload)) + 700)
+	b.WriteString(ks.header)
+	b.WriteByte('.')
+	scratch := make([]byte, max(enc.EncodedLen(len(payload)), 700))
+	n := enc.EncodedLen(len(payload))
+	enc.Encode(scratch[:n], payload)
+	b.Write(scratch[:n])
+	// strings.Builder never rewrites bytes already written, so the signing
+	// input can alias the buffer that the signature is appended to.
+	signingInput := b.String()
+	sig, err := ks.method.Sign(signingInput, ks.signKey)
+	if err != nil {
+		return "", fmt.Errorf("sign token with kid %s: %w", ks.ActiveKID(), err)
+	}
+	b.WriteByte('.')
+	n = enc.EncodedLen(len(sig))
+	if n > len(scratch) {
+		scratch = make([]byte, n)
+	}
+	enc.Encode(scratch[:n], sig)
+	b.Write(scratch[:n])
+	return b.String(), nil
+}
+
+// appendCustom merges non-reserved custom claims into the already encoded
+// payload object. The map is only copied when it actually contains reserved
+// names, which is the rare (misconfiguration) case.
+func appendCustom(payload []byte, custom map[string]string) ([]byte, error) {
+	filtered := custom
+	for k := range custom {
+		if IsReservedClaim(k) {
+			filtered = make(map[string]string, len(custom))
+			for k, v := range custom {
+				if !IsReservedClaim(k) {
+					filtered[k] = v
+				}
+			}
+			break
+		}
+	}
+	if len(filtered) == 0 {
+		return payload, nil
+	}
+	extra, err := json.Marshal(filtered) // sorted keys: deterministic payload
+	if err != nil {
+		return nil, err
+	}
+	// payload is `{...}` and extra is `{...}`: splice to `{...,...}`.
+	out := make([]byte, 0, len(payload)+len(extra))
+	out = append(out, payload[:len(payload)-1]...)
+	out = append(out, ',')
+	out = append(out, extra[1:]...)
+	return out, nil
+}

@@ -1,0 +1,385 @@
+// Package verify authenticates requests that reached a Go service through
+// sessiongate. Envoy forwards each request with a short-lived JWT (by default
+// in the x-internal-jwt header) that sessiongate signed after resolving the
+// client's session; this package checks that JWT against sessiongate's
+// published JWKS and exposes the typed claims to handlers.
+//
+// The JWT is the only thing a downstream service should trust: it must never
+// look at the client's session cookie or talk to Redis itself. Only
+// asymmetric algorithms (ES256, EdDSA, RS256) are accepted, so holding the
+// JWKS never allows minting tokens, and "none"/HMAC tokens are always
+// rejected.
+package verify
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/MicahParks/jwkset"
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/time/rate"
+)
+
+// Defaults applied by New and NewWithKeyfunc for zero Options fields.
+const (
+	DefaultHeader                    = "x-internal-jwt"
+	DefaultLeeway                    = 30 * time.Second
+	DefaultRefreshInterval           = 10 * time.Minute
+	DefaultUnknownKIDRefreshInterval = 30 * time.Second
+	DefaultHTTPTimeout               = 10 * time.Second
+)
+
+// maxTokenBytes bounds the work an unauthenticated caller can make us do
+// (base64 + JSON decoding) before any signature check. sessiongate tokens
+// are well under 2 KiB.
+const maxTokenBytes = 16 << 10
+
+// ValidAlgorithms are the only JWS algorithms accepted.
+var ValidAlgorithms = []string{"ES256", "EdDSA", "RS256"}
+
+// Errors returned (wrapped) by Verify. Errors from golang-jwt such as
+// jwt.ErrTokenExpired are wrapped too and can be matched with errors.Is.
+var (
+	ErrMissingToken = errors.New("missing token")
+	ErrInvalidToken = errors.New("invalid token")
+)
+
+// Options configures a Verifier.
+type Options struct {
+	// JWKSURL is sessiongate's JWK Set endpoint. Required by New.
+	JWKSURL string
+	// Issuer must equal the token's iss. Required.
+	Issuer string
+	// Audience must be contained in the token's aud; it identifies this
+	// service so a token minted for another service is refused. Required.
+	Audience string
+	// Header carrying the JWT (default "x-internal-jwt"). If it is
+	// "Authorization", a "Bearer " prefix is expected and stripped.
+	Header string
+	// Leeway tolerates clock skew on exp, nbf and iat (default 30s; a
+	// negative value disables it).
+	Leeway time.Duration
+	// HTTPClient fetches the JWKS (default http.DefaultClient).
+	HTTPClient *http.Client
+	// RefreshInterval is how often the JWKS is refetched in the background
+	// (default 10m). It bounds how long a key removed from sessiongate keeps
+	// being accepted.
+	RefreshInterval time.Duration
+	// UnknownKIDRefreshInterval is the minimum time between JWKS refetches
+	// triggered by tokens with an unknown kid (default 30s). It stops forged
+	// kids from turning every request into a JWKS fetch.
+	UnknownKIDRefreshInterval time.Duration
+	// HTTPTimeout bounds each JWKS fetch, including the wait for the
+	// unknown-kid rate limiter (default 10s).
+	HTTPTimeout time.Duration
+	// RequireInitialFetch makes New fail when the JWKS cannot be fetched at
+	// startup. By default New succeeds, logs the error and fetches again on
+	// the first token, so a service can start before sessiongate.
+	RequireInitialFetch bool
+	// Logger receives JWKS refresh failures (Warn) and token rejection
+	// reasons (Debug). Tokens are never logged. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Verifier checks sessiongate JWTs. It is safe for concurrent use.
+type Verifier struct {
+	keyfuncCtx func(context.Context) jwt.Keyfunc
+	parser     *jwt.Parser
+	header     string
+	bearer     bool
+	log        *slog.Logger
+}
+
+// New returns a Verifier that fetches and caches the JWKS at opts.JWKSURL,
+// refreshing it every RefreshInterval and, rate limited, whenever a token
+// carries an unknown kid (the normal signal of a key rotation). The
+// background refresh stops when ctx is done.
+func New(ctx context.Context, opts Options) (*Verifier, error) {
+	if opts.JWKSURL == "" {
+		return nil, errors.New("verify: JWKSURL is required")
+	}
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	url := opts.JWKSURL
+	log := opts.Logger
+	store, err := jwkset.NewStorageFromHTTP(url, jwkset.HTTPClientStorageOptions{
+		Client:                    opts.HTTPClient,
+		Ctx:                       ctx,
+		HTTPTimeout:               opts.HTTPTimeout,
+		NoErrorReturnFirstHTTPReq: !opts.RequireInitialFetch,
+		RefreshErrorHandler: func(ctx context.Context, err error) {
+			log.WarnContext(ctx, "JWKS refresh failed", "url", url, "error", err)
+		},
+		RefreshInterval: opts.RefreshInterval,
+		// Skip (rather than fail on) key types this version cannot use, so a
+		// future sessiongate key type does not break older services.
+		RequireSupportedKeys: false,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("verify: fetch JWKS from %s: %w", url, err)
+	}
+	client, err := jwkset.NewHTTPClient(jwkset.HTTPClientOptions{
+		HTTPURLs:          map[string]jwkset.Storage{url: store},
+		RateLimitWaitMax:  opts.HTTPTimeout,
+		RefreshUnknownKID: rate.NewLimiter(rate.Every(opts.UnknownKIDRefreshInterval), 1),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("verify: JWKS client for %s: %w", url, err)
+	}
+	kf, err := keyfunc.New(keyfunc.Options{
+		Ctx:          ctx,
+		Storage:      client,
+		UseWhitelist: []jwkset.USE{jwkset.UseSig},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("verify: keyfunc: %w", err)
+	}
+	return newVerifier(opts, kf.KeyfuncCtx), nil
+}
+
+// NewWithKeyfunc returns a Verifier that resolves keys with kf instead of
+// fetching a JWKS, e.g. for tests or keys distributed out of band.
+// opts.JWKSURL and the HTTP/refresh options are ignored.
+func NewWithKeyfunc(kf jwt.Keyfunc, opts Options) (*Verifier, error) {
+	if kf == nil {
+		return nil, errors.New("verify: nil keyfunc")
+	}
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	return newVerifier(opts, func(context.Context) jwt.Keyfunc { return kf }), nil
+}
+
+func (o *Options) defaults() error {
+	if o.Issuer == "" {
+		return errors.New("verify: Issuer is required")
+	}
+	if o.Audience == "" {
+		return errors.New("verify: Audience is required")
+	}
+	if o.Header == "" {
+		o.Header = DefaultHeader
+	}
+	switch {
+	case o.Leeway == 0:
+		o.Leeway = DefaultLeeway
+	case o.Leeway < 0:
+		o.Leeway = 0
+	}
+	if o.RefreshInterval <= 0 {
+		o.RefreshInterval = DefaultRefreshInterval
+	}
+	if o.UnknownKIDRefreshInterval <= 0 {
+		o.UnknownKIDRefreshInterval = DefaultUnknownKIDRefreshInterval
+	}
+	if o.HTTPTimeout <= 0 {
+		o.HTTPTimeout = DefaultHTTPTimeout
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = http.DefaultClient
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return nil
+}
+
+func newVerifier(opts Options, kf func(context.Context) jwt.Keyfunc) *Verifier {
+	return &Verifier{
+		keyfuncCtx: kf,
+		parser: jwt.NewParser(
+			jwt.WithValidMethods(ValidAlgorithms),
+			jwt.WithIssuer(opts.Issuer),
+			jwt.WithAudience(opts.Audience),
+			jwt.WithExpirationRequired(),
+			jwt.WithIssuedAt(),
+			jwt.WithLeeway(opts.Leeway),
+			jwt.WithStrictDecoding(),
+		),
+		header: http.CanonicalHeaderKey(opts.Header),
+		bearer: http.CanonicalHeaderKey(opts.Header) == "Authorization",
+		log:    opts.Logger,
+	}
+}
+
+// Verify checks token and returns its claims. Any JWKS refresh it triggers
+// runs without a caller deadline beyond Options.HTTPTimeout; prefer
+// VerifyContext in request paths.
+func (v *Verifier) Verify(token string) (*Claims, error) {
+	return v.VerifyContext(context.Background(), token)
+}
+
+// VerifyContext is Verify with a context that bounds a JWKS refresh
+// triggered by an unknown kid.
+func (v *Verifier) VerifyContext(ctx context.Context, token string) (*Claims, error) {
+	if token == "" {
+		return nil, ErrMissingToken
+	}
+	if len(token) > maxTokenBytes {
+		return nil, fmt.Errorf("%w: token larger than %d bytes", ErrInvalidToken, maxTokenBytes)
+	}
+	var pc parsedClaims
+	kf := v.keyfuncCtx(ctx)
+	_, err := v.parser.ParseWithClaims(token, &pc, func(t *jwt.Token) (any, error) {
+		// sessiongate always sets kid; requiring it avoids keyfunc's
+		// try-every-key fallback.
+		if kid, _ := t.Header["kid"].(string); kid == "" {
+			return nil, errors.New("token has no kid")
+		}
+		key, err := kf(t)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkKeyForAlg(t.Method.Alg(), key); err != nil {
+			return nil, err
+		}
+		return key, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	return pc.claims(), nil
+}
+
+// checkKeyForAlg pins each alg to one key type and strength, independently
+// of whatever the JWKS claims, as defense in depth against alg confusion.
+func checkKeyForAlg(alg string, key any) error {
+	switch k := key.(type) {
+	case *ecdsa.PublicKey:
+		if alg == "ES256" && k.Curve == elliptic.P256() {
+			return nil
+		}
+	case ed25519.PublicKey:
+		if alg == "EdDSA" {
+			return nil
+		}
+	case *rsa.PublicKey:
+		if alg == "RS256" && k.N.BitLen() >= 2048 {
+			return nil
+		}
+	}
+	return fmt.Errorf("key of type %T is not acceptable for alg %s", key, alg)
+}
+
+// Claims is the verified content of a sessiongate token.
+type Claims struct {
+	Issuer     string
+	Subject    string
+	Audience   []string
+	Tenant     string
+	SessionRef string // sid: an opaque reference to the session, not the session ID
+	ID         string // jti
+	Roles      []string
+	// Custom holds every other string-valued claim sessiongate added.
+	Custom                         map[string]string
+	IssuedAt, NotBefore, ExpiresAt time.Time
+}
+
+// HasRole reports whether the token grants role. It is nil-safe so handlers
+// can write `c, _ := FromContext(ctx); c.HasRole("admin")`.
+func (c *Claims) HasRole(role string) bool {
+	if c == nil {
+		return false
+	}
+	for _, r := range c.Roles {
+		if r == role {
+			return true
+		}
+	}
+	return false
+}
+
+type ctxKey struct{}
+
+// NewContext returns a copy of ctx carrying c. Middleware and interceptors
+// call it; tests of downstream handlers can too.
+func NewContext(ctx context.Context, c *Claims) context.Context {
+	return context.WithValue(ctx, ctxKey{}, c)
+}
+
+// FromContext returns the claims stored by Middleware or the interceptors.
+func FromContext(ctx context.Context) (*Claims, bool) {
+	c, ok := ctx.Value(ctxKey{}).(*Claims)
+	return c, ok && c != nil
+}
+
+// reserved claims are decoded into typed fields and never into Custom; the
+// list matches what sessiongate's signer refuses to let Custom override.
+var reserved = map[string]bool{
+	"iss": true, "sub": true, "aud": true, "exp": true, "iat": true, "nbf": true,
+	"jti": true, "sid": true, "tenant": true, "roles": true,
+}
+
+// parsedClaims implements jwt.Claims (through RegisteredClaims) so that
+// golang-jwt validates exp/nbf/iat/iss/aud, while decoding the
+// sessiongate-specific claims strictly: a wrongly typed roles or tenant
+// makes the token malformed instead of silently empty.
+type parsedClaims struct {
+	wire
+	custom map[string]string
+}
+
+type wire struct {
+	jwt.RegisteredClaims
+	SessionRef string   `json:"sid"`
+	Tenant     string   `json:"tenant"`
+	Roles      []string `json:"roles"`
+}
+
+func (p *parsedClaims) UnmarshalJSON(b []byte) error {
+	if err := json.Unmarshal(b, &p.wire); err != nil {
+		return err
+	}
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(b, &all); err != nil {
+		return err
+	}
+	for k, raw := range all {
+		if reserved[k] {
+			continue
+		}
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			continue // sessiongate only emits string custom claims
+		}
+		if p.custom == nil {
+			p.custom = make(map[string]string, len(all))
+		}
+		p.custom[k] = s
+	}
+	return nil
+}
+
+func (p *parsedClaims) claims() *Claims {
+	c := &Claims{
+		Issuer:     p.Issuer,
+		Subject:    p.Subject,
+		Audience:   []string(p.Audience),
+		Tenant:     p.Tenant,
+		SessionRef: p.SessionRef,
+		ID:         p.ID,
+		Roles:      p.Roles,
+		Custom:     p.custom,
+	}
+	if p.IssuedAt != nil {
+		c.IssuedAt = p.IssuedAt.Time
+	}
+	if p.NotBefore != nil {
+		c.NotBefore = p.NotBefore.Time
+	}
+	if p.ExpiresAt != nil {
+		c.ExpiresAt = p.ExpiresAt.Time
+	}
+	return c
+}
