@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -39,7 +40,7 @@ type Stack struct {
 	Dir   string
 	Ports Ports
 
-	Redis, Sessiongate, Login, Upstream, Envoy *Process
+	Redis, Sessiongate, LoginSvc, Upstream, Envoy *Process
 
 	AdminToken string
 	// Config is what sessiongate currently runs with.
@@ -109,7 +110,7 @@ func Start(t testing.TB, opts Options) *Stack {
 		"--appendonly", "yes", "--appendfsync", "always",
 		"--daemonize", "no", "--protected-mode", "yes")
 	s.Sessiongate = s.process("sessiongate", bin.Sessiongate, "serve", "--config", s.configPath)
-	s.Login = s.process("login", bin.Login,
+	s.LoginSvc = s.process("login", bin.Login,
 		"-listen", fmt.Sprintf("127.0.0.1:%d", ports.Login),
 		"-admin-url", s.AdminURL(),
 		"-admin-token-file", filepath.Join(dir, "admin-token"),
@@ -131,11 +132,14 @@ func Start(t testing.TB, opts Options) *Stack {
 		"--disable-hot-restart",
 		"--concurrency", "2",
 		"--log-level", "info",
-		"--drain-time-s", "1")
+		"--drain-time-s", "1",
+		// Access log lines reach the file within 100ms instead of the
+		// default 10s, so tests can read them.
+		"--file-flush-interval-msec", "100")
 
 	s.mustStart(s.Redis, RedisProbe(fmt.Sprintf("127.0.0.1:%d", ports.Redis)))
 	s.mustStart(s.Sessiongate, s.sessiongateProbe())
-	s.mustStart(s.Login, HTTPProbe(fmt.Sprintf("http://127.0.0.1:%d/healthz", ports.Login), 200))
+	s.mustStart(s.LoginSvc, HTTPProbe(fmt.Sprintf("http://127.0.0.1:%d/healthz", ports.Login), 200))
 	s.mustStart(s.Upstream, HTTPProbe(fmt.Sprintf("http://127.0.0.1:%d/healthz", ports.Upstream), 200))
 	// /ready is LIVE only after the clusters' first health checks and
 	// jwt_authn's first JWKS fetch (async_fetch, fast_listener: false).
@@ -254,7 +258,7 @@ func (s *Stack) Admin() *admin.Client {
 }
 
 func (s *Stack) dumpLogs() {
-	for _, p := range []*Process{s.Redis, s.Sessiongate, s.Login, s.Upstream, s.Envoy} {
+	for _, p := range []*Process{s.Redis, s.Sessiongate, s.LoginSvc, s.Upstream, s.Envoy} {
 		if p == nil {
 			continue
 		}
@@ -267,6 +271,27 @@ func (s *Stack) dumpLogs() {
 		}
 		s.t.Logf("---- envoy access log (last %d lines) ----\n%s", len(lines), strings.Join(lines, "\n"))
 	}
+}
+
+// AccessLog returns the entries of Envoy's JSON access log so far.
+func (s *Stack) AccessLog() []map[string]any {
+	s.t.Helper()
+	b, err := os.ReadFile(s.AccessLogPath)
+	if err != nil && !os.IsNotExist(err) {
+		s.t.Fatal(err)
+	}
+	var out []map[string]any
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			s.t.Fatalf("access log line %q: %v", line, err)
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)

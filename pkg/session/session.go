@@ -121,13 +121,9 @@ type Session struct {
 	Version     uint64        // changes on every update; keys token caches
 }
 
-// HasAnyRole reports whether the session has at least one of roles. An empty
-// roles list is satisfied by any session.
-func (s *Session) HasAnyRole(roles []string) bool {
-	return hasAnyRole(s.Roles, roles)
-}
-
-func hasAnyRole(have, want []string) bool {
+// HasAnyRole reports whether have contains at least one of want. An empty
+// want is satisfied by anything.
+func HasAnyRole(have, want []string) bool {
 	if len(want) == 0 {
 		return true
 	}

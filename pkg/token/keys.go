@@ -263,7 +263,8 @@ func normalizeSigner(s crypto.Signer) (crypto.Signer, error) {
 }
 
 func normalizePublic(p crypto.PublicKey) (crypto.PublicKey, error) {
-	// Accept a private key by mistake-tolerance: only its public half is kept.
+	// A private key passed here is reduced to its public half, so the
+	// private part can never reach the JWKS.
 	if s, ok := p.(crypto.Signer); ok {
 		p = s.Public()
 	}

@@ -3,7 +3,6 @@ package token
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"fmt"
 	"log/slog"
 	"os"
@@ -196,5 +195,7 @@ func TestReload(t *testing.T) {
 	if err := Reload([]string{good}, nil, log, apply); err != nil || got == nil {
 		t.Fatalf("Reload(good) err=%v applied=%v", err, got != nil)
 	}
-	var _ crypto.PublicKey = got.keys[0].pub
+	if got.Algorithm() != AlgEdDSA {
+		t.Errorf("applied set has alg %s", got.Algorithm())
+	}
 }

@@ -193,39 +193,43 @@ func TestVerifyRejects(t *testing.T) {
 	futureIat := validMap()
 	futureIat["iat"] = time.Now().Add(10 * time.Minute).Unix()
 
-	cases := map[string]string{
-		"empty":         "",
-		"garbage":       "not.a.jwt",
-		"unknown kid":   unknownKID,
-		"alg none":      forge(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, kid, validMap()),
-		"HS256 pub pem": forge(t, jwt.SigningMethodHS256, pubPEM, kid, validMap()),
-		"HS256 pub der": forge(t, jwt.SigningMethodHS256, pubDER, kid, validMap()),
-		"wrong iss":     wrongIss,
-		"wrong aud":     e.sign(t, func(c *token.Claims) { c.Audience = "billing" }),
-		"expired": e.sign(t, func(c *token.Claims) {
+	type tc struct{ tok, want string }
+	cases := map[string]tc{
+		"empty":         {"", "missing token"},
+		"garbage":       {"not.a.jwt", "malformed"},
+		"unknown kid":   {unknownKID, "key not found"},
+		"alg none":      {forge(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, kid, validMap()), "signing method none is invalid"},
+		"HS256 pub pem": {forge(t, jwt.SigningMethodHS256, pubPEM, kid, validMap()), "signing method HS256 is invalid"},
+		"HS256 pub der": {forge(t, jwt.SigningMethodHS256, pubDER, kid, validMap()), "signing method HS256 is invalid"},
+		"wrong iss":     {wrongIss, "invalid issuer"},
+		"wrong aud":     {e.sign(t, func(c *token.Claims) { c.Audience = "billing" }), "invalid audience"},
+		"expired": {e.sign(t, func(c *token.Claims) {
 			c.IssuedAt = time.Now().Add(-10 * time.Minute)
 			c.ExpiresAt = time.Now().Add(-2 * time.Minute)
-		}),
-		"nbf future":  e.sign(t, func(c *token.Claims) { c.NotBefore = time.Now().Add(2 * time.Minute) }),
-		"iat future":  forge(t, jwt.SigningMethodES256, e.priv, kid, futureIat),
-		"tampered":    tampered,
-		"missing exp": forge(t, jwt.SigningMethodES256, e.priv, kid, noExp),
-		"no kid":      forge(t, jwt.SigningMethodES256, e.priv, "", validMap()),
-		"roles type":  forge(t, jwt.SigningMethodES256, e.priv, kid, badRoles),
-		"oversized":   strings.Repeat("a", 20<<10),
+		}), "expired"},
+		"nbf future":  {e.sign(t, func(c *token.Claims) { c.NotBefore = time.Now().Add(2 * time.Minute) }), "not valid yet"},
+		"iat future":  {forge(t, jwt.SigningMethodES256, e.priv, kid, futureIat), "used before issued"},
+		"tampered":    {tampered, "verification error"},
+		"missing exp": {forge(t, jwt.SigningMethodES256, e.priv, kid, noExp), "exp claim is required"},
+		"no kid":      {forge(t, jwt.SigningMethodES256, e.priv, "", validMap()), "no kid"},
+		"roles type":  {forge(t, jwt.SigningMethodES256, e.priv, kid, badRoles), "malformed"},
+		"oversized":   {strings.Repeat("a", 20<<10), "larger than"},
 	}
-	for name, tok := range cases {
+	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			c, err := e.v.Verify(tok)
+			claims, err := e.v.Verify(c.tok)
 			if err == nil {
-				t.Fatalf("Verify accepted token: %+v", c)
+				t.Fatalf("Verify accepted token: %+v", claims)
 			}
 			if !errors.Is(err, verify.ErrInvalidToken) && !errors.Is(err, verify.ErrMissingToken) {
 				t.Errorf("error %v is neither ErrInvalidToken nor ErrMissingToken", err)
 			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %q, want it to mention %q", err, c.want)
+			}
 		})
 	}
-	if _, err := e.v.Verify(cases["expired"]); !errors.Is(err, jwt.ErrTokenExpired) {
+	if _, err := e.v.Verify(cases["expired"].tok); !errors.Is(err, jwt.ErrTokenExpired) {
 		t.Errorf("expired: %v does not wrap jwt.ErrTokenExpired", err)
 	}
 }

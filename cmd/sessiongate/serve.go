@@ -1,0 +1,431 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/sessiongate/sessiongate/pkg/admin"
+	"github.com/sessiongate/sessiongate/pkg/authz"
+	"github.com/sessiongate/sessiongate/pkg/config"
+	"github.com/sessiongate/sessiongate/pkg/metrics"
+	"github.com/sessiongate/sessiongate/pkg/session"
+	"github.com/sessiongate/sessiongate/pkg/token"
+)
+
+// shutdownGrace bounds how long in-flight Checks and HTTP requests may take
+// to finish after SIGTERM. Kubernetes' default grace period is 30 s.
+const shutdownGrace = 20 * time.Second
+
+// healthInterval is how often the store is probed for readiness.
+const healthInterval = time.Second
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "YAML config file")
+	dev := fs.Bool("dev", false, "development mode: in-memory store, ephemeral key, open admin API on loopback")
+	grpcAddr := fs.String("grpc-addr", "", "override grpc_addr")
+	httpAddr := fs.String("http-addr", "", "override http_addr")
+	adminAddr := fs.String("admin-addr", "", "override admin_addr")
+	redisURL := fs.String("redis-url", "", "override redis.url")
+	logLevel := fs.String("log-level", "", "override log_level")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*configPath, os.Environ())
+	if err != nil {
+		return err
+	}
+	// Flags win over file and environment, but only when given.
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "grpc-addr":
+			cfg.GRPCAddr = *grpcAddr
+		case "http-addr":
+			cfg.HTTPAddr = *httpAddr
+		case "admin-addr":
+			cfg.AdminAddr = *adminAddr
+		case "redis-url":
+			cfg.Redis.URL = *redisURL
+		case "log-level":
+			cfg.LogLevel = strings.ToLower(*logLevel)
+		}
+	})
+	if err := cfg.Validate(*dev); err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+	slog.SetDefault(log)
+	g, err := build(cfg, *dev, *configPath, log)
+	if err != nil {
+		return err
+	}
+	return g.run(ctx)
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level)) // validated by config
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// gate is one running sessiongate: its store, servers and background loops.
+type gate struct {
+	cfg        *config.Config
+	configPath string
+	log        *slog.Logger
+	store      session.Store
+	signer     *token.Signer
+	authz      *authz.Server
+	admin      *admin.Handler
+	metrics    *metrics.Metrics
+	registry   *prometheus.Registry
+	health     *health.Server
+	ready      atomic.Bool
+}
+
+func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*gate, error) {
+	g := &gate{cfg: cfg, configPath: configPath, log: log, registry: prometheus.NewRegistry()}
+	g.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	g.metrics = metrics.New(g.registry)
+
+	var store session.Store
+	if cfg.Redis.URL == "" {
+		// Only reachable with --dev: Validate requires redis.url otherwise.
+		log.Warn("dev mode: sessions are kept in process memory; single replica only, lost on restart")
+		store = session.NewMemoryStore(nil)
+	} else {
+		rdb, err := session.NewRedisClient(cfg.Redis.URL, cfg.Redis.Timeout)
+		if err != nil {
+			return nil, err
+		}
+		store = session.NewRedisStore(rdb)
+	}
+	g.store = g.metrics.Store(store)
+
+	keys, err := loadKeys(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	g.signer = token.NewSigner(keys, cfg.Token.Issuer)
+
+	routes, err := authzRoutes(cfg.Routes)
+	if err != nil {
+		return nil, err
+	}
+	cookie := session.Cookie{Name: cfg.Cookie.Name, SameSite: cfg.Cookie.SameSite, Domain: cfg.Cookie.Domain}
+	g.authz = authz.New(authz.Options{
+		Sessions:     g.store,
+		Signer:       g.signer,
+		Routes:       routes,
+		Cookie:       cookie,
+		TokenHeader:  cfg.Token.Header,
+		Audience:     cfg.Token.Audience,
+		TokenTTL:     cfg.Token.TTL,
+		StoreTimeout: cfg.Redis.Timeout,
+		LoginURL:     cfg.LoginURL,
+		LogoutPath:   cfg.Logout.Path,
+		LogoutURL:    cfg.Logout.RedirectURL,
+		Metrics:      g.metrics,
+		Log:          log,
+	})
+
+	open := false
+	var tokens []string
+	if cfg.AdminTokenFile != "" {
+		if tokens, err = readAdminTokens(cfg.AdminTokenFile); err != nil {
+			return nil, err
+		}
+	} else {
+		// Only reachable with --dev. An unauthenticated admin API is tolerable
+		// on loopback for a developer, never on a network interface.
+		if !isLoopback(cfg.AdminAddr) {
+			return nil, fmt.Errorf("dev mode without admin_token_file: admin_addr %q must be a loopback address", cfg.AdminAddr)
+		}
+		log.Warn("dev mode: admin API open without a token on loopback", "addr", cfg.AdminAddr)
+		open = true
+	}
+	g.admin = admin.NewHandler(admin.Options{
+		Store:           g.store,
+		Cookie:          cookie,
+		IdleTimeout:     cfg.Session.IdleTimeout,
+		AbsoluteTimeout: cfg.Session.AbsoluteTimeout,
+		Limit:           session.Limit{MaxPerUser: cfg.Session.MaxPerUser, Reject: cfg.Session.OnLimit == "reject"},
+		Open:            open,
+		Log:             log,
+	})
+	g.admin.SetTokens(tokens)
+	g.health = health.NewServer()
+	return g, nil
+}
+
+func loadKeys(cfg *config.Config, log *slog.Logger) (*token.KeySet, error) {
+	if len(cfg.Token.SigningKeys) == 0 {
+		// Only reachable with --dev.
+		k, err := token.GenerateKey(token.AlgES256)
+		if err != nil {
+			return nil, err
+		}
+		ks, err := token.NewKeySet(k, "")
+		if err != nil {
+			return nil, err
+		}
+		log.Warn("dev mode: ephemeral ES256 signing key; tokens stop verifying after a restart", "kid", ks.ActiveKID())
+		return ks, nil
+	}
+	ks, err := token.LoadKeySet(cfg.Token.SigningKeys, cfg.Token.VerificationKeys)
+	if err != nil {
+		return nil, fmt.Errorf("load signing keys: %w", err)
+	}
+	return ks, nil
+}
+
+func authzRoutes(in []config.Route) ([]authz.Route, error) {
+	out := make([]authz.Route, 0, len(in))
+	for i, r := range in {
+		a, err := authz.ParseAccess(r.Access)
+		if err != nil {
+			return nil, fmt.Errorf("routes[%d].access: %w", i, err)
+		}
+		out = append(out, authz.Route{PathPrefix: r.PathPrefix, Methods: r.Methods, Access: a, Roles: r.Roles})
+	}
+	return out, nil
+}
+
+func readAdminTokens(path string) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read admin_token_file: %w", err)
+	}
+	tokens, err := admin.ParseTokenFile(data)
+	if err != nil {
+		return nil, fmt.Errorf("admin_token_file %s: %w", path, err)
+	}
+	return tokens, nil
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// run serves until ctx ends, then shuts down gracefully: readiness goes
+// NOT_SERVING first so Envoy and Kubernetes stop sending, in-flight Checks
+// finish, and the store is closed last.
+func (g *gate) run(ctx context.Context) error {
+	cfg := g.cfg
+	grpcLis, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("listen grpc_addr %s: %w", cfg.GRPCAddr, err)
+	}
+	httpLis, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen http_addr %s: %w", cfg.HTTPAddr, err)
+	}
+	adminLis, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		return fmt.Errorf("listen admin_addr %s: %w", cfg.AdminAddr, err)
+	}
+
+	gs := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(gs, g.authz)
+	healthpb.RegisterHealthServer(gs, g.health)
+	g.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+
+	httpSrv := &http.Server{Handler: g.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+	adminSrv := &http.Server{Handler: g.admin, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second}
+
+	bg, stopBG := context.WithCancel(context.Background())
+	defer stopBG()
+	go g.probeStore(bg)
+	if len(cfg.Token.SigningKeys) > 0 {
+		go token.WatchKeys(bg, cfg.Token.SigningKeys, cfg.Token.VerificationKeys, token.DefaultWatchInterval, g.log, g.signer.SetKeys)
+	}
+	go g.reloadOnSIGHUP(bg)
+
+	errc := make(chan error, 3)
+	go func() { errc <- serveErr("grpc", gs.Serve(grpcLis)) }()
+	go func() { errc <- serveErr("http", httpSrv.Serve(httpLis)) }()
+	go func() { errc <- serveErr("admin", adminSrv.Serve(adminLis)) }()
+	g.log.Info("sessiongate serving", "version", version,
+		"grpc_addr", grpcLis.Addr().String(), "http_addr", httpLis.Addr().String(), "admin_addr", adminLis.Addr().String(),
+		"kid", g.signer.Keys().ActiveKID())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		g.log.Info("shutting down")
+	case runErr = <-errc:
+		g.log.Error("server failed; shutting down", "err", runErr)
+	}
+	g.ready.Store(false)
+	g.health.Shutdown()
+	stopBG()
+
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { gs.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-sctx.Done():
+		gs.Stop()
+	}
+	_ = httpSrv.Shutdown(sctx)
+	_ = adminSrv.Shutdown(sctx)
+	if err := g.store.Close(); err != nil {
+		g.log.Warn("close store", "err", err)
+	}
+	g.log.Info("stopped")
+	return runErr
+}
+
+func serveErr(name string, err error) error {
+	if err == nil || errors.Is(err, http.ErrServerClosed) || errors.Is(err, grpc.ErrServerStopped) {
+		return nil
+	}
+	return fmt.Errorf("%s server: %w", name, err)
+}
+
+// probeStore keeps readiness and gRPC health in line with the store's
+// reachability: a replica that cannot reach Redis can only deny, so Envoy's
+// health checks and Kubernetes should route around it.
+func (g *gate) probeStore(ctx context.Context) {
+	t := time.NewTicker(healthInterval)
+	defer t.Stop()
+	up := false
+	for {
+		pctx, cancel := context.WithTimeout(ctx, max(g.cfg.Redis.Timeout*5, 500*time.Millisecond))
+		err := g.store.Ping(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		now := err == nil
+		if now != up {
+			if now {
+				g.log.Info("session store reachable; serving")
+				g.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+				g.metrics.StoreUp.Set(1)
+			} else {
+				g.log.Warn("session store unreachable; not serving", "err", err)
+				g.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+				g.metrics.StoreUp.Set(0)
+			}
+			up = now
+			g.ready.Store(now)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// reloadOnSIGHUP re-reads keys and the config file. What is safe to change
+// live is applied (keys, routes); everything else needs a restart and is
+// reported as such.
+func (g *gate) reloadOnSIGHUP(ctx context.Context) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	defer signal.Stop(ch)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+			g.reload()
+		}
+	}
+}
+
+func (g *gate) reload() {
+	g.log.Info("SIGHUP: reloading")
+	if len(g.cfg.Token.SigningKeys) > 0 {
+		_ = token.Reload(g.cfg.Token.SigningKeys, g.cfg.Token.VerificationKeys, g.log, g.signer.SetKeys)
+	}
+	if g.configPath == "" {
+		return
+	}
+	cfg, err := config.Load(g.configPath, os.Environ())
+	if err == nil {
+		err = cfg.Validate(false)
+	}
+	var routes []authz.Route
+	if err == nil {
+		routes, err = authzRoutes(cfg.Routes)
+	}
+	if err != nil {
+		g.log.Error("config reload failed; keeping current config", "err", err)
+		return
+	}
+	g.authz.SetRoutes(routes)
+	if g.cfg.AdminTokenFile != "" {
+		if tokens, err := readAdminTokens(g.cfg.AdminTokenFile); err != nil {
+			g.log.Error("admin token reload failed; keeping current tokens", "err", err)
+		} else {
+			g.admin.SetTokens(tokens)
+		}
+	}
+	g.log.Info("config reloaded: routes and admin tokens applied; other keys need a restart")
+}
+
+func (g *gate) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /.well-known/jwks.json", g.signer.JWKSHandler(g.cfg.Token.JWKSMaxAge))
+	mux.Handle("GET /.well-known/openid-configuration", token.DiscoveryHandler(g.cfg.Token.Issuer, g.jwksURL()))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		// Liveness: the process answers. It does not depend on Redis, or
+		// Kubernetes would restart every replica during a Redis outage.
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !g.ready.Load() {
+			http.Error(w, "session store unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// jwksURL is what the discovery document names. When the issuer is a URL,
+// the JWKS is assumed to be served under it (behind a gateway); otherwise the
+// path alone is given, relative to whoever fetched the document.
+func (g *gate) jwksURL() string {
+	iss := g.cfg.Token.Issuer
+	if strings.HasPrefix(iss, "https://") || strings.HasPrefix(iss, "http://") {
+		return strings.TrimRight(iss, "/") + "/.well-known/jwks.json"
+	}
+	return "/.well-known/jwks.json"
+}

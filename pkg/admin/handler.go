@@ -1,0 +1,470 @@
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/sessiongate/sessiongate/pkg/session"
+)
+
+// Sessions is what the admin API needs from a session store.
+type Sessions interface {
+	Create(ctx context.Context, s *session.Session, limit session.Limit) ([]string, error)
+	Delete(ctx context.Context, ref string) error
+	List(ctx context.Context, subject string) ([]*session.Session, error)
+	DeleteUser(ctx context.Context, subject string) (int, error)
+	UpdateUser(ctx context.Context, subject string, u session.Update) (int, error)
+}
+
+// Options configure the admin handler.
+type Options struct {
+	Store  Sessions
+	Cookie session.Cookie
+	// IdleTimeout and AbsoluteTimeout are the defaults and the maxima of a
+	// new session's timeouts.
+	IdleTimeout     time.Duration
+	AbsoluteTimeout time.Duration
+	Limit           session.Limit
+	// Open disables token authentication; only for --dev on loopback.
+	Open bool
+	// StoreTimeout bounds each store call.
+	StoreTimeout time.Duration
+	Log          *slog.Logger
+	Now          func() time.Time
+}
+
+// Limits on what a request may carry. They keep a record well under
+// session.MaxRecordSize and turn absurd input into a 400 instead of a
+// stored oddity.
+const (
+	maxBody       = 64 << 10
+	maxSubject    = 256
+	maxRoles      = 64
+	maxClaims     = 64
+	maxValue      = 1024
+	minTimeout    = time.Second
+	maxDeviceText = 512
+)
+
+// reservedClaims are the JWT claims sessiongate sets itself; a custom claim
+// may not use these names.
+var reservedClaims = map[string]bool{
+	"iss": true, "sub": true, "aud": true, "exp": true, "iat": true, "nbf": true,
+	"jti": true, "sid": true, "tenant": true, "roles": true,
+}
+
+// Handler serves the admin API.
+type Handler struct {
+	o      Options
+	tokens atomic.Pointer[[][sha256.Size]byte]
+	mux    *http.ServeMux
+}
+
+// NewHandler returns the admin API handler.
+func NewHandler(o Options) *Handler {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.StoreTimeout == 0 {
+		o.StoreTimeout = 2 * time.Second
+	}
+	h := &Handler{o: o, mux: http.NewServeMux()}
+	h.SetTokens(nil)
+	h.mux.HandleFunc("POST /v1/sessions", h.create)
+	h.mux.HandleFunc("GET /v1/users/{subject}/sessions", h.list)
+	h.mux.HandleFunc("DELETE /v1/sessions/{ref}", h.revoke)
+	h.mux.HandleFunc("DELETE /v1/users/{subject}/sessions", h.revokeUser)
+	h.mux.HandleFunc("PATCH /v1/users/{subject}/sessions", h.updateUser)
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not found")
+	})
+	return h
+}
+
+// SetTokens replaces the accepted bearer tokens; several may be valid at once
+// so a token can be rotated without downtime. Tokens are kept as SHA-256
+// digests and compared in constant time.
+func (h *Handler) SetTokens(tokens []string) {
+	ds := make([][sha256.Size]byte, 0, len(tokens))
+	for _, t := range tokens {
+		ds = append(ds, sha256.Sum256([]byte(t)))
+	}
+	h.tokens.Store(&ds)
+}
+
+// ParseTokenFile reads bearer tokens, one per line; blank lines and lines
+// starting with # are ignored.
+func ParseTokenFile(data []byte) ([]string, error) {
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if len(line) < 16 {
+			return nil, errors.New("admin token shorter than 16 characters")
+		}
+		out = append(out, line)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no admin token in file")
+	}
+	return out, nil
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if !h.o.Open && !h.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="sessiongate-admin"`)
+		writeError(w, http.StatusUnauthorized, "unauthorized")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	h.mux.ServeHTTP(w, r)
+}
+
+func (h *Handler) authorized(r *http.Request) bool {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || tok == "" {
+		return false
+	}
+	got := sha256.Sum256([]byte(tok))
+	match := 0
+	for _, want := range *h.tokens.Load() {
+		match |= subtle.ConstantTimeCompare(got[:], want[:])
+	}
+	return match == 1
+}
+
+func (h *Handler) ctx(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), h.o.StoreTimeout)
+}
+
+func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
+	var req CreateRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	idle, abs, err := h.timeouts(req)
+	if err == nil {
+		err = validateSession(req)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	id, err := session.NewID()
+	if err != nil {
+		h.o.Log.Error("admin: generate session id", "err", err)
+		writeError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	now := h.o.Now().Truncate(time.Millisecond)
+	s := &session.Session{
+		Ref:         session.RefOf(id),
+		Subject:     req.Subject,
+		Tenant:      req.Tenant,
+		Roles:       req.Roles,
+		Claims:      req.Claims,
+		CreatedAt:   now,
+		ExpiresAt:   now.Add(abs),
+		IdleTimeout: idle,
+	}
+	if req.Device != nil {
+		s.Device = session.Device(*req.Device)
+	}
+	ctx, cancel := h.ctx(r)
+	defer cancel()
+	evicted, err := h.o.Store.Create(ctx, s, h.o.Limit)
+	if errors.Is(err, session.ErrLimit) {
+		h.audit(r, "create_rejected", req.Subject, "")
+		writeError(w, http.StatusConflict, "session limit reached")
+		return
+	}
+	if err != nil {
+		h.storeError(w, "create", err)
+		return
+	}
+	h.audit(r, "create", req.Subject, s.Ref)
+	for _, ref := range evicted {
+		h.audit(r, "evict", req.Subject, ref)
+	}
+	writeJSON(w, http.StatusCreated, CreateResponse{
+		SessionID:  id,
+		SessionRef: s.Ref,
+		SetCookie:  h.o.Cookie.Set(id, abs),
+		ExpiresAt:  s.ExpiresAt.UTC(),
+	})
+}
+
+// timeouts resolves a request's timeouts against the configured ones, which
+// are both defaults and caps.
+func (h *Handler) timeouts(req CreateRequest) (idle, abs time.Duration, err error) {
+	idle, abs = h.o.IdleTimeout, h.o.AbsoluteTimeout
+	parse := func(name, v string, limit time.Duration) (time.Duration, error) {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %v", name, err)
+		}
+		if d < minTimeout || d > limit {
+			return 0, fmt.Errorf("%s: must be between %v and %v", name, minTimeout, limit)
+		}
+		return d, nil
+	}
+	if req.AbsoluteTimeout != "" {
+		if abs, err = parse("absolute_timeout", req.AbsoluteTimeout, h.o.AbsoluteTimeout); err != nil {
+			return 0, 0, err
+		}
+	}
+	if req.IdleTimeout != "" {
+		if idle, err = parse("idle_timeout", req.IdleTimeout, h.o.IdleTimeout); err != nil {
+			return 0, 0, err
+		}
+	}
+	return min(idle, abs), abs, nil
+}
+
+func validateSession(req CreateRequest) error {
+	if err := validSubject(req.Subject); err != nil {
+		return err
+	}
+	if err := validText("tenant", req.Tenant, maxValue); err != nil {
+		return err
+	}
+	if err := validRoles(req.Roles); err != nil {
+		return err
+	}
+	if err := validClaims(req.Claims); err != nil {
+		return err
+	}
+	if d := req.Device; d != nil {
+		for name, v := range map[string]string{"device.user_agent": d.UserAgent, "device.ip": d.IP, "device.name": d.Name} {
+			if err := validText(name, v, maxDeviceText); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func validSubject(s string) error {
+	if s == "" {
+		return errors.New("subject: required")
+	}
+	return validText("subject", s, maxSubject)
+}
+
+func validRoles(roles []string) error {
+	if len(roles) > maxRoles {
+		return fmt.Errorf("roles: at most %d", maxRoles)
+	}
+	for _, r := range roles {
+		if r == "" {
+			return errors.New("roles: empty role")
+		}
+		if err := validText("roles", r, maxValue); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func validClaims(claims map[string]string) error {
+	if len(claims) > maxClaims {
+		return fmt.Errorf("claims: at most %d", maxClaims)
+	}
+	for k, v := range claims {
+		if k == "" || reservedClaims[k] {
+			return fmt.Errorf("claims: %q is reserved", k)
+		}
+		if err := validText("claims key", k, maxValue); err != nil {
+			return err
+		}
+		if err := validText("claims."+k, v, maxValue); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validText refuses control characters and invalid UTF-8 in anything stored:
+// such values end up in JWT claims, logs and admin listings, and there is no
+// legitimate use for them.
+func validText(name, v string, limit int) error {
+	if len(v) > limit {
+		return fmt.Errorf("%s: longer than %d bytes", name, limit)
+	}
+	if !utf8.ValidString(v) {
+		return fmt.Errorf("%s: not valid UTF-8", name)
+	}
+	for _, r := range v {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029' {
+			return fmt.Errorf("%s: control character", name)
+		}
+	}
+	return nil
+}
+
+func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
+	subject := r.PathValue("subject")
+	if err := validSubject(subject); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ctx, cancel := h.ctx(r)
+	defer cancel()
+	ss, err := h.o.Store.List(ctx, subject)
+	if err != nil {
+		h.storeError(w, "list", err)
+		return
+	}
+	out := ListResponse{Sessions: make([]SessionInfo, 0, len(ss))}
+	for _, s := range ss {
+		out.Sessions = append(out.Sessions, SessionInfo{
+			SessionRef: s.Ref,
+			CreatedAt:  s.CreatedAt.UTC(),
+			ExpiresAt:  s.ExpiresAt.UTC(),
+			Device:     Device(s.Device),
+		})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *Handler) revoke(w http.ResponseWriter, r *http.Request) {
+	ref := r.PathValue("ref")
+	if !session.ValidRef(ref) {
+		writeError(w, http.StatusBadRequest, "session_ref: malformed")
+		return
+	}
+	ctx, cancel := h.ctx(r)
+	defer cancel()
+	err := h.o.Store.Delete(ctx, ref)
+	if errors.Is(err, session.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "session not found")
+		return
+	}
+	if err != nil {
+		h.storeError(w, "revoke", err)
+		return
+	}
+	h.audit(r, "revoke", "", ref)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *Handler) revokeUser(w http.ResponseWriter, r *http.Request) {
+	subject := r.PathValue("subject")
+	if err := validSubject(subject); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ctx, cancel := h.ctx(r)
+	defer cancel()
+	n, err := h.o.Store.DeleteUser(ctx, subject)
+	if err != nil {
+		h.storeError(w, "revoke_user", err)
+		return
+	}
+	h.audit(r, "revoke_user", subject, "", "revoked", n)
+	writeJSON(w, http.StatusOK, RevokeResponse{Revoked: n})
+}
+
+func (h *Handler) updateUser(w http.ResponseWriter, r *http.Request) {
+	subject := r.PathValue("subject")
+	if err := validSubject(subject); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	var req UpdateRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if req.Roles == nil && req.Claims == nil {
+		writeError(w, http.StatusBadRequest, "nothing to update: give roles and/or claims")
+		return
+	}
+	var err error
+	if req.Roles != nil {
+		err = validRoles(*req.Roles)
+	}
+	if err == nil {
+		err = validClaims(req.Claims)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ctx, cancel := h.ctx(r)
+	defer cancel()
+	n, err := h.o.Store.UpdateUser(ctx, subject, session.Update{Roles: req.Roles, Claims: req.Claims})
+	if err != nil {
+		h.storeError(w, "update_user", err)
+		return
+	}
+	h.audit(r, "update_user", subject, "", "updated", n)
+	writeJSON(w, http.StatusOK, UpdateResponse{Updated: n})
+}
+
+func (h *Handler) storeError(w http.ResponseWriter, op string, err error) {
+	h.o.Log.Error("admin: store", "op", op, "err", err)
+	w.Header().Set("Retry-After", "1")
+	writeError(w, http.StatusServiceUnavailable, "session store unavailable")
+}
+
+// audit logs every mutation: who (remote address), what, and which session
+// by ref, never by ID.
+func (h *Handler) audit(r *http.Request, action, subject, ref string, extra ...any) {
+	args := append([]any{"action", action, "remote", r.RemoteAddr}, extra...)
+	if subject != "" {
+		args = append(args, "subject", subject)
+	}
+	if ref != "" {
+		args = append(args, "session_ref", ref)
+	}
+	h.o.Log.Info("admin audit", args...)
+}
+
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		writeError(w, http.StatusUnsupportedMediaType, "content-type must be application/json")
+		return false
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "body too large")
+			return false
+		}
+		writeError(w, http.StatusBadRequest, "invalid json: "+err.Error())
+		return false
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, "invalid json: trailing data")
+		return false
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, ErrorResponse{Error: msg})
+}

@@ -1,0 +1,111 @@
+package authz
+
+import (
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// responses are the answers that do not depend on the request. They are
+// built once and shared: a denial costs no allocation, and gRPC only reads
+// them while marshalling.
+type responses struct {
+	public          *authv3.CheckResponse
+	badRequest      *authv3.CheckResponse
+	unauthenticated *authv3.CheckResponse
+	forbidden       *authv3.CheckResponse
+	unavailable     *authv3.CheckResponse
+	logout          *authv3.CheckResponse
+	tokenHeader     string
+}
+
+func newResponses(o Options) responses {
+	r := responses{tokenHeader: o.TokenHeader}
+	// A public request still loses any client-sent token header: an upstream
+	// must never see a token sessiongate did not just sign.
+	r.public = &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(codes.OK)},
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+			HeadersToRemove: []string{o.TokenHeader},
+		}},
+	}
+	r.badRequest = denied(codes.InvalidArgument, typev3.StatusCode_BadRequest, `{"error":"bad_request"}`)
+	r.unauthenticated = denied(codes.Unauthenticated, typev3.StatusCode_Unauthorized, `{"error":"unauthenticated"}`)
+	r.forbidden = denied(codes.PermissionDenied, typev3.StatusCode_Forbidden, `{"error":"forbidden"}`)
+	r.unavailable = denied(codes.Unavailable, typev3.StatusCode_ServiceUnavailable, `{"error":"unavailable"}`,
+		header("retry-after", "1"))
+	clear := header("set-cookie", o.Cookie.Clear())
+	if o.LogoutURL != "" {
+		r.logout = denied(codes.Unauthenticated, typev3.StatusCode_Found, "", clear, header("location", o.LogoutURL))
+	} else {
+		r.logout = denied(codes.Unauthenticated, typev3.StatusCode_NoContent, "", clear)
+	}
+	return r
+}
+
+// header builds a header option. AppendAction is always explicit: Envoy's
+// default for an unset action has changed between releases.
+func header(k, v string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: k, Value: v},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}
+
+// denied builds a denial that Envoy sends to the client as it is.
+func denied(rpc codes.Code, status typev3.StatusCode, body string, extra ...*corev3.HeaderValueOption) *authv3.CheckResponse {
+	hs := []*corev3.HeaderValueOption{header("cache-control", "no-store")}
+	if body != "" {
+		hs = append(hs, header("content-type", "application/json"))
+	}
+	hs = append(hs, extra...)
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(rpc)},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: status},
+			Headers: hs,
+			Body:    body,
+		}},
+	}
+}
+
+func redirect(location string) *authv3.CheckResponse {
+	return denied(codes.Unauthenticated, typev3.StatusCode_Found, "", header("location", location))
+}
+
+// ok builds the allow answer: the signed token in the token header, the
+// session credential taken out of what the upstream receives, and the
+// subject and ref as dynamic metadata for Envoy's access log.
+func (s *Server) ok(c cached, ref string, from credential, restCookies string, others bool) *authv3.CheckResponse {
+	hs := make([]*corev3.HeaderValueOption, 1, 2)
+	hs[0] = header(s.resp.tokenHeader, c.token)
+	var remove []string
+	switch {
+	case from == fromBearer:
+		remove = removeAuthorization
+	case others:
+		hs = append(hs, header("cookie", restCookies))
+	default:
+		remove = removeCookie
+	}
+	return &authv3.CheckResponse{
+		Status: okStatus,
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+			Headers:         hs,
+			HeadersToRemove: remove,
+		}},
+		DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{
+			"subject":     structpb.NewStringValue(c.subject),
+			"session_ref": structpb.NewStringValue(ref),
+		}},
+	}
+}
+
+var (
+	okStatus            = &rpcstatus.Status{Code: int32(codes.OK)}
+	removeCookie        = []string{"cookie"}
+	removeAuthorization = []string{"authorization"}
+)

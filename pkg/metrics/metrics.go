@@ -1,0 +1,179 @@
+// Package metrics holds sessiongate's Prometheus metrics. The names are part
+// of the product's interface (dashboards and alerts depend on them) and are
+// documented in the README; change them only with a release note.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sessiongate/sessiongate/pkg/session"
+)
+
+// Metrics are the collectors sessiongate updates.
+type Metrics struct {
+	Decisions        *prometheus.CounterVec   // sessiongate_check_decisions_total{result}
+	CheckDuration    prometheus.Histogram     // sessiongate_check_duration_seconds
+	StoreDuration    *prometheus.HistogramVec // sessiongate_store_duration_seconds{op}
+	StoreErrors      *prometheus.CounterVec   // sessiongate_store_errors_total{op}
+	SessionsCreated  prometheus.Counter       // sessiongate_sessions_created_total
+	SessionsRevoked  prometheus.Counter       // sessiongate_sessions_revoked_total
+	TokenCacheHits   prometheus.Counter       // sessiongate_token_cache_hits_total
+	TokenCacheMisses prometheus.Counter       // sessiongate_token_cache_misses_total
+	StoreUp          prometheus.Gauge         // sessiongate_store_up
+}
+
+// Decision results, the values of the result label.
+const (
+	ResultOK              = "ok"
+	ResultPublic          = "public"
+	ResultUnauthenticated = "unauthenticated"
+	ResultForbidden       = "forbidden"
+	ResultDenied          = "denied"
+	ResultBadRequest      = "bad_request"
+	ResultUnavailable     = "unavailable"
+	ResultLogout          = "logout"
+)
+
+// New creates the collectors and registers them with reg (nil: not
+// registered, for tests and benchmarks).
+func New(reg prometheus.Registerer) *Metrics {
+	// Check is expected to take well under a millisecond; the buckets resolve
+	// that range and the Redis timeout region above it.
+	checkBuckets := []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25}
+	m := &Metrics{
+		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sessiongate_check_decisions_total",
+			Help: "Check decisions by result.",
+		}, []string{"result"}),
+		CheckDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sessiongate_check_duration_seconds",
+			Help:    "Time to answer one Check, including the store round trip.",
+			Buckets: checkBuckets,
+		}),
+		StoreDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sessiongate_store_duration_seconds",
+			Help:    "Session store call latency by operation.",
+			Buckets: checkBuckets,
+		}, []string{"op"}),
+		StoreErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sessiongate_store_errors_total",
+			Help: "Session store calls that failed (not counting not-found), by operation.",
+		}, []string{"op"}),
+		SessionsCreated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sessiongate_sessions_created_total",
+			Help: "Sessions created through the admin API.",
+		}),
+		SessionsRevoked: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sessiongate_sessions_revoked_total",
+			Help: "Sessions deleted by logout, revocation or eviction.",
+		}),
+		TokenCacheHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sessiongate_token_cache_hits_total",
+			Help: "Checks answered with an already signed token.",
+		}),
+		TokenCacheMisses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sessiongate_token_cache_misses_total",
+			Help: "Checks that had to sign a token.",
+		}),
+		StoreUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sessiongate_store_up",
+			Help: "1 when the last store health probe succeeded, else 0.",
+		}),
+	}
+	for _, r := range []string{ResultOK, ResultPublic, ResultUnauthenticated, ResultForbidden, ResultDenied, ResultBadRequest, ResultUnavailable, ResultLogout} {
+		m.Decisions.WithLabelValues(r) // export zeros so rate() works from the start
+	}
+	if reg != nil {
+		reg.MustRegister(m.Decisions, m.CheckDuration, m.StoreDuration, m.StoreErrors,
+			m.SessionsCreated, m.SessionsRevoked, m.TokenCacheHits, m.TokenCacheMisses, m.StoreUp)
+	}
+	return m
+}
+
+// Store wraps a session store so every call is timed and failures counted.
+func (m *Metrics) Store(s session.Store) session.Store {
+	return &instrumentedStore{Store: s, m: m, touch: m.storeOp("touch")}
+}
+
+type storeOp struct {
+	dur prometheus.Observer
+	err prometheus.Counter
+}
+
+func (m *Metrics) storeOp(op string) storeOp {
+	return storeOp{dur: m.StoreDuration.WithLabelValues(op), err: m.StoreErrors.WithLabelValues(op)}
+}
+
+func (o storeOp) done(start time.Time, err error) {
+	o.dur.Observe(time.Since(start).Seconds())
+	if err != nil && !errors.Is(err, session.ErrNotFound) && !errors.Is(err, session.ErrLimit) {
+		o.err.Inc()
+	}
+}
+
+type instrumentedStore struct {
+	session.Store
+	m     *Metrics
+	touch storeOp // resolved once: Touch is on the Check path
+}
+
+func (s *instrumentedStore) Touch(ctx context.Context, ref string) (session.Entry, error) {
+	start := time.Now()
+	e, err := s.Store.Touch(ctx, ref)
+	s.touch.done(start, err)
+	return e, err
+}
+
+func (s *instrumentedStore) Create(ctx context.Context, in *session.Session, l session.Limit) ([]string, error) {
+	start := time.Now()
+	ev, err := s.Store.Create(ctx, in, l)
+	s.m.storeOp("create").done(start, err)
+	if err == nil {
+		s.m.SessionsCreated.Inc()
+		s.m.SessionsRevoked.Add(float64(len(ev)))
+	}
+	return ev, err
+}
+
+func (s *instrumentedStore) Delete(ctx context.Context, ref string) error {
+	start := time.Now()
+	err := s.Store.Delete(ctx, ref)
+	s.m.storeOp("delete").done(start, err)
+	if err == nil {
+		s.m.SessionsRevoked.Inc()
+	}
+	return err
+}
+
+func (s *instrumentedStore) List(ctx context.Context, subject string) ([]*session.Session, error) {
+	start := time.Now()
+	ss, err := s.Store.List(ctx, subject)
+	s.m.storeOp("list").done(start, err)
+	return ss, err
+}
+
+func (s *instrumentedStore) DeleteUser(ctx context.Context, subject string) (int, error) {
+	start := time.Now()
+	n, err := s.Store.DeleteUser(ctx, subject)
+	s.m.storeOp("delete_user").done(start, err)
+	s.m.SessionsRevoked.Add(float64(n))
+	return n, err
+}
+
+func (s *instrumentedStore) UpdateUser(ctx context.Context, subject string, u session.Update) (int, error) {
+	start := time.Now()
+	n, err := s.Store.UpdateUser(ctx, subject, u)
+	s.m.storeOp("update_user").done(start, err)
+	return n, err
+}
+
+func (s *instrumentedStore) Ping(ctx context.Context) error {
+	start := time.Now()
+	err := s.Store.Ping(ctx)
+	s.m.storeOp("ping").done(start, err)
+	return err
+}
