@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sessiongate/sessiongate/pkg/session"
+	"github.com/sessiongate/sessiongate/pkg/token"
 )
 
 // Sessions is what the admin API needs from a session store.
@@ -56,13 +57,6 @@ const (
 	maxDeviceText = 512
 )
 
-// reservedClaims are the JWT claims sessiongate sets itself; a custom claim
-// may not use these names.
-var reservedClaims = map[string]bool{
-	"iss": true, "sub": true, "aud": true, "exp": true, "iat": true, "nbf": true,
-	"jti": true, "sid": true, "tenant": true, "roles": true,
-}
-
 // Handler serves the admin API.
 type Handler struct {
 	o      Options
@@ -88,9 +82,6 @@ func NewHandler(o Options) *Handler {
 	h.mux.HandleFunc("DELETE /v1/sessions/{ref}", h.revoke)
 	h.mux.HandleFunc("DELETE /v1/users/{subject}/sessions", h.revokeUser)
 	h.mux.HandleFunc("PATCH /v1/users/{subject}/sessions", h.updateUser)
-	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not found")
-	})
 	return h
 }
 
@@ -287,7 +278,7 @@ func validClaims(claims map[string]string) error {
 		return fmt.Errorf("claims: at most %d", maxClaims)
 	}
 	for k, v := range claims {
-		if k == "" || reservedClaims[k] {
+		if k == "" || token.IsReservedClaim(k) {
 			return fmt.Errorf("claims: %q is reserved", k)
 		}
 		if err := validText("claims key", k, maxValue); err != nil {

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/sessiongate/sessiongate/pkg/redistest"
+	"github.com/sessiongate/sessiongate/pkg/token"
+)
+
+// syncBuffer collects a server's log while it runs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestStartupErrorsNameTheProblem(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("redis:\n  tiemout: 1s\n"), 0o600)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no redis without --dev", []string{"serve"}, "redis.url"},
+		{"no signing key without --dev", []string{"serve", "--redis-url", "redis://127.0.0.1:1"}, "token.signing_keys"},
+		{"unknown key", []string{"serve", "--config", bad}, "redis.tiemout"},
+		{"missing config file", []string{"serve", "--config", filepath.Join(dir, "nope.yaml")}, "nope.yaml"},
+		{"dev open admin on network", []string{"serve", "--dev", "--admin-addr", "0.0.0.0:0", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, "loopback"},
+		{"unknown command", []string{"frobnicate"}, "unknown command"},
+		{"bad keygen alg", []string{"keygen", "--alg", "HS256"}, "HS256"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := run(context.Background(), tt.args, io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want mention of %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestKeygenWritesLoadableKeys(t *testing.T) {
+	for _, alg := range []string{"ES256", "EdDSA", "RS256"} {
+		var out bytes.Buffer
+		if err := run(context.Background(), []string{"keygen", "--alg", alg}, &out, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := pem.Decode(out.Bytes()); b == nil {
+			t.Fatalf("%s: not PEM", alg)
+		}
+		path := filepath.Join(t.TempDir(), "k.pem")
+		os.WriteFile(path, out.Bytes(), 0o600)
+		ks, err := token.LoadKeySet([]string{path}, nil)
+		if err != nil || ks.Algorithm() != alg {
+			t.Fatalf("%s: %v %v", alg, ks, err)
+		}
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestServeEndToEnd runs the real serve command against a real Redis, with a
+// key file and an admin token file, and drives it over the network: admin
+// API through the CLI, Check over gRPC, JWKS and health over HTTP, then a
+// graceful shutdown.
+func TestServeEndToEnd(t *testing.T) {
+	r := redistest.Start(t)
+	dir := t.TempDir()
+	var key bytes.Buffer
+	if err := run(context.Background(), []string{"keygen"}, &key, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	keyPath := filepath.Join(dir, "key.pem")
+	tokenPath := filepath.Join(dir, "admin-token")
+	os.WriteFile(keyPath, key.Bytes(), 0o600)
+	os.WriteFile(tokenPath, []byte("e2e-admin-token-0123456789\n"), 0o600)
+	grpcAddr, httpAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	cfgPath := filepath.Join(dir, "config.yaml")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`grpc_addr: %q
+http_addr: %q
+admin_addr: %q
+admin_token_file: %q
+redis:
+  url: %q
+token:
+  signing_keys: [%q]
+routes:
+  - path_prefix: /public/
+    access: public
+`, grpcAddr, httpAddr, adminAddr, tokenPath, r.URL(), keyPath)), 0o600)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve", "--config", cfgPath}, io.Discard, logs) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("serve did not stop")
+		}
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+	})
+
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	health := healthpb.NewHealthClient(conn)
+	ok := redistest.Eventually(ctx, 10*time.Second, func() bool {
+		resp, err := health.Check(ctx, &healthpb.HealthCheckRequest{})
+		return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
+	})
+	if !ok {
+		t.Fatal("grpc health never SERVING")
+	}
+
+	var created bytes.Buffer
+	err = run(ctx, []string{"session", "--config", cfgPath, "create", "--subject", "alice", "--role", "dev"}, &created, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := created.String()
+	i := strings.Index(out, `"session_id": "`)
+	if i < 0 {
+		t.Fatalf("create output %s", out)
+	}
+	id := out[i+len(`"session_id": "`) : i+len(`"session_id": "`)+43]
+
+	authz := authv3.NewAuthorizationClient(conn)
+	resp, err := authz.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+		Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/api", Headers: map[string]string{"cookie": "__Host-sid=" + id}},
+	}}})
+	if err != nil || resp.GetOkResponse() == nil {
+		t.Fatalf("check: %v %v", resp, err)
+	}
+
+	for path, want := range map[string]string{
+		"/.well-known/jwks.json":           `"kid"`,
+		"/.well-known/openid-configuration": `"jwks_uri"`,
+		"/healthz":                          "ok",
+		"/readyz":                           "ready",
+		"/metrics":                          `sessiongate_check_decisions_total{result="ok"} 1`,
+	} {
+		res, err := http.Get("http://" + httpAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("%s: %d %.200s", path, res.StatusCode, body)
+		}
+	}
+	// The admin API is not served on the JWKS port.
+	if res, err := http.Post("http://"+httpAddr+"/v1/sessions", "application/json", strings.NewReader(`{"subject":"x"}`)); err == nil {
+		res.Body.Close()
+		if res.StatusCode < 400 {
+			t.Errorf("admin API answered on http_addr: %d", res.StatusCode)
+		}
+	}
+
+	var listed bytes.Buffer
+	if err := run(ctx, []string{"session", "--config", cfgPath, "revoke-user", "alice"}, &listed, io.Discard); err != nil || !strings.Contains(listed.String(), `"revoked": 1`) {
+		t.Fatalf("revoke-user: %v %s", err, listed.String())
+	}
+	if strings.Contains(logs.String(), id) {
+		t.Fatal("the server log contains a session ID")
+	}
+}
