@@ -178,7 +178,7 @@ routes:
 	}
 
 	for path, want := range map[string]string{
-		"/.well-known/jwks.json":           `"kid"`,
+		"/.well-known/jwks.json":            `"kid"`,
 		"/.well-known/openid-configuration": `"jwks_uri"`,
 		"/healthz":                          "ok",
 		"/readyz":                           "ready",

@@ -69,7 +69,7 @@ type formData struct {
 }
 
 func (h *Handler) form(w http.ResponseWriter, r *http.Request) {
-	rt, _ := SafeReturnTo(r.URL.Query().Get("return_to"))
+	rt, _ := SafeReturnTo(r.URL.Query().Get("return_to"), r)
 	h.renderForm(w, http.StatusOK, formData{ReturnTo: rt})
 }
 
@@ -118,7 +118,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 			ReturnTo: r.PostForm.Get("return_to"),
 		}
 	}
-	returnTo, _ := SafeReturnTo(req.ReturnTo)
+	returnTo, _ := SafeReturnTo(req.ReturnTo, r)
 
 	u, ok := Authenticate(h.Users, req.Username, req.Password)
 	if !ok {
@@ -165,17 +165,17 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, returnTo, http.StatusSeeOther)
 }
 
-// SafeReturnTo accepts only a same-origin, path-absolute reference such as
-// "/orders/7?tab=2", so that the login page can never be turned into an open
-// redirect ("https://evil.example", "//evil.example", "/\evil.example",
-// "javascript:..."). Anything else, including an empty value, yields "/" and
-// false.
-func SafeReturnTo(raw string) (string, bool) {
+// SafeReturnTo turns a return_to value into a same-origin, path-absolute
+// reference such as "/orders/7?tab=2", so that the login page can never be
+// turned into an open redirect ("https://evil.example", "//evil.example",
+// "/\\evil.example", "javascript:..."). sessiongate sends the original URL
+// in absolute form; that is accepted when its scheme and host are the ones
+// of the request the login service received (Host and X-Forwarded-Proto as
+// Envoy forwards them) and reduced to its path and query. Anything else,
+// including an empty value, yields "/" and false.
+func SafeReturnTo(raw string, r *http.Request) (string, bool) {
 	const fallback = "/"
 	if raw == "" || len(raw) > 2048 {
-		return fallback, false
-	}
-	if !strings.HasPrefix(raw, "/") || strings.HasPrefix(raw, "//") {
 		return fallback, false
 	}
 	// Browsers treat "\" like "/" in URLs ("/\evil" is "//evil"); control
@@ -186,10 +186,37 @@ func SafeReturnTo(raw string) (string, bool) {
 		}
 	}
 	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
+	if err != nil || u.User != nil || u.Opaque != "" {
+		return fallback, false
+	}
+	if u.Scheme != "" || u.Host != "" {
+		if !sameOrigin(u, r) {
+			return fallback, false
+		}
+		u.Scheme, u.Host = "", ""
+		raw = u.RequestURI()
+		if u.Fragment != "" {
+			raw += "#" + u.EscapedFragment()
+		}
+	}
+	if !strings.HasPrefix(raw, "/") || strings.HasPrefix(raw, "//") {
 		return fallback, false
 	}
 	return raw, true
+}
+
+func sameOrigin(u *url.URL, r *http.Request) bool {
+	if r == nil || r.Host == "" || !strings.EqualFold(u.Host, r.Host) {
+		return false
+	}
+	scheme := strings.ToLower(r.Header.Get("X-Forwarded-Proto"))
+	if scheme == "" {
+		scheme = "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+	}
+	return strings.EqualFold(u.Scheme, scheme)
 }
 
 // clientIP is the address Envoy saw. Envoy runs with use_remote_address and
