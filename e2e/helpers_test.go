@@ -38,6 +38,10 @@ func acceptJSON() harness.ReqOpt { return harness.WithHeader("Accept", "applicat
 // probe returns a unique query value: the upstream logs every request's
 // query, so a test can prove that a request never reached it.
 func probe(t *testing.T, what string) string {
+	t.Helper()
+	if strings.ContainsAny(what, " ?&#=%") {
+		t.Fatalf("probe name %q must be URL-safe", what)
+	}
 	return fmt.Sprintf("probe=%s-%d", what, time.Now().UnixNano())
 }
 

@@ -69,7 +69,7 @@ func TestRedisPausedFailsClosedThenRecovers(t *testing.T) {
 	if err := s.Redis.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	expectStoreDown503(t, s, alice, "redis stopped")
+	expectStoreDown503(t, s, alice, "redis-stopped")
 	// Public routes do not depend on the store.
 	s.Echo(s.Get("/public/status"))
 
@@ -93,7 +93,7 @@ func TestRedisKilledFailsClosedThenRecovers(t *testing.T) {
 	if err := s.Redis.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	expectStoreDown503(t, s, alice, "redis killed")
+	expectStoreDown503(t, s, alice, "redis-killed")
 
 	s.StartRedis()
 	expectServiceBack(t, s, alice, "service after Redis restart")

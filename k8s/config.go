@@ -56,7 +56,8 @@ var configDefaults = map[string]any{
 
 // parseSGConfig parses a sessiongate config file (strict YAML: duplicate keys
 // are errors) and checks every key against known. Defaults fill the keys the
-// checks need.
+// checks need. known may name list-of-object keys either per field
+// ("routes[].path_prefix") or as a whole ("routes", as pkg/config.Keys() does).
 func parseSGConfig(data []byte, known []string) (*SGConfig, error) {
 	j, err := yaml.YAMLToJSONStrict(data)
 	if err != nil {
@@ -75,7 +76,8 @@ func parseSGConfig(data []byte, known []string) (*SGConfig, error) {
 	}
 	var unknown []string
 	for _, k := range leaves {
-		if !knownSet[k] && !isContainerOfKnown(k, known) {
+		listKey, _, isListItem := strings.Cut(k, "[]")
+		if !knownSet[k] && !isContainerOfKnown(k, known) && !(isListItem && knownSet[listKey]) {
 			unknown = append(unknown, k)
 		}
 	}

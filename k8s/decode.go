@@ -24,6 +24,8 @@ import (
 	"strings"
 
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	secv1 "istio.io/client-go/pkg/apis/security/v1"
 	secv1beta1 "istio.io/client-go/pkg/apis/security/v1beta1"
@@ -33,10 +35,8 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
-	"sigs.k8s.io/kustomize/api/types"
 	sigsjson "sigs.k8s.io/json"
+	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/yaml"
 )
 
@@ -88,24 +88,24 @@ type IstiodValues struct {
 }
 
 var kinds = map[string]func() any{
-	"v1/ServiceAccount":                                   func() any { return &corev1.ServiceAccount{} },
-	"v1/Service":                                          func() any { return &corev1.Service{} },
-	"v1/ConfigMap":                                        func() any { return &corev1.ConfigMap{} },
-	"v1/Secret":                                           func() any { return &corev1.Secret{} },
-	"v1/Namespace":                                        func() any { return &corev1.Namespace{} },
-	"apps/v1/Deployment":                                  func() any { return &appsv1.Deployment{} },
-	"policy/v1/PodDisruptionBudget":                       func() any { return &policyv1.PodDisruptionBudget{} },
-	"autoscaling/v2/HorizontalPodAutoscaler":              func() any { return &autoscalingv2.HorizontalPodAutoscaler{} },
-	"networking.k8s.io/v1/NetworkPolicy":                  func() any { return &networkingv1.NetworkPolicy{} },
-	"security.istio.io/v1/AuthorizationPolicy":            func() any { return &secv1.AuthorizationPolicy{} },
-	"security.istio.io/v1/RequestAuthentication":          func() any { return &secv1.RequestAuthentication{} },
-	"security.istio.io/v1beta1/AuthorizationPolicy":       func() any { return &secv1beta1.AuthorizationPolicy{} },
-	"security.istio.io/v1beta1/RequestAuthentication":     func() any { return &secv1beta1.RequestAuthentication{} },
-	"monitoring.coreos.com/v1/ServiceMonitor":             func() any { return &monv1.ServiceMonitor{} },
-	"monitoring.coreos.com/v1/PrometheusRule":             func() any { return &monv1.PrometheusRule{} },
-	"install.istio.io/v1alpha1/IstioOperator":             func() any { return &IstioOperator{} },
-	"kustomize.config.k8s.io/v1beta1/Kustomization":       func() any { return &types.Kustomization{} },
-	"kustomize.config.k8s.io/v1alpha1/Component":          func() any { return &types.Kustomization{} },
+	"v1/ServiceAccount":                               func() any { return &corev1.ServiceAccount{} },
+	"v1/Service":                                      func() any { return &corev1.Service{} },
+	"v1/ConfigMap":                                    func() any { return &corev1.ConfigMap{} },
+	"v1/Secret":                                       func() any { return &corev1.Secret{} },
+	"v1/Namespace":                                    func() any { return &corev1.Namespace{} },
+	"apps/v1/Deployment":                              func() any { return &appsv1.Deployment{} },
+	"policy/v1/PodDisruptionBudget":                   func() any { return &policyv1.PodDisruptionBudget{} },
+	"autoscaling/v2/HorizontalPodAutoscaler":          func() any { return &autoscalingv2.HorizontalPodAutoscaler{} },
+	"networking.k8s.io/v1/NetworkPolicy":              func() any { return &networkingv1.NetworkPolicy{} },
+	"security.istio.io/v1/AuthorizationPolicy":        func() any { return &secv1.AuthorizationPolicy{} },
+	"security.istio.io/v1/RequestAuthentication":      func() any { return &secv1.RequestAuthentication{} },
+	"security.istio.io/v1beta1/AuthorizationPolicy":   func() any { return &secv1beta1.AuthorizationPolicy{} },
+	"security.istio.io/v1beta1/RequestAuthentication": func() any { return &secv1beta1.RequestAuthentication{} },
+	"monitoring.coreos.com/v1/ServiceMonitor":         func() any { return &monv1.ServiceMonitor{} },
+	"monitoring.coreos.com/v1/PrometheusRule":         func() any { return &monv1.PrometheusRule{} },
+	"install.istio.io/v1alpha1/IstioOperator":         func() any { return &IstioOperator{} },
+	"kustomize.config.k8s.io/v1beta1/Kustomization":   func() any { return &types.Kustomization{} },
+	"kustomize.config.k8s.io/v1alpha1/Component":      func() any { return &types.Kustomization{} },
 }
 
 // strictJSON decodes data into v: unknown fields, duplicate fields and fields
@@ -150,6 +150,12 @@ func DecodeStrict(source string, data []byte) (Doc, error) {
 	}
 	obj := mk()
 	if err := strictJSON(data, obj); err != nil {
+		// Keep a leniently decoded object so that cross-object checks do not
+		// cascade into unrelated errors; the strict error is still returned.
+		lenient := mk()
+		if json.Unmarshal(data, lenient) == nil {
+			d.Obj = lenient
+		}
 		return d, fmt.Errorf("%s: %w", d, err)
 	}
 	// Istio specs: re-decode strictly with protojson.

@@ -1,6 +1,7 @@
 package manifests
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -11,7 +12,9 @@ import (
 	"strings"
 
 	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
 )
 
 // Options carries the contracts the manifests are checked against: the
@@ -90,7 +93,7 @@ func (t *Tree) rel(p string) string {
 }
 
 func (t *Tree) load() {
-	var kustDirs []string
+	var kustDirs, files []string
 	err := t.FS.Walk(t.Root, func(p string, info os.FileInfo, err error) error {
 		if err != nil {
 			return err
@@ -102,24 +105,66 @@ func (t *Tree) load() {
 			}
 			return nil
 		}
-		rel := t.rel(p)
-		switch ext := path.Ext(name); ext {
-		case ".yaml", ".yml":
+		switch path.Ext(name) {
+		case ".yaml", ".yml", ".json":
+			files = append(files, p)
 			if name == "kustomization.yaml" || name == "kustomization.yml" {
 				kustDirs = append(kustDirs, filepath.Dir(p))
 			}
-			t.loadYAMLFile(p, rel)
-		case ".json":
-			data, err := t.FS.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			t.Payloads[rel] = data
 		}
 		return nil
 	})
 	if err != nil {
 		t.errf("walking %s: %w", t.Root, err)
+	}
+	// Kustomizations first: they say which files are patches.
+	patches := map[string]bool{}
+	for _, dir := range kustDirs {
+		for _, name := range []string{"kustomization.yaml", "kustomization.yml"} {
+			p := filepath.Join(dir, name)
+			if !t.FS.Exists(p) {
+				continue
+			}
+			data, err := t.FS.ReadFile(p)
+			if err != nil {
+				t.errf("%s: %w", t.rel(p), err)
+				continue
+			}
+			k := &types.Kustomization{}
+			j, err := yaml.YAMLToJSONStrict(data)
+			if err == nil {
+				err = strictJSON(j, k)
+			}
+			if err != nil {
+				t.errf("%s: %w", t.rel(p), err)
+				continue
+			}
+			for _, pt := range k.Patches {
+				if pt.Path != "" {
+					patches[filepath.Clean(filepath.Join(dir, pt.Path))] = true
+				}
+			}
+			for _, ps := range k.PatchesStrategicMerge {
+				patches[filepath.Clean(filepath.Join(dir, string(ps)))] = true
+			}
+		}
+	}
+	for _, p := range files {
+		rel := t.rel(p)
+		base := path.Base(p)
+		switch {
+		case base == "kustomization.yaml" || base == "kustomization.yml":
+			// decoded above
+		case path.Ext(p) == ".json":
+			data, err := t.FS.ReadFile(p)
+			if err != nil {
+				t.errf("%s: %w", rel, err)
+				continue
+			}
+			t.Payloads[rel] = data
+		default:
+			t.loadYAMLFile(p, rel, patches[filepath.Clean(p)])
+		}
 	}
 	sort.Strings(kustDirs)
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
@@ -140,9 +185,10 @@ func (t *Tree) load() {
 			d, err := DecodeStrict(rel, j)
 			if err != nil {
 				t.errs = append(t.errs, err)
-				continue
 			}
-			docs = append(docs, d)
+			if d.Obj != nil {
+				docs = append(docs, d)
+			}
 		}
 		t.Renders[rel] = docs
 	}
@@ -153,7 +199,7 @@ func (t *Tree) load() {
 	}
 }
 
-func (t *Tree) loadYAMLFile(p, rel string) {
+func (t *Tree) loadYAMLFile(p, rel string, isPatch bool) {
 	data, err := t.FS.ReadFile(p)
 	if err != nil {
 		t.errf("%s: %w", rel, err)
@@ -165,6 +211,16 @@ func (t *Tree) loadYAMLFile(p, rel string) {
 		return
 	}
 	for _, j := range docs {
+		var err error
+		if isPatch {
+			// A strategic-merge patch: drop the $patch/$setElementOrder/...
+			// directives (and list items deleted by them), then decode the
+			// rest strictly like a full object.
+			if j, err = stripPatchDirectives(j); err != nil {
+				t.errf("%s: %w", rel, err)
+				continue
+			}
+		}
 		if !hasKind(j) {
 			if len(docs) > 1 {
 				t.errf("%s: a document without apiVersion/kind in a multi-document file", rel)
@@ -238,4 +294,40 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// stripPatchDirectives removes strategic-merge-patch directives ("$patch",
+// "$setElementOrder/...", "$retainKeys", "$deleteFromPrimitiveList/...") and
+// list items marked "$patch: delete", so the rest of a patch can be decoded
+// strictly into the typed struct.
+func stripPatchDirectives(j []byte) ([]byte, error) {
+	var v any
+	if err := json.Unmarshal(j, &v); err != nil {
+		return nil, err
+	}
+	var strip func(v any) any
+	strip = func(v any) any {
+		switch t := v.(type) {
+		case map[string]any:
+			for k, e := range t {
+				if strings.HasPrefix(k, "$") {
+					delete(t, k)
+					continue
+				}
+				t[k] = strip(e)
+			}
+			return t
+		case []any:
+			out := t[:0]
+			for _, e := range t {
+				if m, ok := e.(map[string]any); ok && m["$patch"] == "delete" {
+					continue
+				}
+				out = append(out, strip(e))
+			}
+			return out
+		}
+		return v
+	}
+	return json.Marshal(strip(v))
 }

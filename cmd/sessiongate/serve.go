@@ -30,6 +30,7 @@ import (
 	"github.com/sessiongate/sessiongate/pkg/metrics"
 	"github.com/sessiongate/sessiongate/pkg/session"
 	"github.com/sessiongate/sessiongate/pkg/token"
+	"github.com/sessiongate/sessiongate/pkg/tracing"
 )
 
 // shutdownGrace bounds how long in-flight Checks and HTTP requests may take
@@ -255,7 +256,12 @@ func (g *gate) run(ctx context.Context) error {
 	}
 
 	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, g.authz)
+	check, stopTracing, err := g.checkServer()
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	authv3.RegisterAuthorizationServer(gs, check)
 	healthpb.RegisterHealthServer(gs, g.health)
 	g.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 
@@ -305,6 +311,30 @@ func (g *gate) run(ctx context.Context) error {
 	}
 	g.log.Info("stopped")
 	return runErr
+}
+
+// checkServer returns the Check server, wrapped for tracing and decision
+// logs only when they are on, so the default Check path carries no wrapper.
+func (g *gate) checkServer() (authv3.AuthorizationServer, func(), error) {
+	noop := func() {}
+	traced := tracing.Enabled(os.Getenv)
+	if !traced && !g.log.Enabled(context.Background(), slog.LevelDebug) {
+		return g.authz, noop, nil
+	}
+	if !traced {
+		return tracing.Authorization(g.authz, nil, g.log), noop, nil
+	}
+	tp, err := tracing.NewProvider(context.Background(), version)
+	if err != nil {
+		return nil, nil, err
+	}
+	g.log.Info("tracing Check spans over OTLP")
+	stop := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tp.Shutdown(ctx)
+	}
+	return tracing.Authorization(g.authz, tp, g.log), stop, nil
 }
 
 func serveErr(name string, err error) error {

@@ -131,7 +131,9 @@ func Start(t testing.TB, opts Options) *Stack {
 		// hot-restart shared memory of base id 0.
 		"--disable-hot-restart",
 		"--concurrency", "2",
-		"--log-level", "info",
+		// Warnings and errors only: the info-level start-up banner would
+		// push everything useful out of the log tail printed on failure.
+		"--log-level", "warning",
 		"--drain-time-s", "1",
 		// Access log lines reach the file within 100ms instead of the
 		// default 10s, so tests can read them.

@@ -168,7 +168,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 // SafeReturnTo turns a return_to value into a same-origin, path-absolute
 // reference such as "/orders/7?tab=2", so that the login page can never be
 // turned into an open redirect ("https://evil.example", "//evil.example",
-// "/\\evil.example", "javascript:..."). sessiongate sends the original URL
+// "/\evil.example", "javascript:..."). sessiongate sends the original URL
 // in absolute form; that is accepted when its scheme and host are the ones
 // of the request the login service received (Host and X-Forwarded-Proto as
 // Envoy forwards them) and reduced to its path and query. Anything else,

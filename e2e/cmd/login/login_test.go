@@ -18,23 +18,32 @@ import (
 )
 
 func TestSafeReturnTo(t *testing.T) {
+	req := httptest.NewRequest("GET", "/login", nil)
+	req.Host = "app.example:8080"
+	req.Header.Set("X-Forwarded-Proto", "https")
 	for raw, want := range map[string]string{
-		"":                              "/",
-		"/":                             "/",
-		"/orders/7?tab=2":               "/orders/7?tab=2",
-		"/a/b#frag":                     "/a/b#frag",
-		"https://evil.example/":         "/",
-		"http://localhost/x":            "/",
-		"//evil.example/x":              "/",
-		"/\\evil.example":               "/",
-		"\\\\evil.example":              "/",
-		"/\t/evil.example":              "/",
-		"javascript:alert(1)":           "/",
-		"evil.example":                  "/",
-		"relative/path":                 "/",
-		"/" + strings.Repeat("a", 3000): "/",
+		"":                                       "/",
+		"/":                                      "/",
+		"/orders/7?tab=2":                        "/orders/7?tab=2",
+		"/a/b#frag":                              "/a/b#frag",
+		"https://app.example:8080/orders/7?x=1":  "/orders/7?x=1",
+		"https://APP.example:8080/x#f":           "/x#f",
+		"https://app.example:8080":               "/",
+		"http://app.example:8080/x":              "/", // scheme differs from X-Forwarded-Proto
+		"https://app.example/x":                  "/", // port differs
+		"https://evil.example/":                  "/",
+		"https://app.example:8080@evil.example/": "/",
+		"https://u:p@app.example:8080/x":         "/",
+		"//evil.example/x":                       "/",
+		"/\\evil.example":                        "/",
+		"\\\\evil.example":                       "/",
+		"/\t/evil.example":                       "/",
+		"javascript:alert(1)":                    "/",
+		"evil.example":                           "/",
+		"relative/path":                          "/",
+		"/" + strings.Repeat("a", 3000):          "/",
 	} {
-		got, _ := SafeReturnTo(raw)
+		got, _ := SafeReturnTo(raw, req)
 		if got != want {
 			t.Errorf("SafeReturnTo(%q) = %q, want %q", raw, got, want)
 		}
