@@ -194,11 +194,15 @@ func loadKeys(cfg *config.Config, log *slog.Logger) (*token.KeySet, error) {
 		log.Warn("dev mode: ephemeral ES256 signing key; tokens stop verifying after a restart", "kid", ks.ActiveKID())
 		return ks, nil
 	}
-	ks, err := token.LoadKeySet(cfg.Token.SigningKeys, cfg.Token.VerificationKeys)
+	ks, err := keyFiles(cfg).Load()
 	if err != nil {
 		return nil, fmt.Errorf("load signing keys: %w", err)
 	}
 	return ks, nil
+}
+
+func keyFiles(cfg *config.Config) token.KeyFiles {
+	return token.KeyFiles{Signing: cfg.Token.SigningKeys, Verification: cfg.Token.VerificationKeys, KIDs: cfg.Token.KeyIDs}
 }
 
 func authzRoutes(in []config.Route) ([]authz.Route, error) {
@@ -272,7 +276,7 @@ func (g *gate) run(ctx context.Context) error {
 	defer stopBG()
 	go g.probeStore(bg)
 	if len(cfg.Token.SigningKeys) > 0 {
-		go token.WatchKeys(bg, cfg.Token.SigningKeys, cfg.Token.VerificationKeys, token.DefaultWatchInterval, g.log, g.signer.SetKeys)
+		go token.WatchKeys(bg, keyFiles(cfg), token.DefaultWatchInterval, g.log, g.signer.SetKeys)
 	}
 	go g.reloadOnSIGHUP(bg)
 
@@ -400,7 +404,7 @@ func (g *gate) reloadOnSIGHUP(ctx context.Context) {
 func (g *gate) reload() {
 	g.log.Info("SIGHUP: reloading")
 	if len(g.cfg.Token.SigningKeys) > 0 {
-		_ = token.Reload(g.cfg.Token.SigningKeys, g.cfg.Token.VerificationKeys, g.log, g.signer.SetKeys)
+		_ = token.Reload(keyFiles(g.cfg), g.log, g.signer.SetKeys)
 	}
 	if g.configPath == "" {
 		return

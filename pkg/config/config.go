@@ -66,8 +66,11 @@ type Token struct {
 	// VerificationKeys are published in the JWKS but never sign: this is how
 	// a new key is announced before it becomes active, or an old one kept
 	// after it was retired.
-	VerificationKeys []string      `yaml:"verification_keys"`
-	JWKSMaxAge       time.Duration `yaml:"jwks_max_age"`
+	VerificationKeys []string `yaml:"verification_keys"`
+	// KeyIDs names the kid of some key files (path → kid); the others get
+	// their RFC 7638 thumbprint.
+	KeyIDs     map[string]string `yaml:"key_ids"`
+	JWKSMaxAge time.Duration     `yaml:"jwks_max_age"`
 }
 
 // Logout configures the logout endpoint. An empty Path disables it; an empty

@@ -76,6 +76,24 @@ func (c *Config) Validate(dev bool) error {
 	for i, p := range c.Token.VerificationKeys {
 		v.required(fmt.Sprintf("token.verification_keys[%d]", i), p)
 	}
+	// A kid for a file that is not configured is almost certainly a typo in
+	// a path; a duplicate kid would make verification ambiguous.
+	files := map[string]bool{}
+	for _, p := range append(append([]string(nil), c.Token.SigningKeys...), c.Token.VerificationKeys...) {
+		files[p] = true
+	}
+	seen := map[string]bool{}
+	for path, kid := range c.Token.KeyIDs {
+		switch {
+		case !files[path]:
+			v.fail("token.key_ids", "%q is not one of token.signing_keys or token.verification_keys", path)
+		case kid == "" || len(kid) > 128 || strings.ContainsAny(kid, "\"\\\x00\r\n"):
+			v.fail("token.key_ids", "kid for %q must be 1-128 characters without quotes, backslashes or control characters", path)
+		case seen[kid]:
+			v.fail("token.key_ids", "kid %q used twice", kid)
+		}
+		seen[kid] = true
+	}
 	v.atLeast("token.jwks_max_age", c.Token.JWKSMaxAge, 0)
 
 	if c.Logout.Path != "" && !strings.HasPrefix(c.Logout.Path, "/") {

@@ -164,3 +164,35 @@ func TestValidateDoesNotEchoRedisPassword(t *testing.T) {
 		t.Errorf("error leaks the password: %v", err)
 	}
 }
+
+func TestKeyIDs(t *testing.T) {
+	base := func() *Config {
+		c := Default()
+		c.Redis.URL = "redis://127.0.0.1:6379"
+		c.AdminTokenFile = "/tokens"
+		c.Token.SigningKeys = []string{"/k/a.pem"}
+		c.Token.VerificationKeys = []string{"/k/b.pem"}
+		return &c
+	}
+	tests := []struct {
+		ids     map[string]string
+		wantErr bool
+	}{
+		{map[string]string{"/k/a.pem": "2026-11", "/k/b.pem": "2026-05"}, false},
+		{map[string]string{"/k/c.pem": "x"}, true},
+		{map[string]string{"/k/a.pem": ""}, true},
+		{map[string]string{"/k/a.pem": "same", "/k/b.pem": "same"}, true},
+		{map[string]string{"/k/a.pem": "bad\"kid"}, true},
+	}
+	for _, tt := range tests {
+		c := base()
+		c.Token.KeyIDs = tt.ids
+		err := c.Validate(false)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("%v: err = %v", tt.ids, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "token.key_ids") {
+			t.Errorf("%v: error does not name the key: %v", tt.ids, err)
+		}
+	}
+}

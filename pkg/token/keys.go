@@ -108,6 +108,12 @@ type KeySet struct {
 // Verification-only keys always get their thumbprint as kid; keys equal to
 // one already in the set are dropped.
 func NewKeySet(active crypto.Signer, activeKID string, verifyOnly ...crypto.PublicKey) (*KeySet, error) {
+	return newKeySet(active, activeKID, verifyOnly, nil)
+}
+
+// newKeySet is NewKeySet with optional kids for the verification keys
+// (verifyKIDs[i] names verifyOnly[i]; "" or a short slice = thumbprint).
+func newKeySet(active crypto.Signer, activeKID string, verifyOnly []crypto.PublicKey, verifyKIDs []string) (*KeySet, error) {
 	signKey, err := normalizeSigner(active)
 	if err != nil {
 		return nil, fmt.Errorf("active key: %w", err)
@@ -136,9 +142,14 @@ func NewKeySet(active crypto.Signer, activeKID string, verifyOnly ...crypto.Publ
 		if err != nil {
 			return nil, fmt.Errorf("verification key %d: %w", i, err)
 		}
-		kid, err := Thumbprint(pub)
-		if err != nil {
-			return nil, fmt.Errorf("verification key %d: %w", i, err)
+		kid := ""
+		if i < len(verifyKIDs) {
+			kid = verifyKIDs[i]
+		}
+		if kid == "" {
+			if kid, err = Thumbprint(pub); err != nil {
+				return nil, fmt.Errorf("verification key %d: %w", i, err)
+			}
 		}
 		if err := ks.add(publicKey{kid: kid, alg: valg, pub: pub}); err != nil {
 			return nil, fmt.Errorf("verification key %d: %w", i, err)
@@ -352,15 +363,31 @@ func Thumbprint(pub crypto.PublicKey) (string, error) {
 // Private keys may be PKCS#8 ("PRIVATE KEY"), SEC1 ("EC PRIVATE KEY") or
 // PKCS#1 ("RSA PRIVATE KEY"); verification files may additionally hold PKIX
 // ("PUBLIC KEY") or PKCS#1 ("RSA PUBLIC KEY") public keys. Every kid is the
-// RFC 7638 thumbprint. Errors name the offending file but never include key
+// RFC 7638 thumbprint (KeyFiles.KIDs can name others). Errors name the offending file but never include key
 // material.
 func LoadKeySet(signingFiles, verificationFiles []string) (*KeySet, error) {
-	if len(signingFiles) == 0 {
+	return KeyFiles{Signing: signingFiles, Verification: verificationFiles}.Load()
+}
+
+// KeyFiles names the key files of a KeySet, and optionally the kid of some
+// of them. A named kid replaces the thumbprint, for operators whose
+// verifiers or runbooks refer to keys by a name of their own (a date, a
+// KMS alias).
+type KeyFiles struct {
+	Signing      []string          // first is active; the rest stay published
+	Verification []string          // published, never used to sign
+	KIDs         map[string]string // file path → kid; files not listed get their thumbprint
+}
+
+// Load reads and checks every file and builds the KeySet.
+func (f KeyFiles) Load() (*KeySet, error) {
+	if len(f.Signing) == 0 {
 		return nil, errors.New("load key set: no signing key file configured")
 	}
 	var active crypto.Signer
 	var verify []crypto.PublicKey
-	for i, path := range signingFiles {
+	var verifyKIDs []string
+	for i, path := range f.Signing {
 		k, err := readKeyFile(path, false)
 		if err != nil {
 			return nil, fmt.Errorf("load signing key %s: %w", path, err)
@@ -370,20 +397,26 @@ func LoadKeySet(signingFiles, verificationFiles []string) (*KeySet, error) {
 			active = s
 		} else {
 			verify = append(verify, s.Public())
+			verifyKIDs = append(verifyKIDs, f.KIDs[path])
 		}
 	}
-	for _, path := range verificationFiles {
+	for _, path := range f.Verification {
 		k, err := readKeyFile(path, true)
 		if err != nil {
 			return nil, fmt.Errorf("load verification key %s: %w", path, err)
 		}
 		verify = append(verify, k)
+		verifyKIDs = append(verifyKIDs, f.KIDs[path])
 	}
-	ks, err := NewKeySet(active, "", verify...)
+	ks, err := newKeySet(active, f.KIDs[f.Signing[0]], verify, verifyKIDs)
 	if err != nil {
 		return nil, fmt.Errorf("load key set: %w", err)
 	}
 	return ks, nil
+}
+
+func (f KeyFiles) all() []string {
+	return append(append([]string(nil), f.Signing...), f.Verification...)
 }
 
 // readKeyFile parses exactly one key from a PEM file and checks it against

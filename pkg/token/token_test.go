@@ -509,3 +509,47 @@ func sha256Sum(b []byte) string {
 	sum := sha256.Sum256(b)
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
+
+func TestKeyFilesNamedKIDs(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string) string {
+		t.Helper()
+		k, err := GenerateKey(AlgES256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := EncodePrivateKeyPEM(k)
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, p, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	a, b, c := write("a.pem"), write("b.pem"), write("c.pem")
+	ks, err := KeyFiles{Signing: []string{a, b}, Verification: []string{c}, KIDs: map[string]string{a: "2026-11", c: "next"}}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kids := ks.KIDs()
+	if ks.ActiveKID() != "2026-11" || len(kids) != 3 || kids[2] != "next" {
+		t.Fatalf("kids = %q", kids)
+	}
+	if pub, _ := ks.PublicKey(kids[1]); pub == nil {
+		t.Fatal("unnamed key lost")
+	}
+	if tp, _ := Thumbprint(mustPublic(t, ks, kids[1])); tp != kids[1] {
+		t.Fatalf("unnamed key's kid %q is not its thumbprint %q", kids[1], tp)
+	}
+	if !strings.Contains(string(ks.JWKS()), `"kid":"next"`) {
+		t.Fatalf("JWKS lacks named kid: %s", ks.JWKS())
+	}
+}
+
+func mustPublic(t *testing.T, ks *KeySet, kid string) crypto.PublicKey {
+	t.Helper()
+	p, ok := ks.PublicKey(kid)
+	if !ok {
+		t.Fatalf("no key %q", kid)
+	}
+	return p
+}

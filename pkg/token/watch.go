@@ -15,11 +15,11 @@ const DefaultWatchInterval = 10 * time.Second
 // to apply (typically Signer.SetKeys). On failure the error is logged and
 // returned and apply is not called, so the keys in service stay untouched.
 // It is meant for SIGHUP handlers and is what WatchKeys calls on change.
-func Reload(signingFiles, verificationFiles []string, log *slog.Logger, apply func(*KeySet)) error {
+func Reload(files KeyFiles, log *slog.Logger, apply func(*KeySet)) error {
 	if log == nil {
 		log = slog.Default()
 	}
-	ks, err := LoadKeySet(signingFiles, verificationFiles)
+	ks, err := files.Load()
 	if err != nil {
 		// err names files and the parse problem, never key bytes.
 		log.Error("signing key reload failed; keeping current keys", "error", err)
@@ -44,16 +44,16 @@ func Reload(signingFiles, verificationFiles []string, log *slog.Logger, apply fu
 // and that update must not be missed. A broken update (bad PEM, weak key,
 // half-written file) is logged once and ignored; the keys in service stay,
 // and the watcher retries as soon as the content changes again.
-func WatchKeys(ctx context.Context, signingFiles, verificationFiles []string, interval time.Duration, log *slog.Logger, apply func(*KeySet)) {
+func WatchKeys(ctx context.Context, files KeyFiles, interval time.Duration, log *slog.Logger, apply func(*KeySet)) {
 	if interval <= 0 {
 		interval = DefaultWatchInterval
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	files := append(append([]string(nil), signingFiles...), verificationFiles...)
-	last := fingerprint(files)
-	_ = Reload(signingFiles, verificationFiles, log, apply)
+	paths := files.all()
+	last := fingerprint(paths)
+	_ = Reload(files, log, apply)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -62,7 +62,7 @@ func WatchKeys(ctx context.Context, signingFiles, verificationFiles []string, in
 			return
 		case <-t.C:
 		}
-		fp := fingerprint(files)
+		fp := fingerprint(paths)
 		if fp == last {
 			continue
 		}
@@ -70,7 +70,7 @@ func WatchKeys(ctx context.Context, signingFiles, verificationFiles []string, in
 		// reported once instead of on every tick.
 		last = fp
 		log.Info("signing key files changed; reloading")
-		_ = Reload(signingFiles, verificationFiles, log, apply)
+		_ = Reload(files, log, apply)
 	}
 }
 

@@ -103,7 +103,9 @@ func TestWatchKeysRotationUnderLoad(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
 	var watchDone sync.WaitGroup
-	watchDone.Go(func() { WatchKeys(ctx, signing, verification, 10*time.Millisecond, log, signer.SetKeys) })
+	watchDone.Go(func() {
+		WatchKeys(ctx, KeyFiles{Signing: signing, Verification: verification}, 10*time.Millisecond, log, signer.SetKeys)
+	})
 
 	// Sign continuously while keys rotate. Every token must verify with the
 	// key set that was current when it was signed or the one after it, which
@@ -189,10 +191,10 @@ func TestReload(t *testing.T) {
 	var got *KeySet
 	apply := func(ks *KeySet) { got = ks }
 	log := slog.New(slog.DiscardHandler)
-	if err := Reload([]string{bad}, nil, log, apply); err == nil || got != nil {
+	if err := Reload(KeyFiles{Signing: []string{bad}}, log, apply); err == nil || got != nil {
 		t.Fatalf("Reload(bad) err=%v applied=%v", err, got != nil)
 	}
-	if err := Reload([]string{good}, nil, log, apply); err != nil || got == nil {
+	if err := Reload(KeyFiles{Signing: []string{good}}, log, apply); err != nil || got == nil {
 		t.Fatalf("Reload(good) err=%v applied=%v", err, got != nil)
 	}
 	if got.Algorithm() != AlgEdDSA {
