@@ -33,5 +33,9 @@ test-unit: redis
 redis:
 	@bash e2e/tools/ensure-redis.sh
 
+## k8s-test: render every kustomization in k8s/ and strictly validate every object (own Go module)
+k8s-test:
+	cd k8s && $(GO) test -count=1 ./...
+
 clean:
 	rm -rf bin

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -278,6 +279,9 @@ func (g *gate) run(ctx context.Context) error {
 	if len(cfg.Token.SigningKeys) > 0 {
 		go token.WatchKeys(bg, keyFiles(cfg), token.DefaultWatchInterval, g.log, g.signer.SetKeys)
 	}
+	if cfg.AdminTokenFile != "" {
+		go g.watchAdminTokens(bg, token.DefaultWatchInterval)
+	}
 	go g.reloadOnSIGHUP(bg)
 
 	errc := make(chan error, 3)
@@ -430,6 +434,35 @@ func (g *gate) reload() {
 		}
 	}
 	g.log.Info("config reloaded: routes and admin tokens applied; other keys need a restart")
+}
+
+// watchAdminTokens re-reads the admin token file when its content changes,
+// like the key files: a Kubernetes Secret update rotates admin tokens without
+// a signal, which a distroless pod cannot easily be sent. A bad file is
+// logged and the current tokens stay.
+func (g *gate) watchAdminTokens(ctx context.Context, interval time.Duration) {
+	last, _ := os.ReadFile(g.cfg.AdminTokenFile)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		data, err := os.ReadFile(g.cfg.AdminTokenFile)
+		if err != nil || bytes.Equal(data, last) {
+			continue
+		}
+		last = data
+		tokens, err := admin.ParseTokenFile(data)
+		if err != nil {
+			g.log.Error("admin token file changed but is invalid; keeping current tokens", "err", err)
+			continue
+		}
+		g.admin.SetTokens(tokens)
+		g.log.Info("admin tokens reloaded", "count", len(tokens))
+	}
 }
 
 func (g *gate) httpHandler() http.Handler {
