@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -208,5 +209,116 @@ routes:
 	}
 	if strings.Contains(logs.String(), id) {
 		t.Fatal("the server log contains a session ID")
+	}
+}
+
+// TestSIGHUPWalksTheRotationRunbook follows the README's rotation steps by
+// rewriting the config file and sending SIGHUP, checking after each step
+// which keys the JWKS publishes and which key signs.
+func TestSIGHUPWalksTheRotationRunbook(t *testing.T) {
+	r := redistest.Start(t)
+	dir := t.TempDir()
+	keyFile := func(name string) string {
+		var key bytes.Buffer
+		if err := run(context.Background(), []string{"keygen", "--alg", "EdDSA"}, &key, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, key.Bytes(), 0o600)
+		return p
+	}
+	current, next := keyFile("current.pem"), keyFile("next.pem")
+	kid := func(path string) string {
+		ks, err := token.LoadKeySet([]string{path}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ks.ActiveKID()
+	}
+	curKID, nextKID := kid(current), kid(next)
+	tokenPath := filepath.Join(dir, "admin-token")
+	os.WriteFile(tokenPath, []byte("rotation-admin-token-0123456789\n"), 0o600)
+	grpcAddr, httpAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	cfgPath := filepath.Join(dir, "config.yaml")
+	writeConfig := func(tokenYAML string) {
+		t.Helper()
+		err := os.WriteFile(cfgPath, []byte(fmt.Sprintf("grpc_addr: %q\nhttp_addr: %q\nadmin_addr: %q\nadmin_token_file: %q\nredis:\n  url: %q\ntoken:\n%s",
+			grpcAddr, httpAddr, adminAddr, tokenPath, r.URL(), tokenYAML)), 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeConfig(fmt.Sprintf("  signing_keys: [%q]\n", current))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	logs := &syncBuffer{}
+	go func() { done <- run(ctx, []string{"serve", "--config", cfgPath}, io.Discard, logs) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+	})
+	jwksKIDs := func() string {
+		res, err := http.Get("http://" + httpAddr + "/.well-known/jwks.json")
+		if err != nil {
+			return ""
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return string(b)
+	}
+	if !redistest.Eventually(ctx, 10*time.Second, func() bool { return strings.Contains(jwksKIDs(), curKID) }) {
+		t.Fatal("server did not start")
+	}
+	steps := []struct {
+		name      string
+		yaml      string
+		published []string
+		dropped   []string
+	}{
+		{"1 publish next", fmt.Sprintf("  signing_keys: [%q]\n  verification_keys: [%q]\n", current, next), []string{curKID, nextKID}, nil},
+		{"3 activate next", fmt.Sprintf("  signing_keys: [%q, %q]\n", next, current), []string{nextKID, curKID}, nil},
+		{"5 drop old", fmt.Sprintf("  signing_keys: [%q]\n", next), []string{nextKID}, []string{curKID}},
+	}
+	for _, st := range steps {
+		writeConfig(st.yaml)
+		if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		ok := redistest.Eventually(ctx, 5*time.Second, func() bool {
+			body := jwksKIDs()
+			for _, k := range st.published {
+				if !strings.Contains(body, k) {
+					return false
+				}
+			}
+			for _, k := range st.dropped {
+				if strings.Contains(body, k) {
+					return false
+				}
+			}
+			// The JWKS lists the active (signing) key first.
+			for _, k := range st.published[1:] {
+				if strings.Index(body, k) < strings.Index(body, st.published[0]) {
+					return false
+				}
+			}
+			return true
+		})
+		if !ok {
+			t.Fatalf("step %s: JWKS %s", st.name, jwksKIDs())
+		}
+	}
+	// A broken config on SIGHUP changes nothing.
+	os.WriteFile(cfgPath, []byte("token:\n  signing_keys: [\"/does/not/exist.pem\"]\n  bogus: 1\n"), 0o600)
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	if !redistest.Eventually(ctx, 5*time.Second, func() bool { return strings.Contains(logs.String(), "config reload failed") }) {
+		t.Fatal("bad config not reported")
+	}
+	if body := jwksKIDs(); !strings.Contains(body, nextKID) {
+		t.Fatalf("bad config changed the keys: %s", body)
 	}
 }

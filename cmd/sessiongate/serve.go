@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -58,21 +59,25 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// Flags win over file and environment, but only when given.
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "grpc-addr":
-			cfg.GRPCAddr = *grpcAddr
-		case "http-addr":
-			cfg.HTTPAddr = *httpAddr
-		case "admin-addr":
-			cfg.AdminAddr = *adminAddr
-		case "redis-url":
-			cfg.Redis.URL = *redisURL
-		case "log-level":
-			cfg.LogLevel = strings.ToLower(*logLevel)
-		}
-	})
+	// Flags win over file and environment, but only when given. The same
+	// overrides apply again to a config re-read on SIGHUP.
+	overrides := func(c *config.Config) {
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "grpc-addr":
+				c.GRPCAddr = *grpcAddr
+			case "http-addr":
+				c.HTTPAddr = *httpAddr
+			case "admin-addr":
+				c.AdminAddr = *adminAddr
+			case "redis-url":
+				c.Redis.URL = *redisURL
+			case "log-level":
+				c.LogLevel = strings.ToLower(*logLevel)
+			}
+		})
+	}
+	overrides(cfg)
 	if err := cfg.Validate(*dev); err != nil {
 		return err
 	}
@@ -82,6 +87,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	g.overrides = overrides
 	return g.run(ctx)
 }
 
@@ -95,6 +101,8 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 type gate struct {
 	cfg        *config.Config
 	configPath string
+	dev        bool
+	overrides  func(*config.Config) // command-line flags, re-applied on reload
 	log        *slog.Logger
 	store      session.Store
 	signer     *token.Signer
@@ -104,10 +112,13 @@ type gate struct {
 	registry   *prometheus.Registry
 	health     *health.Server
 	ready      atomic.Bool
+
+	keyWatchMu   sync.Mutex
+	stopKeyWatch context.CancelFunc
 }
 
 func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*gate, error) {
-	g := &gate{cfg: cfg, configPath: configPath, log: log, registry: prometheus.NewRegistry()}
+	g := &gate{cfg: cfg, configPath: configPath, dev: dev, log: log, registry: prometheus.NewRegistry(), overrides: func(*config.Config) {}}
 	g.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	g.metrics = metrics.New(g.registry)
 
@@ -277,7 +288,7 @@ func (g *gate) run(ctx context.Context) error {
 	defer stopBG()
 	go g.probeStore(bg)
 	if len(cfg.Token.SigningKeys) > 0 {
-		go token.WatchKeys(bg, keyFiles(cfg), token.DefaultWatchInterval, g.log, g.signer.SetKeys)
+		g.watchKeys(bg, keyFiles(cfg))
 	}
 	if cfg.AdminTokenFile != "" {
 		go g.watchAdminTokens(bg, token.DefaultWatchInterval)
@@ -400,40 +411,63 @@ func (g *gate) reloadOnSIGHUP(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-ch:
-			g.reload()
+			g.reload(ctx)
 		}
 	}
 }
 
-func (g *gate) reload() {
+// watchKeys (re)starts the key file watcher on files; a SIGHUP that changes
+// the configured key files moves the watch to the new ones.
+func (g *gate) watchKeys(ctx context.Context, files token.KeyFiles) {
+	g.keyWatchMu.Lock()
+	defer g.keyWatchMu.Unlock()
+	if g.stopKeyWatch != nil {
+		g.stopKeyWatch()
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	g.stopKeyWatch = cancel
+	go token.WatchKeys(wctx, files, token.DefaultWatchInterval, g.log, g.signer.SetKeys)
+}
+
+// reload applies what is safe to change live from the config file and the
+// files it names: signing keys (including a changed list of key files, which
+// is how the rotation runbook moves from step to step), route rules and
+// admin tokens. An invalid config or key file changes nothing.
+func (g *gate) reload(ctx context.Context) {
 	g.log.Info("SIGHUP: reloading")
-	if len(g.cfg.Token.SigningKeys) > 0 {
-		_ = token.Reload(keyFiles(g.cfg), g.log, g.signer.SetKeys)
+	cfg := g.cfg
+	if g.configPath != "" {
+		next, err := config.Load(g.configPath, os.Environ())
+		if err == nil {
+			g.overrides(next)
+			err = next.Validate(g.dev)
+		}
+		if err != nil {
+			g.log.Error("config reload failed; keeping current config", "err", err)
+			return
+		}
+		cfg = next
 	}
-	if g.configPath == "" {
-		return
-	}
-	cfg, err := config.Load(g.configPath, os.Environ())
-	if err == nil {
-		err = cfg.Validate(false)
-	}
-	var routes []authz.Route
-	if err == nil {
-		routes, err = authzRoutes(cfg.Routes)
-	}
+	routes, err := authzRoutes(cfg.Routes)
 	if err != nil {
 		g.log.Error("config reload failed; keeping current config", "err", err)
 		return
 	}
+	if len(cfg.Token.SigningKeys) > 0 {
+		files := keyFiles(cfg)
+		if err := token.Reload(files, g.log, g.signer.SetKeys); err == nil {
+			g.watchKeys(ctx, files)
+		}
+	}
 	g.authz.SetRoutes(routes)
-	if g.cfg.AdminTokenFile != "" {
-		if tokens, err := readAdminTokens(g.cfg.AdminTokenFile); err != nil {
+	if cfg.AdminTokenFile != "" {
+		if tokens, err := readAdminTokens(cfg.AdminTokenFile); err != nil {
 			g.log.Error("admin token reload failed; keeping current tokens", "err", err)
 		} else {
 			g.admin.SetTokens(tokens)
 		}
 	}
-	g.log.Info("config reloaded: routes and admin tokens applied; other keys need a restart")
+	g.log.Info("reloaded: signing keys, routes and admin tokens applied; other keys need a restart")
 }
 
 // watchAdminTokens re-reads the admin token file when its content changes,
