@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -108,6 +109,7 @@ type gate struct {
 	signer     *token.Signer
 	authz      *authz.Server
 	admin      *admin.Handler
+	adminTLS   *tls.Config // nil: the admin API speaks plain HTTP
 	metrics    *metrics.Metrics
 	registry   *prometheus.Registry
 	health     *health.Server
@@ -123,12 +125,22 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 	g.metrics = metrics.New(g.registry)
 
 	var store session.Store
-	if cfg.Redis.URL == "" {
-		// Only reachable with --dev: Validate requires redis.url otherwise.
+	if !cfg.Redis.Configured() {
+		// Only reachable with --dev: Validate requires a Redis topology otherwise.
 		log.Warn("dev mode: sessions are kept in process memory; single replica only, lost on restart")
 		store = session.NewMemoryStore(nil)
 	} else {
-		rdb, err := session.NewRedisClient(cfg.Redis.URL, cfg.Redis.Timeout)
+		r := cfg.Redis
+		rdb, err := session.RedisOptions{
+			URL:            r.URL,
+			SentinelMaster: r.Sentinel.MasterName, SentinelAddrs: r.Sentinel.Addrs,
+			SentinelUsername: r.Sentinel.Username, SentinelPassword: r.Sentinel.Password,
+			ClusterAddrs: r.ClusterAddrs,
+			Username:     r.Username, PasswordFile: r.PasswordFile,
+			TLS: session.RedisTLS{Enabled: r.TLS.Enabled, CAFile: r.TLS.CAFile, CertFile: r.TLS.CertFile,
+				KeyFile: r.TLS.KeyFile, ServerName: r.TLS.ServerName},
+			Timeout: r.Timeout,
+		}.NewClient()
 		if err != nil {
 			return nil, err
 		}
@@ -159,6 +171,7 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 		LoginURL:     cfg.LoginURL,
 		LogoutPath:   cfg.Logout.Path,
 		LogoutURL:    cfg.Logout.RedirectURL,
+		CSRF:         authz.CSRF{Disabled: !cfg.CSRF.Enabled, AllowedOrigins: cfg.CSRF.AllowedOrigins},
 		Metrics:      g.metrics,
 		Log:          log,
 	})
@@ -169,7 +182,7 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 		if tokens, err = readAdminTokens(cfg.AdminTokenFile); err != nil {
 			return nil, err
 		}
-	} else {
+	} else if !cfg.AdminTLS.ClientCertAuthOnly {
 		// Only reachable with --dev. An unauthenticated admin API is tolerable
 		// on loopback for a developer, never on a network interface.
 		if !isLoopback(cfg.AdminAddr) {
@@ -186,8 +199,18 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 		Limit:           session.Limit{MaxPerUser: cfg.Session.MaxPerUser, Reject: cfg.Session.OnLimit == "reject"},
 		Open:            open,
 		Log:             log,
+
+		RateLimit:          cfg.Admin.RateLimit,
+		RateBurst:          cfg.Admin.RateBurst,
+		ClientCertAuthOnly: cfg.AdminTLS.ClientCertAuthOnly,
 	})
 	g.admin.SetTokens(tokens)
+	if t := cfg.AdminTLS; t.CertFile != "" {
+		files := admin.TLSFiles{CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile}
+		if g.adminTLS, err = admin.ServerTLS(files, token.DefaultWatchInterval, log); err != nil {
+			return nil, err
+		}
+	}
 	g.health = health.NewServer()
 	return g, nil
 }
@@ -269,6 +292,9 @@ func (g *gate) run(ctx context.Context) error {
 	adminLis, err := net.Listen("tcp", cfg.AdminAddr)
 	if err != nil {
 		return fmt.Errorf("listen admin_addr %s: %w", cfg.AdminAddr, err)
+	}
+	if g.adminTLS != nil {
+		adminLis = tls.NewListener(adminLis, g.adminTLS)
 	}
 
 	gs := grpc.NewServer()

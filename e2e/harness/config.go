@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -72,7 +73,7 @@ func EnvoyVars(p Ports, accessLog string) map[string]string {
 		"JWT_ISSUER":            Issuer,
 		// Short, so a rotated key reaches jwt_authn within a test's
 		// patience; Compose uses a production-like value.
-		"JWKS_CACHE_DURATION": "1s",
+		"JWKS_CACHE_DURATION": JWKSCacheDuration.String(),
 		"ACCESS_LOG_PATH":     accessLog,
 	}
 }
@@ -85,6 +86,15 @@ func RenderEnvoyConfig(tmpl, dst string, vars map[string]string) error {
 	}
 	return os.WriteFile(dst, []byte(out), 0o644)
 }
+
+// How long each verifier of the stack may keep a JWKS: Envoy jwt_authn's
+// cache_duration and the upstream's periodic keyfunc refresh
+// (-jwks-refresh). A key published this long (plus a fetch) ago is known
+// everywhere; the rotation runbook waits on them.
+const (
+	JWKSCacheDuration   = time.Second
+	UpstreamJWKSRefresh = time.Second
+)
 
 // Issuer and the audiences the stack is configured with.
 const (
@@ -141,6 +151,7 @@ type sgToken struct {
 	TTL              string   `yaml:"ttl"`
 	SigningKeys      []string `yaml:"signing_keys"`
 	VerificationKeys []string `yaml:"verification_keys,omitempty"`
+	JWKSMaxAge       string   `yaml:"jwks_max_age,omitempty"`
 }
 
 type sgLogout struct {

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,6 +32,12 @@ type Options struct {
 	// Configure, if set, edits the sessiongate configuration before the
 	// first start.
 	Configure func(*SGConfig)
+	// RedisArgs are appended to redis-server's command line (a later
+	// directive wins over the harness's own).
+	RedisArgs []string
+	// UpstreamArgs are appended to the upstream's command line (a later
+	// flag wins over the harness's own).
+	UpstreamArgs []string
 }
 
 // Stack is one running end-to-end stack, owned by one test.
@@ -102,26 +109,27 @@ func Start(t testing.TB, opts Options) *Stack {
 		t.Fatal(err)
 	}
 
-	s.Redis = s.process("redis", bin.Redis,
+	s.Redis = s.process("redis", bin.Redis, append([]string{
 		"--port", strconv.Itoa(ports.Redis), "--bind", "127.0.0.1",
 		"--dir", dir, "--save", "",
 		// Sessions must survive `kill -9` of Redis for the "killed, then
 		// restarted" scenario: fsync every write to the AOF.
 		"--appendonly", "yes", "--appendfsync", "always",
-		"--daemonize", "no", "--protected-mode", "yes")
+		"--daemonize", "no", "--protected-mode", "yes"}, opts.RedisArgs...)...)
 	s.Sessiongate = s.process("sessiongate", bin.Sessiongate, "serve", "--config", s.configPath)
 	s.LoginSvc = s.process("login", bin.Login,
 		"-listen", fmt.Sprintf("127.0.0.1:%d", ports.Login),
 		"-admin-url", s.AdminURL(),
 		"-admin-token-file", filepath.Join(dir, "admin-token"),
 		"-users", filepath.Join(bin.E2EDir, "fixtures", "users.json"))
-	s.Upstream = s.process("upstream", bin.Upstream,
+	s.Upstream = s.process("upstream", bin.Upstream, append([]string{
 		"-listen", fmt.Sprintf("127.0.0.1:%d", ports.Upstream),
 		"-jwks-url", s.JWKSURL(),
 		"-issuer", Issuer, "-audience", Audience,
-		"-audience-prefix", "/orders/="+OrdersAudience,
+		"-audience-prefix", "/orders/=" + OrdersAudience,
 		"-public-prefix", "/public/,/docs/",
-		"-jwks-unknown-kid-every", "200ms")
+		"-jwks-refresh", UpstreamJWKSRefresh.String(),
+		"-jwks-unknown-kid-every", "200ms"}, opts.UpstreamArgs...)...)
 	envoyCfg := filepath.Join(dir, "envoy.yaml")
 	if err := RenderEnvoyConfig(filepath.Join(bin.RepoRoot, "envoy", "envoy.yaml.tmpl"), envoyCfg, EnvoyVars(ports, s.AccessLogPath)); err != nil {
 		t.Fatal(err)
@@ -203,6 +211,22 @@ func (s *Stack) RestartSessiongate(change func(*SGConfig)) {
 		s.t.Fatal(err)
 	}
 	s.StartSessiongate()
+}
+
+// ReloadSessiongate applies change to the configuration, rewrites the
+// config file and sends sessiongate SIGHUP, without a restart. The reload is
+// asynchronous: callers wait for its effect (the JWKS, a token's kid).
+func (s *Stack) ReloadSessiongate(change func(*SGConfig)) {
+	s.t.Helper()
+	if change != nil {
+		change(&s.Config)
+	}
+	if err := writeYAML(s.configPath, s.Config); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := s.Sessiongate.Signal(syscall.SIGHUP); err != nil {
+		s.t.Fatal(err)
+	}
 }
 
 // StartRedis starts redis-server again (same port, same AOF) and waits for

@@ -1,14 +1,18 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -40,28 +44,53 @@ type Options struct {
 	Open bool
 	// StoreTimeout bounds each store call.
 	StoreTimeout time.Duration
-	Log          *slog.Logger
-	Now          func() time.Time
+	// RateLimit is the requests per second each source address may make,
+	// with bursts of RateBurst; 0 disables the limit. It applies before the
+	// token check, so guessing tokens is throttled too.
+	RateLimit float64
+	RateBurst int
+	// ClientCertAuthOnly accepts a request whose connection presented a
+	// verified client certificate without a bearer token. It only makes
+	// sense with ServerTLS and a client CA; without one no request has a
+	// verified certificate and tokens stay required.
+	ClientCertAuthOnly bool
+	Log                *slog.Logger
+	Now                func() time.Time
 }
 
-// Limits on what a request may carry. They keep a record well under
+// MaxBodyBytes bounds a request body: 64 KiB is far more than any valid
+// request (the record it becomes is capped at session.MaxRecordSize) and
+// small enough that a flood of bodies costs little memory. Larger is 413.
+const MaxBodyBytes = 64 << 10
+
+// Limits on what a request may carry. They keep a record under
 // session.MaxRecordSize and turn absurd input into a 400 instead of a
 // stored oddity.
 const (
-	maxBody       = 64 << 10
 	maxSubject    = 256
 	maxRoles      = 64
 	maxClaims     = 64
 	maxValue      = 1024
 	minTimeout    = time.Second
 	maxDeviceText = 512
+
+	// A record is a ~70-byte header plus the JSON of the session. The part
+	// a login sets once (subject, tenant, device) and the part an update
+	// may replace (roles, claims) each get a budget of encoded JSON, so a
+	// create cannot produce a record the store refuses, and no update can
+	// later grow a valid session past it. JSON escaping can make a value
+	// up to six times its length ("<" is "\u003c"), so the per-field
+	// limits above do not bound this alone.
+	maxIdentityJSON    = 6 << 10
+	maxPermissionsJSON = 9 << 10
 )
 
 // Handler serves the admin API.
 type Handler struct {
-	o      Options
-	tokens atomic.Pointer[[][sha256.Size]byte]
-	mux    *http.ServeMux
+	o       Options
+	tokens  atomic.Pointer[[][sha256.Size]byte]
+	mux     *http.ServeMux
+	limiter *sourceLimiter // nil: no rate limit
 }
 
 // NewHandler returns the admin API handler.
@@ -76,6 +105,9 @@ func NewHandler(o Options) *Handler {
 		o.StoreTimeout = 2 * time.Second
 	}
 	h := &Handler{o: o, mux: http.NewServeMux()}
+	if o.RateLimit > 0 {
+		h.limiter = newSourceLimiter(o.RateLimit, o.RateBurst)
+	}
 	h.SetTokens(nil)
 	h.mux.HandleFunc("POST /v1/sessions", h.create)
 	h.mux.HandleFunc("GET /v1/users/{subject}/sessions", h.list)
@@ -116,28 +148,60 @@ func ParseTokenFile(data []byte) ([]string, error) {
 	return out, nil
 }
 
+// principalKey carries, in a request's context, how the caller proved who
+// it is; the audit log records it.
+type principalKey struct{}
+
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	if !h.o.Open && !h.authorized(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="sessiongate-admin"`)
-		writeError(w, http.StatusUnauthorized, "unauthorized")
-		return
+	if h.limiter != nil {
+		if ok, wait := h.limiter.allow(r.RemoteAddr, time.Now()); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(retryAfter(wait)))
+			writeError(w, http.StatusTooManyRequests, "rate limited")
+			return
+		}
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	who := "open"
+	if !h.o.Open {
+		var ok bool
+		if who, ok = h.authenticate(r); !ok {
+			h.o.Log.Warn("admin: unauthorized request", "remote", r.RemoteAddr, "method", r.Method, "client_cn", clientCN(r))
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sessiongate-admin"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized")
+			return
+		}
+	}
+	r = r.WithContext(context.WithValue(r.Context(), principalKey{}, who))
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 	h.mux.ServeHTTP(w, r)
 }
 
-func (h *Handler) authorized(r *http.Request) bool {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || tok == "" {
-		return false
+// authenticate returns how the request proved itself: "client_cert" for a
+// verified client certificate (with ClientCertAuthOnly), or "token#N" for
+// the N-th configured token (0-based, the line order of the token file), so
+// the audit log shows which token is still in use during a rotation without
+// showing anything of the token.
+func (h *Handler) authenticate(r *http.Request) (string, bool) {
+	if h.o.ClientCertAuthOnly && clientCN(r) != "" {
+		return "client_cert", true
+	}
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
+		return "", false
 	}
 	got := sha256.Sum256([]byte(tok))
-	match := 0
-	for _, want := range *h.tokens.Load() {
-		match |= subtle.ConstantTimeCompare(got[:], want[:])
+	// Every token is compared, matched or not, and the index is picked
+	// without a branch: the time taken says nothing about which matched.
+	match, index := 0, 0
+	for i, want := range *h.tokens.Load() {
+		eq := subtle.ConstantTimeCompare(got[:], want[:])
+		index = subtle.ConstantTimeSelect(eq, i, index)
+		match |= eq
 	}
-	return match == 1
+	if match != 1 {
+		return "", false
+	}
+	return "token#" + strconv.Itoa(index), true
 }
 
 func (h *Handler) ctx(r *http.Request) (context.Context, context.CancelFunc) {
@@ -152,6 +216,9 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 	idle, abs, err := h.timeouts(req)
 	if err == nil {
 		err = validateSession(req)
+	}
+	if err == nil {
+		err = checkSize(req)
 	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
@@ -249,6 +316,36 @@ func validateSession(req CreateRequest) error {
 		}
 	}
 	return nil
+}
+
+// checkSize holds a new session to the record budgets (maxIdentityJSON,
+// maxPermissionsJSON).
+func checkSize(req CreateRequest) error {
+	n := jsonLen(req.Subject) + jsonLen(req.Tenant)
+	if req.Device != nil {
+		n += jsonLen(req.Device)
+	}
+	if n > maxIdentityJSON {
+		return fmt.Errorf("subject, tenant and device encode to %d bytes; the limit is %d", n, maxIdentityJSON)
+	}
+	return checkPermissionsSize(req.Roles, req.Claims)
+}
+
+func checkPermissionsSize(roles []string, claims map[string]string) error {
+	if n := jsonLen(roles) + jsonLen(claims); n > maxPermissionsJSON {
+		return fmt.Errorf("roles and claims encode to %d bytes; the limit is %d", n, maxPermissionsJSON)
+	}
+	return nil
+}
+
+// jsonLen is the length of v as the session record encodes it
+// (encoding/json, HTML-safe escaping).
+func jsonLen(v any) int {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return math.MaxInt32 // only strings, slices and maps of strings get here
+	}
+	return len(b)
 }
 
 func validSubject(s string) error {
@@ -393,6 +490,15 @@ func (h *Handler) updateUser(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = validClaims(req.Claims)
 	}
+	if err == nil {
+		// Whichever part is absent keeps each session's current value,
+		// which a create already held to its share of the budget.
+		var roles []string
+		if req.Roles != nil {
+			roles = *req.Roles
+		}
+		err = checkPermissionsSize(roles, req.Claims)
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -414,10 +520,15 @@ func (h *Handler) storeError(w http.ResponseWriter, op string, err error) {
 	writeError(w, http.StatusServiceUnavailable, "session store unavailable")
 }
 
-// audit logs every mutation: who (remote address), what, and which session
-// by ref, never by ID.
+// audit logs every mutation: who (remote address, the credential that
+// authenticated it, the client certificate's CN under mTLS), what, and which
+// session by ref, never by ID.
 func (h *Handler) audit(r *http.Request, action, subject, ref string, extra ...any) {
-	args := append([]any{"action", action, "remote", r.RemoteAddr}, extra...)
+	who, _ := r.Context().Value(principalKey{}).(string)
+	args := append([]any{"action", action, "remote", r.RemoteAddr, "auth", who}, extra...)
+	if cn := clientCN(r); cn != "" {
+		args = append(args, "client_cn", cn)
+	}
 	if subject != "" {
 		args = append(args, "subject", subject)
 	}
@@ -427,19 +538,37 @@ func (h *Handler) audit(r *http.Request, action, subject, ref string, extra ...a
 	h.o.Log.Info("admin audit", args...)
 }
 
+// decode reads a JSON body strictly: unknown fields, a repeated key, bytes
+// that are not UTF-8 and trailing data are all 400. encoding/json alone
+// would keep the last of two "subject" keys and turn invalid UTF-8 into
+// U+FFFD, so what it stored could differ from what a proxy or log in front
+// of it read.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		writeError(w, http.StatusUnsupportedMediaType, "content-type must be application/json")
 		return false
 	}
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			writeError(w, http.StatusRequestEntityTooLarge, "body too large")
 			return false
 		}
+		writeError(w, http.StatusBadRequest, "read body: "+err.Error())
+		return false
+	}
+	if !utf8.Valid(body) {
+		writeError(w, http.StatusBadRequest, "invalid json: not valid UTF-8")
+		return false
+	}
+	if err := checkDuplicateKeys(body); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid json: "+err.Error())
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid json: "+err.Error())
 		return false
 	}
@@ -448,6 +577,52 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		return false
 	}
 	return true
+}
+
+// checkDuplicateKeys walks the JSON tokens and refuses an object that names
+// a key twice. Syntax errors are left to the real decode.
+func checkDuplicateKeys(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	type frame struct {
+		keys   map[string]bool
+		object bool
+		key    bool // the next string token in this object is a key
+	}
+	var stack []frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = &stack[len(stack)-1]
+		}
+		if top != nil && top.object && top.key {
+			if d, ok := tok.(json.Delim); ok && d == '}' {
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			k, _ := tok.(string)
+			if top.keys[k] {
+				return fmt.Errorf("duplicate key %q", k)
+			}
+			top.keys[k] = true
+			top.key = false
+			continue
+		}
+		if top != nil && top.object {
+			top.key = true // this token is the value; the next is a key
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, frame{keys: map[string]bool{}, object: true, key: true})
+		case json.Delim('['):
+			stack = append(stack, frame{})
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -3,6 +3,7 @@ package authz
 import (
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -39,6 +40,10 @@ type cached struct {
 	roles   []string
 	refresh time.Time // re-sign after this
 	expires time.Time // token's exp
+	// shared holds the parts of the allow answer built from this token, so
+	// a cache hit does not rebuild them (see Server.ok). Set by put: an
+	// entry that never reached the cache builds its own.
+	shared *atomic.Pointer[okParts]
 }
 
 func newTokenCache(maxEntries int) *tokenCache {
@@ -82,6 +87,9 @@ func (c *tokenCache) put(k cacheKey, e cached, now time.Time) {
 			}
 			delete(s.m, key)
 		}
+	}
+	if e.shared == nil {
+		e.shared = new(atomic.Pointer[okParts])
 	}
 	s.m[k] = e
 }

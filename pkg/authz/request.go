@@ -87,6 +87,9 @@ const (
 // hadOthers telling whether anything remains.
 func sessionID(h headers, cookieName string) (id string, from credential, rest string, hadOthers bool, ok bool) {
 	raw := h.cookies()
+	if !cookieHeaderOK(raw) {
+		return "", noCredential, "", false, false
+	}
 	cookieID, count, rest, hadOthers := splitCookie(raw, cookieName)
 	if count > 1 {
 		return "", noCredential, "", false, false
@@ -113,6 +116,26 @@ func sessionID(h headers, cookieName string) (id string, from credential, rest s
 		return bearer, fromBearer, "", false, true
 	}
 	return "", noCredential, "", false, true
+}
+
+// maxCookieHeader bounds the cookie header sessiongate parses. Browsers keep
+// about 4 KiB per cookie and Envoy 60 KiB for all headers by default; a
+// larger value is not a browser's and is refused before it costs a split.
+const maxCookieHeader = 64 << 10
+
+// cookieHeaderOK refuses a cookie header that is too large or holds control
+// characters. What remains of it is sent upstream as a header value, so a
+// CR or LF in it must never get that far, whatever parsed it before us.
+func cookieHeaderOK(v string) bool {
+	if len(v) > maxCookieHeader {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // splitCookie finds cookies named name in a cookie header. It returns the

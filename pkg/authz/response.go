@@ -17,6 +17,7 @@ type responses struct {
 	badRequest      *authv3.CheckResponse
 	unauthenticated *authv3.CheckResponse
 	forbidden       *authv3.CheckResponse
+	csrf            *authv3.CheckResponse
 	unavailable     *authv3.CheckResponse
 	logout          *authv3.CheckResponse
 	tokenHeader     string
@@ -35,6 +36,7 @@ func newResponses(o Options) responses {
 	r.badRequest = denied(codes.InvalidArgument, typev3.StatusCode_BadRequest, `{"error":"bad_request"}`)
 	r.unauthenticated = denied(codes.Unauthenticated, typev3.StatusCode_Unauthorized, `{"error":"unauthenticated"}`)
 	r.forbidden = denied(codes.PermissionDenied, typev3.StatusCode_Forbidden, `{"error":"forbidden"}`)
+	r.csrf = denied(codes.PermissionDenied, typev3.StatusCode_Forbidden, `{"error":"csrf"}`)
 	r.unavailable = denied(codes.Unavailable, typev3.StatusCode_ServiceUnavailable, `{"error":"unavailable"}`,
 		header("retry-after", "1"))
 	clear := header("set-cookie", o.Cookie.Clear())
@@ -79,29 +81,77 @@ func redirect(location string) *authv3.CheckResponse {
 // ok builds the allow answer: the signed token in the token header, the
 // session credential taken out of what the upstream receives, and the
 // subject and ref as dynamic metadata for Envoy's access log.
+//
+// It costs one allocation. The parts that depend only on the signed token
+// (the token header, the metadata) are built once per cached token and
+// shared read-only by every answer that carries it, as the prebuilt denials
+// are; the rest (the answer itself, the header list and the rewritten
+// cookie header) is one block, fresh for every request, so callers may
+// still add to an answer. Never mutate the shared parts: the token header
+// option and DynamicMetadata are seen by concurrent Checks.
 func (s *Server) ok(c cached, ref string, from credential, restCookies string, others bool) *authv3.CheckResponse {
-	hs := make([]*corev3.HeaderValueOption, 1, 2)
-	hs[0] = header(s.resp.tokenHeader, c.token)
+	p := s.okParts(c, ref)
+	a := new(okAnswer)
+	a.hs[0] = p.token
+	hs := a.hs[:1]
 	var remove []string
 	switch {
 	case from == fromBearer:
 		remove = removeAuthorization
 	case others:
-		hs = append(hs, header("cookie", restCookies))
+		a.cookieValue = corev3.HeaderValue{Key: "cookie", Value: restCookies}
+		a.cookie = corev3.HeaderValueOption{Header: &a.cookieValue, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD}
+		a.hs[1] = &a.cookie
+		hs = a.hs[:2]
 	default:
 		remove = removeCookie
 	}
-	return &authv3.CheckResponse{
-		Status: okStatus,
-		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-			Headers:         hs,
-			HeadersToRemove: remove,
-		}},
-		DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{
+	a.http.Headers = hs
+	a.http.HeadersToRemove = remove
+	a.allow.OkResponse = &a.http
+	a.resp.Status = okStatus
+	a.resp.HttpResponse = &a.allow
+	a.resp.DynamicMetadata = p.metadata
+	return &a.resp
+}
+
+// okAnswer is everything an allow answer needs that differs per request,
+// allocated as one block.
+type okAnswer struct {
+	resp        authv3.CheckResponse
+	allow       authv3.CheckResponse_OkResponse
+	http        authv3.OkHttpResponse
+	hs          [2]*corev3.HeaderValueOption
+	cookie      corev3.HeaderValueOption
+	cookieValue corev3.HeaderValue
+}
+
+// okParts are the parts of an allow answer fixed by one signed token.
+type okParts struct {
+	token    *corev3.HeaderValueOption
+	metadata *structpb.Struct
+}
+
+// okParts returns the shared parts for c, building them on first use of a
+// cached token. A token fresh from the signer (a cache miss) gets its own.
+func (s *Server) okParts(c cached, ref string) *okParts {
+	if c.shared != nil {
+		if p := c.shared.Load(); p != nil {
+			return p
+		}
+	}
+	p := &okParts{
+		token: header(s.resp.tokenHeader, c.token),
+		metadata: &structpb.Struct{Fields: map[string]*structpb.Value{
 			"subject":     structpb.NewStringValue(c.subject),
 			"session_ref": structpb.NewStringValue(ref),
 		}},
 	}
+	if c.shared != nil {
+		// Racing first uses build equal parts; whichever is stored is fine.
+		c.shared.Store(p)
+	}
+	return p
 }
 
 var (

@@ -48,6 +48,8 @@ type Route struct {
 	Methods    []string
 	Access     Access
 	Roles      []string
+
+	folded string // PathPrefix as foldPath sees it; set by SetRoutes
 }
 
 // restrictive reports whether a rule takes something away from a merely
@@ -90,21 +92,26 @@ func contains(list []string, s string) bool {
 // normalises paths before ext_authz when configured to; anything that still
 // looks like a traversal or an encoding trick is refused, because the
 // upstream might decode it differently from how the rules matched it, and
-// that difference is how a protected path turns public.
-func cleanPath(p string) (string, bool) {
+// that difference is how a protected path turns public. nonASCII reports a
+// percent-escaped byte >= 0x80, which the caller must still check in its
+// folded form (see foldPath).
+func cleanPath(p string) (clean string, ok, nonASCII bool) {
 	if i := strings.IndexAny(p, "?#"); i >= 0 {
 		p = p[:i]
 	}
 	if len(p) == 0 || p[0] != '/' {
-		return "", false
+		return "", false, false
 	}
 	for i := 0; i < len(p); i++ {
 		switch c := p[i]; {
 		case c <= 0x20 || c >= 0x7f || c == '\\' || c == ';':
-			return "", false
+			return "", false, false
 		case c == '%':
 			if !allowedEscape(p, i) {
-				return "", false
+				return "", false, false
+			}
+			if p[i+1] >= '8' {
+				nonASCII = true // hex digit 8-9 or a-f: byte >= 0x80
 			}
 			i += 2
 		case c == '/':
@@ -112,11 +119,11 @@ func cleanPath(p string) (string, bool) {
 			rest := p[i+1:]
 			if strings.HasPrefix(rest, "/") || rest == "." || rest == ".." ||
 				strings.HasPrefix(rest, "./") || strings.HasPrefix(rest, "../") {
-				return "", false
+				return "", false, false
 			}
 		}
 	}
-	return p, true
+	return p, true, nonASCII
 }
 
 // allowedEscape accepts a percent-escape only for characters that must be

@@ -48,6 +48,7 @@ type Options struct {
 	LoginURL     string        // where browsers without a session are sent; "" = 401
 	LogoutPath   string        // "" disables
 	LogoutURL    string        // redirect after logout; "" = 204
+	CSRF         CSRF          // checks unsafe cookie requests; the zero value is on
 	CacheEntries int           // token cache size; 0 = 100 000
 	Metrics      *metrics.Metrics
 	Log          *slog.Logger
@@ -58,13 +59,18 @@ type Options struct {
 type Server struct {
 	authv3.UnimplementedAuthorizationServer
 
-	o       Options
-	routes  atomic.Pointer[[]Route]
-	cache   *tokenCache
-	m       *metrics.Metrics
-	results map[string]resultMetric
-	resp    responses
+	o           Options
+	routes      atomic.Pointer[[]Route]
+	cache       *tokenCache
+	m           *metrics.Metrics
+	results     map[string]resultMetric
+	resp        responses
+	csrfOrigins []string // normalised CSRF.AllowedOrigins
 }
+
+// resultCSRF labels Checks refused by the CSRF check in
+// sessiongate_check_decisions_total.
+const resultCSRF = "csrf"
 
 type resultMetric interface{ Inc() }
 
@@ -83,9 +89,12 @@ func New(o Options) *Server {
 		o.CacheEntries = 100_000
 	}
 	s := &Server{o: o, cache: newTokenCache(o.CacheEntries), m: o.Metrics, resp: newResponses(o)}
+	for _, origin := range o.CSRF.AllowedOrigins {
+		s.csrfOrigins = append(s.csrfOrigins, NormalizeOrigin(origin))
+	}
 	s.results = make(map[string]resultMetric)
 	for _, r := range []string{metrics.ResultOK, metrics.ResultPublic, metrics.ResultUnauthenticated, metrics.ResultForbidden,
-		metrics.ResultDenied, metrics.ResultBadRequest, metrics.ResultUnavailable, metrics.ResultLogout} {
+		metrics.ResultDenied, metrics.ResultBadRequest, metrics.ResultUnavailable, metrics.ResultLogout, resultCSRF} {
 		s.results[r] = o.Metrics.Decisions.WithLabelValues(r)
 	}
 	s.SetRoutes(o.Routes)
@@ -96,6 +105,9 @@ func New(o Options) *Server {
 // ones. It is how a config reload applies new rules without a restart.
 func (s *Server) SetRoutes(routes []Route) {
 	r := append([]Route(nil), routes...)
+	for i := range r {
+		r[i].folded = foldedPrefix(r[i].PathPrefix)
+	}
 	s.routes.Store(&r)
 }
 
@@ -114,20 +126,28 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	if httpReq == nil {
 		return s.resp.badRequest, metrics.ResultBadRequest
 	}
-	path, ok := cleanPath(httpReq.GetPath())
+	path, ok, nonASCII := cleanPath(httpReq.GetPath())
 	if !ok {
 		return s.resp.badRequest, metrics.ResultBadRequest
 	}
 	method := httpReq.GetMethod()
 	h := headersOf(httpReq)
+	routes := *s.routes.Load()
+	rule := match(routes, method, path)
+	// Only paths with percent-escaped non-ASCII pay for this; see foldPath.
+	if nonASCII {
+		if f, ok := foldPath(path); !ok || matchFolded(routes, method, f) != indexOf(routes, rule) {
+			return s.resp.badRequest, metrics.ResultBadRequest
+		}
+	}
 
 	if s.o.LogoutPath != "" && path == s.o.LogoutPath {
-		return s.logout(ctx, h)
+		return s.logout(ctx, httpReq, h)
 	}
 
 	access, roles, audience := Authenticated, []string(nil), s.o.Audience
-	if r := match(*s.routes.Load(), method, path); r != nil {
-		access, roles = r.Access, r.Roles
+	if rule != nil {
+		access, roles = rule.Access, rule.Roles
 	}
 	if ext := attrs.GetContextExtensions(); len(ext) > 0 {
 		if v, ok := ext["access"]; ok {
@@ -153,6 +173,10 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	id, from, rest, others, ok := sessionID(h, s.o.Cookie.Name)
 	if !ok || from == noCredential {
 		return s.unauthenticated(httpReq, h), metrics.ResultUnauthenticated
+	}
+	// Before the store: a forged cross-site request costs no round trip.
+	if from == fromCookie && !s.o.CSRF.Disabled && !safeMethod(method) && s.csrfRefused(httpReq, h, true) {
+		return s.resp.csrf, resultCSRF
 	}
 	ref := session.RefOf(id)
 
@@ -258,9 +282,18 @@ func (s *Server) loginRedirect(r *authv3.AttributeContext_HttpRequest) string {
 	return s.o.LoginURL + sep + "return_to=" + url.QueryEscape(orig)
 }
 
-// logout deletes the session (if any) and clears the cookie.
-func (s *Server) logout(ctx context.Context, h headers) (*authv3.CheckResponse, string) {
+// logout deletes the session (if any) and clears the cookie. A cookie
+// logout is refused when the request shows it came from another site: a
+// forced logout is a nuisance at best and, followed by a forced login to the
+// attacker's account, a way to make the user type their data into it. For a
+// GET without Origin or Sec-Fetch-Site (older clients, a plain link) there
+// is no evidence either way and SameSite keeps the cookie off cross-site
+// subrequests, so it goes through; any other method needs the evidence.
+func (s *Server) logout(ctx context.Context, r *authv3.AttributeContext_HttpRequest, h headers) (*authv3.CheckResponse, string) {
 	id, from, _, _, ok := sessionID(h, s.o.Cookie.Name)
+	if ok && from == fromCookie && !s.o.CSRF.Disabled && s.csrfRefused(r, h, !safeMethod(r.GetMethod())) {
+		return s.resp.csrf, resultCSRF
+	}
 	if ok && from != noCredential {
 		sctx, cancel := context.WithTimeout(ctx, s.o.StoreTimeout)
 		err := s.o.Sessions.Delete(sctx, session.RefOf(id))

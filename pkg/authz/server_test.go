@@ -479,7 +479,7 @@ var checkCases = []struct {
 	}},
 	{"logout deletes the session and clears the cookie", func(t *testing.T, f *fixture) {
 		id := f.login(t, "alice", nil, nil)
-		resp := f.check(t, request("POST", "/auth/logout", withCookie("__Host-sid="+id)))
+		resp := f.check(t, request("POST", "/auth/logout", withCookie("__Host-sid="+id), withHeader("origin", "https://app.example.com")))
 		if status(resp) != 204 {
 			t.Fatalf("logout: %d", status(resp))
 		}
@@ -547,7 +547,7 @@ func TestCheckStoreDown(t *testing.T) {
 	srv.Stop()
 	expect503("redis stopped")
 	// Logout must not claim success while the store is down.
-	if got := status(f.check(t, request("POST", "/auth/logout", withCookie("__Host-sid="+id)))); got != 503 {
+	if got := status(f.check(t, request("POST", "/auth/logout", withCookie("__Host-sid="+id), withHeader("sec-fetch-site", "same-origin")))); got != 503 {
 		t.Fatalf("logout with redis down: %d", got)
 	}
 	srv.Restart() // empty dataset: the session is gone, as after a real data loss

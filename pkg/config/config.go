@@ -8,7 +8,10 @@
 // (Redis, signing keys, admin token) may be missing.
 package config
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // EnvPrefix starts the name of every environment variable that overrides a
 // key; see EnvName.
@@ -31,12 +34,67 @@ type Config struct {
 	Token   Token   `yaml:"token"`
 	Logout  Logout  `yaml:"logout"`
 	Routes  []Route `yaml:"routes"`
+
+	CSRF     CSRF     `yaml:"csrf"`      // security.go
+	Admin    Admin    `yaml:"admin"`     // security.go
+	AdminTLS AdminTLS `yaml:"admin_tls"` // security.go
 }
 
-// Redis is where sessions live.
+// Redis is where sessions live: exactly one of URL (standalone), Sentinel
+// or ClusterAddrs names the topology.
 type Redis struct {
 	URL     string        `yaml:"url"`
 	Timeout time.Duration `yaml:"timeout"`
+	// Sentinel finds the master through Redis Sentinel.
+	Sentinel RedisSentinel `yaml:"sentinel"`
+	// ClusterAddrs are seed nodes of a Redis Cluster; one is enough, the
+	// rest of the cluster is discovered from it.
+	ClusterAddrs []string `yaml:"cluster_addrs"`
+	// Username and PasswordFile authenticate to the data nodes (ACL user)
+	// when the URL does not carry them, as with Sentinel and Cluster, which
+	// have no URL. The file keeps the password out of the config and the
+	// environment, like the other secrets.
+	Username     string   `yaml:"username"`
+	PasswordFile string   `yaml:"password_file"`
+	TLS          RedisTLS `yaml:"tls"`
+}
+
+// RedisSentinel names a master monitored by Redis Sentinel.
+type RedisSentinel struct {
+	MasterName string   `yaml:"master_name"`
+	Addrs      []string `yaml:"addrs"`
+	// Username and Password authenticate to the sentinels themselves, which
+	// have their own ACLs, separate from the data nodes'.
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+}
+
+// RedisTLS configures TLS to Redis (and to the sentinels). A rediss:// URL
+// turns it on; so does Enabled or any file below, which is how Sentinel and
+// Cluster, without a URL, ask for it.
+type RedisTLS struct {
+	Enabled bool `yaml:"enabled"`
+	// CAFile verifies the server; empty = the system roots.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are a client certificate, for servers that
+	// require one (tls-auth-clients).
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName is the name expected in every node's certificate; empty =
+	// the host each node is dialled by.
+	ServerName string `yaml:"server_name"`
+}
+
+// Configured reports whether any Redis topology is set. Without one (only
+// allowed in dev mode) sessions are kept in memory.
+func (r Redis) Configured() bool {
+	return r.URL != "" || r.Sentinel.MasterName != "" || len(r.Sentinel.Addrs) > 0 || len(r.ClusterAddrs) > 0
+}
+
+// TLSOn reports whether connections to Redis use TLS.
+func (r Redis) TLSOn() bool {
+	t := r.TLS
+	return strings.HasPrefix(strings.ToLower(r.URL), "rediss://") || t.Enabled || t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != ""
 }
 
 // Cookie describes the browser cookie that carries the opaque session ID.
@@ -120,5 +178,7 @@ func Default() Config {
 			JWKSMaxAge: 5 * time.Minute,
 		},
 		Logout: Logout{Path: "/auth/logout"},
+		CSRF:   CSRF{Enabled: true},
+		Admin:  Admin{RateLimit: 100, RateBurst: 200},
 	}
 }

@@ -57,6 +57,8 @@ func TestDefault(t *testing.T) {
 			TTL: 5 * time.Minute, JWKSMaxAge: 5 * time.Minute,
 		},
 		Logout: Logout{Path: "/auth/logout"},
+		CSRF:   CSRF{Enabled: true},
+		Admin:  Admin{RateLimit: 100, RateBurst: 200},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() = %+v\nwant        %+v", c, want)
@@ -104,6 +106,11 @@ log_level: DEBUG
 redis:
   url: rediss://redis.internal:6380/1
   timeout: 250ms
+  sentinel: {master_name: mymaster, addrs: ["s1:26379"], username: sentinel, password: pw}
+  cluster_addrs: ["c1:6379"]
+  username: sessiongate
+  password_file: /run/secrets/redis-password
+  tls: {enabled: true, ca_file: /ca.pem, cert_file: /c.pem, key_file: /k.pem, server_name: redis.internal}
 cookie:
   name: sid
   same_site: strict
@@ -136,6 +143,17 @@ routes:
     roles: [admin, ops]
   - path_prefix: /
     access: deny
+csrf:
+  enabled: false
+  allowed_origins: ["HTTPS://WWW.Example.com:443/", "http://localhost:8080"]
+admin:
+  rate_limit: 2.5
+  rate_burst: 5
+admin_tls:
+  cert_file: /tls/admin.crt
+  key_file: /tls/admin.key
+  client_ca_file: /tls/clients-ca.pem
+  client_cert_auth_only: true
 `
 
 func TestLoadFullFile(t *testing.T) {
@@ -147,9 +165,15 @@ func TestLoadFullFile(t *testing.T) {
 		AdminTokenFile: "/run/secrets/admin-token",
 		LoginURL:       "https://login.example.com/start",
 		LogLevel:       "debug",
-		Redis:          Redis{URL: "rediss://redis.internal:6380/1", Timeout: 250 * time.Millisecond},
-		Cookie:         Cookie{Name: "sid", SameSite: "Strict", Domain: "example.com"},
-		Session:        Session{IdleTimeout: 15 * time.Minute, AbsoluteTimeout: 8 * time.Hour, MaxPerUser: 3, OnLimit: "reject"},
+		Redis: Redis{
+			URL: "rediss://redis.internal:6380/1", Timeout: 250 * time.Millisecond,
+			Sentinel:     RedisSentinel{MasterName: "mymaster", Addrs: []string{"s1:26379"}, Username: "sentinel", Password: "pw"},
+			ClusterAddrs: []string{"c1:6379"},
+			Username:     "sessiongate", PasswordFile: "/run/secrets/redis-password",
+			TLS: RedisTLS{Enabled: true, CAFile: "/ca.pem", CertFile: "/c.pem", KeyFile: "/k.pem", ServerName: "redis.internal"},
+		},
+		Cookie:  Cookie{Name: "sid", SameSite: "Strict", Domain: "example.com"},
+		Session: Session{IdleTimeout: 15 * time.Minute, AbsoluteTimeout: 8 * time.Hour, MaxPerUser: 3, OnLimit: "reject"},
 		Token: Token{
 			Header: "x-user-jwt", Issuer: "gate", Audience: "apis", TTL: 2 * time.Minute,
 			SigningKeys:      []string{"/keys/b.pem", "/keys/a.pem"},
@@ -163,11 +187,17 @@ func TestLoadFullFile(t *testing.T) {
 			{PathPrefix: "/admin", Methods: []string{"GET", "POST"}, Access: "authenticated", Roles: []string{"admin", "ops"}},
 			{PathPrefix: "/", Access: "deny"},
 		},
+		CSRF:     CSRF{Enabled: false, AllowedOrigins: []string{"https://www.example.com", "http://localhost:8080"}},
+		Admin:    Admin{RateLimit: 2.5, RateBurst: 5},
+		AdminTLS: AdminTLS{CertFile: "/tls/admin.crt", KeyFile: "/tls/admin.key", ClientCAFile: "/tls/clients-ca.pem", ClientCertAuthOnly: true},
 	}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("Load = %+v\nwant   %+v", *c, want)
 	}
-	if err := c.Validate(false); err != nil {
+	// Setting every key sets three Redis topologies at once; keep one.
+	valid := *c
+	valid.Redis.Sentinel, valid.Redis.ClusterAddrs = RedisSentinel{}, nil
+	if err := valid.Validate(false); err != nil {
 		t.Errorf("Validate: %v", err)
 	}
 	// Keeps this test honest when a field is added: fullYAML must set every

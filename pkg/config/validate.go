@@ -20,28 +20,15 @@ func (c *Config) Validate(dev bool) error {
 	v.check("grpc_addr", checkAddr(c.GRPCAddr))
 	v.check("http_addr", checkAddr(c.HTTPAddr))
 	v.check("admin_addr", checkAddr(c.AdminAddr))
-	if c.AdminTokenFile == "" && !dev {
-		v.fail("admin_token_file", "required outside dev mode")
+	// With client_cert_auth_only the client CA is the credential; tokens
+	// are then optional.
+	if c.AdminTokenFile == "" && !dev && !c.AdminTLS.ClientCertAuthOnly {
+		v.fail("admin_token_file", "required outside dev mode (unless admin_tls.client_cert_auth_only)")
 	}
 	v.check("login_url", checkRedirect(c.LoginURL))
 	v.oneOf("log_level", c.LogLevel, "debug", "info", "warn", "error")
 
-	switch {
-	case c.Redis.URL == "":
-		if !dev {
-			v.fail("redis.url", "required outside dev mode")
-		}
-	default:
-		// Only the scheme is echoed back: the URL may carry a password.
-		u, err := url.Parse(c.Redis.URL)
-		if err != nil {
-			v.fail("redis.url", "not a URL")
-		} else if u.Scheme != "redis" && u.Scheme != "rediss" {
-			v.fail("redis.url", "must start with redis:// or rediss://, got scheme %q", u.Scheme)
-		}
-	}
-	v.positive("redis.timeout", c.Redis.Timeout)
-	v.atMost("redis.timeout", c.Redis.Timeout, 10*time.Second)
+	c.Redis.validate(v, dev)
 
 	v.check("cookie.name", checkToken(c.Cookie.Name))
 	v.oneOf("cookie.same_site", c.Cookie.SameSite, "Lax", "Strict", "None")
@@ -104,6 +91,7 @@ func (c *Config) Validate(dev bool) error {
 	for i, r := range c.Routes {
 		r.validate(v, fmt.Sprintf("routes[%d]", i))
 	}
+	c.validateSecurity(v)
 	return errors.Join(v.errs...)
 }
 

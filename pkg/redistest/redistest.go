@@ -7,6 +7,7 @@ package redistest
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -14,18 +15,29 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
-// Server is one running redis-server.
+// Server is one running redis-server (or redis-server --sentinel).
 type Server struct {
 	t    testing.TB
 	Addr string // host:port
 	dir  string
 	args []string
 	cmd  *exec.Cmd
+	// ready reports whether the process answers; PING over plain TCP
+	// unless the server speaks only TLS.
+	ready func() error
+	tls   *tls.Config // for Client, when the server speaks only TLS
+
+	mu       sync.Mutex
+	client   *redis.Client
+	sentinel *redis.SentinelClient
 }
 
 // URL returns a redis:// URL for the server.
@@ -60,16 +72,22 @@ func FreePort(t testing.TB) int {
 // redis-server arguments (e.g. "--maxmemory", "1mb").
 func Start(t testing.TB, extra ...string) *Server {
 	t.Helper()
-	bin := Binary(t)
-	dir := t.TempDir()
 	port := FreePort(t)
-	s := &Server{t: t, Addr: "127.0.0.1:" + strconv.Itoa(port), dir: dir}
+	return startOn(t, port, t.TempDir(), nil, extra...)
+}
+
+// startOn starts redis-server on port with its files in dir. Later
+// arguments override earlier ones, so extra can change the defaults
+// (e.g. "--appendonly", "yes").
+func startOn(t testing.TB, port int, dir string, ready func() error, extra ...string) *Server {
+	t.Helper()
+	s := &Server{t: t, Addr: "127.0.0.1:" + strconv.Itoa(port), dir: dir, ready: ready}
 	s.args = append([]string{
 		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--daemonize", "no",
 		"--dir", dir, "--logfile", filepath.Join(dir, "redis.log"),
 	}, extra...)
-	s.start(bin)
+	s.start(Binary(t))
 	t.Cleanup(s.Stop)
 	return s
 }
@@ -86,17 +104,28 @@ func (s *Server) start(bin string) {
 	}
 }
 
-// waitReady polls PING over a raw connection until Redis answers PONG.
+// waitReady polls PING until Redis answers PONG.
 func (s *Server) waitReady(limit time.Duration) error {
+	ready := s.ready
+	if ready == nil {
+		ready = func() error { return pingRaw(s.Addr) }
+	}
 	deadline := time.Now().Add(limit)
+	var err error
 	for time.Now().Before(deadline) {
-		if pingRaw(s.Addr) == nil {
+		if err = ready(); err == nil {
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return fmt.Errorf("not ready after %v", limit)
+	return fmt.Errorf("not ready after %v: %v", limit, err)
 }
+
+// Running reports whether the process is up (it may be paused).
+func (s *Server) Running() bool { return s.cmd != nil }
+
+// Dir is the server's working directory (data files, log).
+func (s *Server) Dir() string { return s.dir }
 
 func pingRaw(addr string) error {
 	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
@@ -104,6 +133,10 @@ func pingRaw(addr string) error {
 		return err
 	}
 	defer c.Close()
+	return pingConn(c)
+}
+
+func pingConn(c net.Conn) error {
 	_ = c.SetDeadline(time.Now().Add(500 * time.Millisecond))
 	if _, err := c.Write([]byte("PING\r\n")); err != nil {
 		return err
@@ -112,7 +145,8 @@ func pingRaw(addr string) error {
 	if err != nil {
 		return err
 	}
-	if !strings.HasPrefix(line, "+PONG") {
+	// NOAUTH is an answer too: the server is up and only wants a password.
+	if !strings.HasPrefix(line, "+PONG") && !strings.HasPrefix(line, "-NOAUTH") {
 		return fmt.Errorf("unexpected reply %q", line)
 	}
 	return nil
@@ -146,7 +180,9 @@ func (s *Server) Stop() {
 	s.cmd = nil
 }
 
-// Restart starts the server again on the same port with an empty dataset.
+// Restart starts the server again on the same port and directory: with an
+// empty dataset, unless it was started with persistence (e.g. "--appendonly",
+// "yes"), in which case it reloads what it had written.
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Stop()

@@ -19,9 +19,9 @@ func benchSession(b *testing.B) (*Session, string) {
 	now := time.Now().Truncate(time.Millisecond)
 	s := &Session{
 		Ref: RefOf(id), Subject: "alice", Tenant: "acme",
-		Roles:  []string{"dev"},
-		Claims: map[string]string{"email": "alice@example.com"},
-		Device: Device{UserAgent: "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", IP: "203.0.113.7"},
+		Roles:     []string{"dev"},
+		Claims:    map[string]string{"email": "alice@example.com"},
+		Device:    Device{UserAgent: "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", IP: "203.0.113.7"},
 		CreatedAt: now, ExpiresAt: now.Add(12 * time.Hour), IdleTimeout: 30 * time.Minute, Version: 1,
 	}
 	return s, id

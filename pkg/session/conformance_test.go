@@ -49,15 +49,64 @@ func redisFixture(t *testing.T) storeFixture {
 	}}
 }
 
-// TestConformance holds both stores to the Store contract with the same
-// cases. The Redis half runs against a real redis-server.
+// redisClientFixture is a RedisStore over a fresh client made from o, with
+// putRaw writing through the same client (so it is routed like the store's
+// own writes in Cluster).
+func redisClientFixture(t *testing.T, o RedisOptions) storeFixture {
+	t.Helper()
+	rdb, err := o.NewClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	return storeFixture{store: NewRedisStore(rdb), putRaw: func(t *testing.T, ref, subject, raw string) {
+		t.Helper()
+		if err := rdb.Set(context.Background(), sessionKey(ref), raw, time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}}
+}
+
+// perCase starts a new backend for every case.
+func perCase(f func(*testing.T) storeFixture) func(*testing.T) func(*testing.T) storeFixture {
+	return func(*testing.T) func(*testing.T) storeFixture { return f }
+}
+
+// clusterFixtures share one 3-master, 3-replica Redis Cluster among all
+// cases, each with its own client: a cluster per case would be 66
+// processes. Cases must therefore use subjects no other case uses.
+func clusterFixtures(t *testing.T) func(*testing.T) storeFixture {
+	c := redistest.StartCluster(t)
+	return func(t *testing.T) storeFixture {
+		// One seed is enough; the client discovers the rest.
+		return redisClientFixture(t, RedisOptions{ClusterAddrs: c.Addrs()[:1], Timeout: time.Second})
+	}
+}
+
+// sentinelFixtures share one master, replica and three sentinels, like
+// clusterFixtures.
+func sentinelFixtures(t *testing.T) func(*testing.T) storeFixture {
+	s := redistest.StartSentinel(t)
+	return func(t *testing.T) storeFixture {
+		return redisClientFixture(t, RedisOptions{SentinelMaster: redistest.SentinelMaster, SentinelAddrs: s.Addrs(), Timeout: time.Second})
+	}
+}
+
+// TestConformance holds every store and Redis topology to the Store
+// contract with the same cases, against real redis-server processes:
+// standalone, Cluster, Sentinel, and standalone with TLS and a restricted
+// ACL user (the ACL sessiongate's README documents).
 func TestConformance(t *testing.T) {
-	for name, newFixture := range map[string]func(*testing.T) storeFixture{
-		"memory": memoryFixture,
-		"redis":  redisFixture,
+	for name, setup := range map[string]func(*testing.T) func(*testing.T) storeFixture{
+		"memory":         perCase(memoryFixture),
+		"redis":          perCase(redisFixture),
+		"redis-cluster":  clusterFixtures,
+		"redis-sentinel": sentinelFixtures,
+		"redis-tls-acl":  tlsACLFixtures,
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
+			newFixture := setup(t)
 			for _, c := range conformanceCases {
 				t.Run(c.name, func(t *testing.T) {
 					t.Parallel()

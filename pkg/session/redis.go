@@ -21,6 +21,37 @@ import (
 // The index may briefly name sessions that have expired or were deleted
 // between two steps; every reader checks the session keys and prunes what is
 // gone, so the index converges and never resurrects a session.
+//
+// # Redis Cluster
+//
+// No hash tags, on purpose: a tag per subject would put a heavy user's
+// sessions on one slot, a common tag would put every session on one node.
+// Instead nothing needs two keys on one slot:
+//
+//   - Scripts (touch, index add, compare-and-swap) declare exactly one key,
+//     KEYS[1], and touch no other, so Cluster routes them by that key.
+//   - Multi-key steps are plain pipelines (never MULTI/EXEC): go-redis's
+//     ClusterClient splits a pipeline by slot and sends each part to its
+//     node, following MOVED/ASK per command. EXISTS, GET and DEL over many
+//     session keys are therefore one round trip per node, not a
+//     cross-slot command.
+//   - Each multi-key operation is ordered so that stopping between any two
+//     steps leaves nothing a Check could accept: Create writes the session,
+//     then indexes it (and undoes both on failure); Delete, DeleteUser and
+//     eviction delete session keys first and unindex after, so the worst a
+//     partial failure leaves is a stale index entry, which readers prune.
+//     Revocation is decided by the session key alone: the Check path never
+//     reads the index.
+//   - max_per_user holds without a transaction because the index's scores
+//     are an insertion sequence assigned by a single-key script: racing
+//     logins all read the same order and agree on who is oldest (Create).
+//   - UpdateUser replaces each record with a single-key compare-and-swap
+//     and keeps its TTL, so a session deleted meanwhile stays deleted.
+//   - Every step is safe to apply twice, which is what a retry after a lost
+//     reply does: SET NX recognises its own record, index and unindex are
+//     set operations, DEL of a deleted key is a no-op.
+//
+// The same holds with Sentinel, where all keys live on one master.
 const (
 	sessionPrefix = "sg:s:"
 	userPrefix    = "sg:u:"
@@ -86,24 +117,6 @@ func NewRedisStore(rdb redis.UniversalClient) *RedisStore {
 	return &RedisStore{rdb: rdb, now: time.Now}
 }
 
-// NewRedisClient builds a client from a redis:// or rediss:// URL. timeout
-// bounds socket reads and writes; callers still bound each call with a context.
-func NewRedisClient(url string, timeout time.Duration) (redis.UniversalClient, error) {
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("parse redis url: %w", err)
-	}
-	opts.ContextTimeoutEnabled = true
-	opts.ReadTimeout = timeout
-	opts.WriteTimeout = timeout
-	opts.DialTimeout = max(timeout, time.Second)
-	// Waiting for a pooled connection is bounded by the caller's context too;
-	// keep the pool's own bound near the command timeout.
-	opts.PoolTimeout = timeout
-	opts.MaxRetries = -1 // a retry would double the latency bound of Check
-	return redis.NewClient(opts), nil
-}
-
 func sessionKey(ref string) string    { return sessionPrefix + ref }
 func userKey(subject string) string   { return userPrefix + subject }
 func msString(t time.Time) string     { return strconv.FormatInt(t.UnixMilli(), 10) }
@@ -140,18 +153,27 @@ func (r *RedisStore) Create(ctx context.Context, s *Session, limit Limit) ([]str
 	// checkNew guarantees a positive TTL: SETNX without one would keep the
 	// session forever.
 	ttl := nextExpiry(now, s.ExpiresAt, s.IdleTimeout).Sub(now)
-	ok, err := r.rdb.SetNX(ctx, sessionKey(s.Ref), raw, ttl).Result()
+	sk := sessionKey(s.Ref)
+	ok, err := r.rdb.SetNX(ctx, sk, raw, ttl).Result()
 	if err != nil {
+		// The write may have landed before the reply was lost.
+		r.undoCreate(ctx, "", s.Ref)
 		return nil, wrap("create session", err)
 	}
 	if !ok {
-		return nil, fmt.Errorf("create session %s: ref already exists", s.Ref)
+		// A retried SET NX (go-redis retries once after a lost reply) finds
+		// the record its first attempt wrote. Anything else under a fresh
+		// 128-bit ref is a collision and must not be overwritten.
+		cur, err := r.rdb.Get(ctx, sk).Result()
+		if err != nil || cur != raw {
+			return nil, fmt.Errorf("create session %s: ref already exists", s.Ref)
+		}
 	}
 	uk := userKey(s.Subject)
 	if err := indexAddScript.Run(ctx, r.rdb, []string{uk}, s.Ref, msString(s.ExpiresAt)).Err(); err != nil {
 		// Without the index entry the session could not be listed or revoked
 		// by subject: undo it rather than leave it half-made.
-		r.rdb.Del(context.WithoutCancel(ctx), sessionKey(s.Ref))
+		r.undoCreate(ctx, uk, s.Ref)
 		return nil, wrap("index session", err)
 	}
 	if limit.MaxPerUser <= 0 {
@@ -159,6 +181,10 @@ func (r *RedisStore) Create(ctx context.Context, s *Session, limit Limit) ([]str
 	}
 	live, err := r.liveRefs(ctx, uk)
 	if err != nil {
+		// The caller never learns this session's ID, so a session left
+		// behind would only count against the subject's cap until it
+		// expired, and with on_limit: reject lock the user out meanwhile.
+		r.undoCreate(ctx, uk, s.Ref)
 		return nil, err
 	}
 	if len(live) <= limit.MaxPerUser {
@@ -168,6 +194,7 @@ func (r *RedisStore) Create(ctx context.Context, s *Session, limit Limit) ([]str
 		for i, ref := range live {
 			if ref == s.Ref && i >= limit.MaxPerUser {
 				if err := r.remove(ctx, uk, []string{s.Ref}); err != nil {
+					r.undoCreate(ctx, uk, s.Ref)
 					return nil, err
 				}
 				return nil, ErrLimit
@@ -177,9 +204,28 @@ func (r *RedisStore) Create(ctx context.Context, s *Session, limit Limit) ([]str
 	}
 	evicted := live[:len(live)-limit.MaxPerUser]
 	if err := r.remove(ctx, uk, evicted); err != nil {
+		// The login fails, so the new session goes too; the old ones that
+		// survived stay valid and are evicted by the next login.
+		r.undoCreate(ctx, uk, s.Ref)
 		return nil, err
 	}
 	return evicted, nil
+}
+
+// undoTimeout bounds the cleanup after a failed Create. It runs after the
+// caller's deadline may have passed, so it gets its own.
+const undoTimeout = time.Second
+
+// undoCreate removes a session whose creation failed half-way; best effort,
+// because it runs when Redis is already failing. Whatever it cannot remove
+// is a session nobody holds the ID of, gone at its idle expiry.
+func (r *RedisStore) undoCreate(ctx context.Context, uk, ref string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+	defer cancel()
+	if err := r.rdb.Del(ctx, sessionKey(ref)).Err(); err != nil || uk == "" {
+		return
+	}
+	_ = r.rdb.ZRem(ctx, uk, ref).Err()
 }
 
 // liveRefs returns the refs in a subject's index whose session keys still

@@ -188,3 +188,37 @@ func TestEchoPicksUpRotatedKey(t *testing.T) {
 		t.Fatalf("k1 after rotation: code %d", code)
 	}
 }
+
+// With the unknown-kid refetch off (-jwks-unknown-kid-every 0), a key
+// published after the last fetch is refused until the periodic refresh has
+// fetched it: only then does the e2e runbook test prove that publishing
+// ahead of use is enough.
+func TestEchoUnknownKIDRefetchOff(t *testing.T) {
+	js := newJWKSServer(t)
+	js.addKey(t, "k1")
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	const refresh = 200 * time.Millisecond
+	created := time.Now() // the first periodic refresh comes refresh after this, at the earliest
+	kf, err := newKeyfunc(ctx, js.URL, refresh, 0, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Echo{Keyfunc: kf.Keyfunc, Issuer: "sessiongate", DefaultAudience: "internal", TokenHeader: "x-internal-jwt", Log: log}
+	k2 := js.addKey(t, "k2")
+	if _, err := e.Verify(sign(t, k2, "k2", claims("internal")), "/api/me"); err == nil && time.Since(created) < refresh {
+		t.Fatal("k2 accepted before any periodic refresh: the unknown kid was refetched")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := e.Verify(sign(t, k2, "k2", claims("internal")), "/api/me")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("k2 never accepted through the periodic refresh: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -60,7 +60,7 @@ func run(args []string) error {
 	header := fs.String("token-header", "x-internal-jwt", "request header carrying the internal JWT")
 	public := fs.String("public-prefix", "/public/", "comma-separated path prefixes served without a token")
 	refreshEvery := fs.Duration("jwks-refresh", time.Hour, "background JWKS refresh interval")
-	unknownKIDEvery := fs.Duration("jwks-unknown-kid-every", 10*time.Second, "at most one JWKS refetch per this interval when a token names an unknown kid (key rotation)")
+	unknownKIDEvery := fs.Duration("jwks-unknown-kid-every", 10*time.Second, "at most one JWKS refetch per this interval when a token names an unknown kid (key rotation); 0 = never, so keys are learnt only from -jwks-refresh")
 	var prefixes prefixFlag
 	fs.Var(&prefixes, "audience-prefix", `"/prefix/=audience": tokens for this path must carry this aud (repeatable)`)
 	if err := fs.Parse(args); err != nil {
@@ -109,14 +109,21 @@ func run(args []string) error {
 // while sessiongate is still starting; keyfunc then retries on the first
 // token and on the refresh interval instead of refusing to start, so start-up
 // order does not matter. A token naming a kid we have not seen (a freshly
-// rotated key) triggers a refetch, at most once per unknownKIDEvery.
+// rotated key) triggers a refetch, at most once per unknownKIDEvery; 0
+// disables that refetch (a limiter that never admits one, so the lookup fails
+// at once), which is how the e2e runbook test proves that the periodic
+// refresh alone is enough when keys are published ahead of use.
 func newKeyfunc(ctx context.Context, jwksURL string, refreshEvery, unknownKIDEvery time.Duration, log *slog.Logger) (keyfunc.Keyfunc, error) {
 	noErrFirst := true
+	unknownKID := rate.NewLimiter(0, 0)
+	if unknownKIDEvery > 0 {
+		unknownKID = rate.NewLimiter(rate.Every(unknownKIDEvery), 1)
+	}
 	return keyfunc.NewDefaultOverrideCtx(ctx, []string{jwksURL}, keyfunc.Override{
 		HTTPTimeout:               5 * time.Second,
 		NoErrorReturnFirstHTTPReq: &noErrFirst,
 		RefreshInterval:           refreshEvery,
-		RefreshUnknownKID:         rate.NewLimiter(rate.Every(unknownKIDEvery), 1),
+		RefreshUnknownKID:         unknownKID,
 		// A token with a made-up kid must not park a request for the
 		// default minute waiting for the rate limiter.
 		RateLimitWaitMax: 250 * time.Millisecond,

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sessiongate/sessiongate/pkg/redistest"
+	"github.com/sessiongate/sessiongate/pkg/session"
+)
+
+// The load test itself runs with `make loadtest`; these check its pieces
+// that can be checked without starting anything.
+
+func TestParseWrk(t *testing.T) {
+	out := `Running 5s test @ http://127.0.0.1:41234
+  1 threads and 16 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.20ms  310.52us   9.87ms   88.00%
+    Req/Sec    13.41k   512.33    14.10k    80.00%
+  Latency Distribution
+     50%    1.13ms
+     75%    1.30ms
+     90%    1.52ms
+     99%    2.41ms
+  66712 requests in 5.00s, 9.80MB read
+  Non-2xx or 3xx responses: 3
+Requests/sec:  13342.40
+Transfer/sec:      1.96MB
+`
+	st, err := parseWrk(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Requests != 66712 || st.Errors != 3 || st.P50 != 1130*time.Microsecond || st.P99 != 2410*time.Microsecond {
+		t.Fatalf("parsed %+v", st)
+	}
+	if rps := st.RPS(); rps < 13342 || rps > 13343 {
+		t.Fatalf("rps %.2f, want wrk's 13342.40", rps)
+	}
+	if _, err := parseWrk("Running 5s test\n  0 requests in 5.00s, 0B read\n"); err == nil {
+		t.Fatal("a report without a latency distribution must be an error")
+	}
+}
+
+func TestPercentiles(t *testing.T) {
+	d := make([]time.Duration, 1000)
+	for i := range d {
+		d[i] = time.Duration(1000-i) * time.Microsecond
+	}
+	p50, p99 := percentiles(d)
+	if p50 != 500*time.Microsecond || p99 != 990*time.Microsecond {
+		t.Fatalf("p50 %v p99 %v", p50, p99)
+	}
+}
+
+func TestLoopbackOnly(t *testing.T) {
+	for _, ok := range []string{"127.0.0.1:9001", "[::1]:80", "127.3.4.5:1"} {
+		if err := loopbackOnly(ok); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"10.0.0.1:9001", "example.com:80", "0.0.0.0:1", "192.168.1.1:80", "localhost"} {
+		if err := loopbackOnly(bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
+
+// The seeder's record must be byte for byte what session.RedisStore
+// writes; the load test checks the same against its own Redis before
+// seeding.
+func TestSeedLayoutMatchesStore(t *testing.T) {
+	srv := redistest.Start(t)
+	opts, err := redis.ParseURL(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	ctx := context.Background()
+	if err := verifyLayout(ctx, rdb); err != nil {
+		t.Fatal(err)
+	}
+	id, err := session.NewID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := session.RefOf(id)
+	if err := seed(ctx, rdb, "user-", 0, 1, []string{ref}); err != nil {
+		t.Fatal(err)
+	}
+	if err := seed(ctx, rdb, "cold-", 0, 4500, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := rdb.DBSize(ctx).Val(); n != 2*4501 {
+		t.Fatalf("%d keys, want %d", n, 2*4501)
+	}
+	// What was seeded is a session the real store resolves, and lists.
+	st := session.NewRedisStore(rdb)
+	e, err := st.Touch(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := e.Session()
+	if err != nil || sess.Subject != "user-0" || sess.Device.IP == "" {
+		t.Fatalf("%+v %v", sess, err)
+	}
+	list, err := st.List(ctx, "user-0")
+	if err != nil || len(list) != 1 || list[0].Ref != ref {
+		t.Fatalf("%v %v", list, err)
+	}
+}

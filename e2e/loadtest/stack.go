@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"gopkg.in/yaml.v3"
+
+	"github.com/sessiongate/sessiongate/e2e/harness"
+)
+
+const readyTimeout = 30 * time.Second
+
+// stack is everything the load test runs, each a separate process started
+// and stopped through e2e/harness.
+type stack struct {
+	dir                                    string
+	bin                                    harness.Binaries
+	redis, sessiongate, noop, upstream, ev *harness.Process
+	rdb                                    *redis.Client
+
+	redisAddr, sgGRPC, noopGRPC string
+	directURL, noopURL, sgURL   string
+	started                     []*harness.Process
+}
+
+// startStack builds sessiongate (harness.Build), then starts redis-server,
+// sessiongate, the no-op server, the upstream and Envoy, each waited for by
+// a readiness probe with a deadline.
+func startStack(ctx context.Context) (*stack, error) {
+	bin, err := harness.Build()
+	if err != nil {
+		return nil, fmt.Errorf("prerequisites: %w", err)
+	}
+	if _, err := exec.LookPath("wrk"); err != nil {
+		return nil, fmt.Errorf("wrk not found on PATH: install it (Debian: apt-get install wrk)")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	s := &stack{bin: bin, dir: filepath.Join(bin.RunDir, "loadtest")}
+	if err := os.RemoveAll(s.dir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return nil, err
+	}
+	p, err := harness.FreePorts(10)
+	if err != nil {
+		return nil, err
+	}
+	addr := func(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
+	redisPort, sgGRPC, sgHTTP, sgAdmin, noopPort, upPort, admin, direct, noopL, sgL :=
+		p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9]
+	s.redisAddr, s.sgGRPC, s.noopGRPC = addr(redisPort), addr(sgGRPC), addr(noopPort)
+	s.directURL = "http://" + addr(direct) + "/api/items?page=2"
+	s.noopURL = "http://" + addr(noopL) + "/api/items?page=2"
+	s.sgURL = "http://" + addr(sgL) + "/api/items?page=2"
+
+	// Redis as a session store is deployed without per-write fsync; the
+	// e2e harness's "appendfsync always" serves its crash test, not this.
+	s.redis = s.process("redis", bin.Redis, "--port", strconv.Itoa(redisPort), "--bind", "127.0.0.1",
+		"--dir", s.dir, "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes")
+	if err := s.start(s.redis, harness.RedisProbe(s.redisAddr)); err != nil {
+		return s, err
+	}
+	s.rdb = redis.NewClient(&redis.Options{Addr: s.redisAddr, PoolSize: 8})
+
+	cfgPath, err := s.sessiongateConfig(addr(sgGRPC), addr(sgHTTP), addr(sgAdmin))
+	if err != nil {
+		return s, err
+	}
+	s.sessiongate = s.process("sessiongate", bin.Sessiongate, "serve", "--config", cfgPath)
+	if err := s.start(s.sessiongate, harness.HTTPProbe("http://"+addr(sgHTTP)+"/readyz", 200)); err != nil {
+		return s, err
+	}
+	s.noop = s.process("noop", self, "noop", "-listen", s.noopGRPC)
+	if err := s.start(s.noop, tcpProbe(s.noopGRPC)); err != nil {
+		return s, err
+	}
+	s.upstream = s.process("upstream", self, "upstream", "-listen", addr(upPort))
+	if err := s.start(s.upstream, harness.HTTPProbe("http://"+addr(upPort)+"/", 200)); err != nil {
+		return s, err
+	}
+	envoyCfg := filepath.Join(s.dir, "envoy.yaml")
+	vars := map[string]string{
+		"ADMIN_PORT": strconv.Itoa(admin), "DIRECT_PORT": strconv.Itoa(direct),
+		"NOOP_PORT": strconv.Itoa(noopL), "SG_PORT": strconv.Itoa(sgL),
+		"UPSTREAM_PORT": strconv.Itoa(upPort), "NOOP_GRPC_PORT": strconv.Itoa(noopPort),
+		"SG_GRPC_PORT": strconv.Itoa(sgGRPC),
+	}
+	if err := harness.RenderEnvoyConfig(filepath.Join(bin.E2EDir, "loadtest", "envoy.yaml.tmpl"), envoyCfg, vars); err != nil {
+		return s, err
+	}
+	s.ev = s.process("envoy", bin.Envoy, "-c", envoyCfg, "--disable-hot-restart", "--concurrency", "2",
+		"--log-level", "warning", "--drain-time-s", "1")
+	if err := s.start(s.ev, harness.HTTPProbe("http://"+addr(admin)+"/ready", 200)); err != nil {
+		return s, err
+	}
+	return s, ctx.Err()
+}
+
+func (s *stack) process(name, path string, args ...string) *harness.Process {
+	return &harness.Process{Name: name, LogPath: filepath.Join(s.dir, name+".log"), Path: path, Args: args, Dir: s.dir}
+}
+
+func (s *stack) start(p *harness.Process, probe func(context.Context) error) error {
+	if err := p.Start(); err != nil {
+		return err
+	}
+	s.started = append(s.started, p)
+	if err := p.WaitReady(readyTimeout, probe); err != nil {
+		return fmt.Errorf("%w\n---- %s ----\n%s", err, p.LogPath, p.Tail(30))
+	}
+	return nil
+}
+
+// stop stops every process it started, last first.
+func (s *stack) stop() {
+	if s.rdb != nil {
+		s.rdb.Close()
+	}
+	for i := len(s.started) - 1; i >= 0; i-- {
+		if err := s.started[i].Stop(5 * time.Second); err != nil {
+			logf("stopping %s: %v", s.started[i].Name, err)
+		}
+	}
+}
+
+// sessiongateConfig writes a production-like configuration: real Redis,
+// real key file, the default token TTL and Redis timeout, info logs.
+func (s *stack) sessiongateConfig(grpcAddr, httpAddr, adminAddr string) (string, error) {
+	key := filepath.Join(s.dir, "signing-key.pem")
+	out, err := exec.Command(s.bin.Sessiongate, "keygen", "--alg", "ES256").Output()
+	if err != nil {
+		return "", fmt.Errorf("sessiongate keygen: %w", err)
+	}
+	if err := os.WriteFile(key, out, 0o600); err != nil {
+		return "", err
+	}
+	tokenFile := filepath.Join(s.dir, "admin-token")
+	if err := os.WriteFile(tokenFile, []byte(randomRef()+randomRef()+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	var c harness.SGConfig
+	c.GRPCAddr, c.HTTPAddr, c.AdminAddr, c.AdminTokenFile = grpcAddr, httpAddr, adminAddr, tokenFile
+	c.LogLevel = "info"
+	c.Redis.URL = "redis://" + s.redisAddr + "/0"
+	c.Redis.Timeout = harness.RedisTimeoutStr
+	c.Cookie.Name, c.Cookie.SameSite = harness.CookieName, "Lax"
+	c.Session.IdleTimeout, c.Session.AbsoluteTimeout, c.Session.OnLimit = "30m", "12h", "evict_oldest"
+	c.Token.Header, c.Token.Issuer, c.Token.Audience, c.Token.TTL = harness.TokenHeader, harness.Issuer, harness.Audience, "5m"
+	c.Token.SigningKeys = []string{key}
+	c.Logout.Path = harness.LogoutPath
+	c.Routes = []harness.SGRoute{
+		{PathPrefix: "/public/", Access: "public"},
+		{PathPrefix: "/deny/", Access: "deny"},
+		{PathPrefix: "/admin/", Access: "authenticated", Roles: []string{"admin"}},
+	}
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(s.dir, "sessiongate.yaml")
+	return path, os.WriteFile(path, b, 0o600)
+}
+
+func tcpProbe(addr string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	}
+}
