@@ -167,7 +167,9 @@ func (l *Load) Start() {
 			defer l.wg.Done()
 			for lim.Wait(ctx) == nil {
 				if e := l.Pool.pick(); e != nil {
-					l.CheckOne(ctx, e)
+					// Not ctx: Stop must not cancel a Check in flight, which
+					// would score as a 503 that no fault caused.
+					l.CheckOne(context.WithoutCancel(ctx), e)
 				}
 			}
 		}()
@@ -231,7 +233,10 @@ type Figures struct {
 	P99         time.Duration
 	// First and last 503; zero if there was none.
 	FirstUnavailable, LastUnavailable time.Time
-	Problems                          []string // the first wrong answers, for failure messages
+	// UnavailableAt holds when the first maxUnavailableAt 503s started, so a
+	// scenario can tell an outage from a stray slow Check later on.
+	UnavailableAt []time.Time
+	Problems      []string // the first wrong answers, for failure messages
 }
 
 // Rate is Checks per second.
@@ -249,8 +254,11 @@ type score struct {
 	maxLat                    time.Duration
 	lat                       []time.Duration // reservoir for the percentile
 	firstU, lastU             time.Time
+	unavailableAt             []time.Time
 	problems                  []string
 }
+
+const maxUnavailableAt = 5000
 
 const reservoir = 20000
 
@@ -294,6 +302,9 @@ func (s *score) record(e *Entry, start time.Time, took time.Duration, status int
 			s.firstU = start
 		}
 		s.lastU = start.Add(took)
+		if len(s.unavailableAt) < maxUnavailableAt {
+			s.unavailableAt = append(s.unavailableAt, start)
+		}
 	default:
 		s.unexpected++
 		problem("unexpected answer %d", status)
@@ -307,7 +318,8 @@ func (s *score) figures(d time.Duration) Figures {
 		Duration: d, Checks: s.n, ByStatus: map[int]int64{},
 		WrongOK: s.wrongOK, Lost: s.lost, Unexpected: s.unexpected, Unavailable: s.by[503],
 		MaxLatency: s.maxLat, FirstUnavailable: s.firstU, LastUnavailable: s.lastU,
-		Problems: append([]string(nil), s.problems...),
+		Problems:      append([]string(nil), s.problems...),
+		UnavailableAt: append([]time.Time(nil), s.unavailableAt...),
 	}
 	for k, v := range s.by {
 		f.ByStatus[k] = v
