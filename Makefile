@@ -48,3 +48,15 @@ k8s-test:
 
 clean:
 	rm -rf bin
+## fuzz: every go-test fuzz target for FUZZTIME each (default 30s), one after another, with
+## FUZZPARALLEL workers (default 1: the machine is shared). Seed corpora in testdata/fuzz/
+## run with every plain `go test`; a finding is written there and fails `make test` until fixed.
+FUZZPARALLEL ?= 1
+FUZZ_TARGETS := ./pkg/admin:FuzzAdminJSON ./pkg/authz:FuzzRoutePath ./pkg/authz:FuzzSessionCookie \
+	./pkg/session:FuzzParseEntry ./pkg/session:FuzzValidID ./pkg/config:FuzzLoad
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== fuzz $$name ($$pkg) for $(FUZZTIME), parallel $(FUZZPARALLEL)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -parallel $(FUZZPARALLEL) $$pkg; \
+	done
+

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -572,11 +573,54 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		writeError(w, http.StatusBadRequest, "invalid json: "+err.Error())
 		return false
 	}
-	if dec.More() {
+	// dec.More is not enough here: at the top level it reports false for a
+	// stray "]" or "}", which would let `{...}]` through. Only the end of
+	// the body may follow the value.
+	if _, err := dec.Token(); err != io.EOF {
 		writeError(w, http.StatusBadRequest, "invalid json: trailing data")
 		return false
 	}
+	if err := exactFields(body, reflect.TypeOf(v)); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid json: "+err.Error())
+		return false
+	}
 	return true
+}
+
+// exactFields refuses an object key that is not exactly the JSON name of a
+// field of t, recursing into struct-typed fields; maps (claims) keep any key.
+// encoding/json matches names case-insensitively, with Unicode folding
+// ("SUBJECT", "\u017Fubject" are "subject"), and keeps the last of two
+// spellings, so {"subject":"alice","Subject":"mallory"} would pass the
+// duplicate-key check and store mallory while a log or proxy reads alice.
+func exactFields(raw []byte, t reflect.Type) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
+		return nil // null or not an object: the typed decode has judged it
+	}
+	fields := make(map[string]reflect.Type, t.NumField())
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {
+			fields[name] = f.Type
+		}
+	}
+	for k, v := range obj {
+		ft, ok := fields[k]
+		if !ok {
+			return fmt.Errorf("unknown field %q", k)
+		}
+		if err := exactFields(v, ft); err != nil {
+			return fmt.Errorf("%s: %w", k, err)
+		}
+	}
+	return nil
 }
 
 // checkDuplicateKeys walks the JSON tokens and refuses an object that names
