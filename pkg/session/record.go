@@ -3,6 +3,7 @@ package session
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -49,8 +50,14 @@ func (e Entry) Session() (*Session, error) {
 	if err := dec.Decode(&b); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("%w: data after the record", ErrCorrupt)
+	}
 	if b.Subject == "" {
 		return nil, fmt.Errorf("%w: empty subject", ErrCorrupt)
+	}
+	if !b.clean() {
+		return nil, fmt.Errorf("%w: control character in a value", ErrCorrupt)
 	}
 	s := &Session{
 		Ref:         e.Ref,
@@ -67,6 +74,37 @@ func (e Entry) Session() (*Session, error) {
 		s.Device = *b.Device
 	}
 	return s, nil
+}
+
+// clean reports whether no value holds a control character. The admin API
+// never stores one, so a record that does was written by something else;
+// its values would go into signed claims and into Envoy's dynamic metadata
+// (and so its access log), where a CR or LF is a log or header injection
+// for whoever copies them on. Such a record is corrupt, and corrupt is a
+// denial.
+func (b *recordBody) clean() bool {
+	ok := func(v string) bool {
+		for _, r := range v {
+			if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029' {
+				return false
+			}
+		}
+		return true
+	}
+	if !ok(b.Subject) || !ok(b.Tenant) {
+		return false
+	}
+	for _, r := range b.Roles {
+		if !ok(r) {
+			return false
+		}
+	}
+	for k, v := range b.Claims {
+		if !ok(k) || !ok(v) {
+			return false
+		}
+	}
+	return b.Device == nil || (ok(b.Device.UserAgent) && ok(b.Device.IP) && ok(b.Device.Name))
 }
 
 // encodeRecord renders s in the stored format.

@@ -72,8 +72,22 @@ func FuzzParseEntry(f *testing.F) {
 			return
 		}
 		s, err := e.Session()
-		if err == nil && s.Subject == "" {
+		if err != nil {
+			return
+		}
+		if s.Subject == "" {
 			t.Fatalf("decoded a session with no subject from %q", raw)
+		}
+		// Nothing decoded may carry a control character into claims,
+		// metadata or logs.
+		vals := append([]string{s.Subject, s.Tenant, s.Device.UserAgent, s.Device.IP, s.Device.Name}, s.Roles...)
+		for k, v := range s.Claims {
+			vals = append(vals, k, v)
+		}
+		for _, v := range vals {
+			if strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+				t.Fatalf("decoded a control character from %q", raw)
+			}
 		}
 	})
 }
