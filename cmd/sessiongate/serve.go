@@ -144,7 +144,18 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 		if err != nil {
 			return nil, err
 		}
-		store = session.NewRedisStore(rdb)
+		rs := session.NewRedisStore(rdb)
+		// Before the first Check: loads the scripts and initialises the
+		// warm pool, so no early Check pays NOSCRIPT plus a handshake
+		// inside redis.timeout. A Redis that is down now is not fatal:
+		// readiness stays off until it answers, and the scripts then
+		// load on first use.
+		wctx, cancel := context.WithTimeout(context.Background(), max(10*r.Timeout, 2*time.Second))
+		if err := rs.Warm(wctx); err != nil {
+			log.Warn("redis: warm-up failed; first calls may be slower", "err", err)
+		}
+		cancel()
+		store = rs
 	}
 	g.store = g.metrics.Store(store)
 

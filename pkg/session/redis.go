@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -103,11 +104,18 @@ redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
 return 1
 `)
 
+// scripts are every Lua script the store runs; Warm loads them all.
+var scripts = []*redis.Script{touchScript, indexAddScript, casScript}
+
 // RedisStore keeps sessions in Redis: standalone, Sentinel or Cluster,
 // through go-redis's UniversalClient.
 type RedisStore struct {
 	rdb redis.UniversalClient
 	now func() time.Time
+	// reloading is set while a script reload started by a NOSCRIPT reply
+	// runs, so a burst of NOSCRIPTs after a failover starts one, not one
+	// per call.
+	reloading atomic.Bool
 }
 
 // NewRedisStore wraps a client. The client should have ContextTimeoutEnabled
@@ -115,6 +123,106 @@ type RedisStore struct {
 // a stalled Redis would hold every Check for its socket timeout.
 func NewRedisStore(rdb redis.UniversalClient) *RedisStore {
 	return &RedisStore{rdb: rdb, now: time.Now}
+}
+
+// scriptReloadTimeout bounds a background script reload after NOSCRIPT.
+const scriptReloadTimeout = 2 * time.Second
+
+// Warm makes the first calls after startup as cheap as every other: one
+// round trip each. Without it, the first EVALSHA of each script gets
+// NOSCRIPT and is sent again as EVAL, and the first use of each pooled
+// connection pays its HELLO: together enough to push a login past a
+// 100 ms redis.timeout on a loaded machine. So Warm, on every node:
+//
+//   - loads every script (SCRIPT LOAD). In Cluster mode that is every
+//     shard, replicas included, so a replica promoted later already has
+//     them. Sentinel replicas are not reached; after a failover the first
+//     NOSCRIPT reloads the scripts on the new master (see run);
+//   - takes MinIdleConns connections from the pool at once and sends a
+//     PING on each, so the warm pool NewClient keeps (MinIdleConns) holds
+//     connections that are dialled and initialised, not just dialled;
+//   - in Cluster mode, has the client fetch its COMMAND table (below).
+//
+// Failure is not fatal: every script call still falls back to EVAL, and a
+// cold connection is only slower.
+func (r *RedisStore) Warm(ctx context.Context) error {
+	var err error
+	if c, ok := r.rdb.(*redis.ClusterClient); ok {
+		err = c.ForEachShard(ctx, warmNode)
+		if err == nil {
+			// The cluster client fetches COMMAND (its routing table of
+			// key positions and policies) on the first keyed command, on
+			// a context of its own of 5 s that redis.timeout does not
+			// bound. Any keyed command fetches it; let it be this one.
+			err = c.Exists(ctx, sessionPrefix).Err()
+		}
+	} else if c, ok := r.rdb.(*redis.Client); ok {
+		err = warmNode(ctx, c) // standalone, and the Sentinel-managed master
+	} else {
+		err = fmt.Errorf("unexpected client type %T", r.rdb)
+	}
+	if err != nil {
+		return wrap("warm up", err)
+	}
+	return nil
+}
+
+// warmNode loads the scripts on one node and initialises its warm pool.
+func warmNode(ctx context.Context, c *redis.Client) error {
+	warm := c.Options().MinIdleConns // minIdleConns for clients NewClient made
+	conns := make([]*redis.Conn, max(warm, 1))
+	defer func() {
+		for _, cn := range conns {
+			if cn != nil {
+				cn.Close() // back to the pool, initialised
+			}
+		}
+	}()
+	for i := range conns {
+		// A sticky Conn holds its connection until Close, so each PING
+		// initialises a different one.
+		conns[i] = c.Conn()
+		if err := conns[i].Ping(ctx).Err(); err != nil {
+			return err
+		}
+	}
+	for _, sc := range scripts {
+		if err := sc.Load(ctx, conns[0]).Err(); err != nil {
+			return err
+		}
+	}
+	// Holding these, the pool dials as many again in the background to keep
+	// MinIdleConns idle: fresh, not yet initialised connections. The pool
+	// hands out the most recently returned connection first, so wait for
+	// those dials to land before giving ours back on top of them. Bounded
+	// by ctx; giving up only means a first call may pay a HELLO.
+	for warm > 0 && c.PoolStats().TotalConns < uint32(2*warm) && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return nil
+}
+
+// run runs a script with EVALSHA and, when the node answers NOSCRIPT (a
+// restarted Redis, a promoted replica, SCRIPT FLUSH), sends it again as
+// EVAL on the same context: the fallback is bounded by the caller's
+// deadline like any other call, never by a second timeout. A NOSCRIPT
+// also starts one background reload of all scripts, so the store's other
+// scripts do not each pay the extra round trip once more.
+func (r *RedisStore) run(ctx context.Context, sc *redis.Script, keys []string, args ...any) *redis.Cmd {
+	cmd := sc.EvalSha(ctx, r.rdb, keys, args...)
+	if !redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		return cmd
+	}
+	if r.reloading.CompareAndSwap(false, true) {
+		go func() {
+			defer r.reloading.Store(false)
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), scriptReloadTimeout)
+			defer cancel()
+			// Best effort: a failure leaves the EVAL fallback in place.
+			_ = r.Warm(rctx)
+		}()
+	}
+	return sc.Eval(ctx, r.rdb, keys, args...)
 }
 
 func sessionKey(ref string) string    { return sessionPrefix + ref }
@@ -170,7 +278,7 @@ func (r *RedisStore) Create(ctx context.Context, s *Session, limit Limit) ([]str
 		}
 	}
 	uk := userKey(s.Subject)
-	if err := indexAddScript.Run(ctx, r.rdb, []string{uk}, s.Ref, msString(s.ExpiresAt)).Err(); err != nil {
+	if err := r.run(ctx, indexAddScript, []string{uk}, s.Ref, msString(s.ExpiresAt)).Err(); err != nil {
 		// Without the index entry the session could not be listed or revoked
 		// by subject: undo it rather than leave it half-made.
 		r.undoCreate(ctx, uk, s.Ref)
@@ -288,7 +396,7 @@ func (r *RedisStore) remove(ctx context.Context, uk string, refs []string) error
 
 // Touch implements Store.
 func (r *RedisStore) Touch(ctx context.Context, ref string) (Entry, error) {
-	v, err := touchScript.Run(ctx, r.rdb, []string{sessionKey(ref)}).Text()
+	v, err := r.run(ctx, touchScript, []string{sessionKey(ref)}).Text()
 	if err != nil {
 		if isNil(err) {
 			return Entry{}, ErrNotFound
@@ -448,7 +556,7 @@ func (r *RedisStore) updateOne(ctx context.Context, s *Session, raw string, u Up
 		if err != nil {
 			return false, err
 		}
-		swapped, err := casScript.Run(ctx, r.rdb, []string{key}, raw, next).Int()
+		swapped, err := r.run(ctx, casScript, []string{key}, raw, next).Int()
 		if err != nil {
 			return false, wrap("update session", err)
 		}

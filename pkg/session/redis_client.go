@@ -58,6 +58,11 @@ func (t RedisTLS) on() bool {
 	return t.Enabled || t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != ""
 }
 
+// minIdleConns is the warm pool per Redis node: enough for a burst of
+// concurrent Checks on a 2-core replica without dialling, small enough
+// that a Cluster of many nodes costs Redis few idle clients.
+const minIdleConns = 4
+
 // NewRedisClient builds a standalone client from a redis:// or rediss://
 // URL; see RedisOptions.NewClient for the settings it applies.
 func NewRedisClient(url string, timeout time.Duration) (redis.UniversalClient, error) {
@@ -85,6 +90,12 @@ func NewRedisClient(url string, timeout time.Duration) (redis.UniversalClient, e
 //     Sentinel) into an answer when time remains. A call that timed out is
 //     not retried. Store operations are written to tolerate being applied
 //     twice (see Create), as a retry after a lost reply implies.
+//   - A few connections per node are kept open (MinIdleConns), dialled
+//     when the client is made and re-dialled in the background when they
+//     drop, so the first Check after startup or after a quiet spell does
+//     not pay a TCP (and TLS) handshake inside its redis.timeout. With
+//     RedisStore.Warm loading the scripts, that first Check is one round
+//     trip.
 //   - Cluster: MOVED/ASK redirects are followed up to 3 times, also within
 //     the deadline. go-redis refreshes its slot map only every 60 s or on a
 //     MOVED, and a dead master sends no MOVED, so a hook asks for a refresh
@@ -106,6 +117,7 @@ func (o RedisOptions) NewClient() (redis.UniversalClient, error) {
 		MinRetryBackoff: max(o.Timeout/20, time.Millisecond),
 		MaxRetryBackoff: max(o.Timeout/4, 2*time.Millisecond),
 		MaxRedirects:    3,
+		MinIdleConns:    minIdleConns,
 		// CLIENT SETINFO and the maintenance-notification handshake are one
 		// more round trip per new connection, spent exactly when Redis is
 		// recovering, and would need extra ACL permissions.
