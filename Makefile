@@ -38,6 +38,27 @@ e2e: redis
 	bash e2e/tools/install-envoy.sh >/dev/null
 	cd e2e && $(GO) vet ./... && $(GO) test -count=1 -timeout 5m ./...
 
+## bench: Go benchmarks of the Check path and its pieces, -benchmem, BENCHCOUNT runs each
+## (benchstat-friendly), over a real redis-server; written to .bench/ (git-ignored).
+## Compare two runs: go run golang.org/x/perf/cmd/benchstat@latest .bench/previous.txt .bench/latest.txt
+BENCHTIME ?= 1s
+bench: SHELL := /bin/bash
+bench: redis
+	@mkdir -p .bench
+	@if [ -f .bench/latest.txt ]; then cp .bench/latest.txt .bench/previous.txt; fi
+	set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) -benchtime $(BENCHTIME) \
+		./pkg/authz/ ./pkg/session/ ./pkg/token/ | tee .bench/latest.txt
+	@echo "bench: results in .bench/latest.txt (previous run: .bench/previous.txt)"
+
+## loadtest: gRPC-level, through-Envoy and scale load test, bounded, 127.0.0.1 only (issue 5);
+## installs wrk and Envoy like the e2e target. Tables also in e2e/.run/loadtest/results.md.
+## LOADTEST_ARGS passes flags, e.g. LOADTEST_ARGS='-only grpc -duration 4s'.
+LOADTEST_ARGS ?=
+loadtest: redis
+	@bash e2e/tools/ensure-wrk.sh
+	bash e2e/tools/install-envoy.sh >/dev/null
+	cd e2e && $(GO) run ./loadtest $(LOADTEST_ARGS)
+
 ## image: build the container image (needs a Docker engine; not used in CI here)
 image:
 	docker build --build-arg VERSION=$(VERSION) -t ghcr.io/sessiongate/sessiongate:$(VERSION) .
@@ -46,8 +67,6 @@ image:
 k8s-test:
 	cd k8s && $(GO) test -count=1 ./...
 
-clean:
-	rm -rf bin
 ## fuzz: every go-test fuzz target for FUZZTIME each (default 30s), one after another, with
 ## FUZZPARALLEL workers (default 1: the machine is shared). Seed corpora in testdata/fuzz/
 ## run with every plain `go test`; a finding is written there and fails `make test` until fixed.
@@ -60,3 +79,5 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -parallel $(FUZZPARALLEL) $$pkg; \
 	done
 
+clean:
+	rm -rf bin

@@ -100,6 +100,28 @@ func BenchmarkTokenCacheHit(b *testing.B) {
 	}
 }
 
+// BenchmarkTokenSignCold is a token cache miss: the session record's JSON
+// decoded and a token signed (ES256) and cached. Each iteration presents a
+// new session version, so none is served from the cache.
+func BenchmarkTokenSignCold(b *testing.B) {
+	st := session.NewMemoryStore(nil)
+	t := &testing.T{}
+	f := newFixture(t, st)
+	id := f.login(t, "alice", []string{"dev"}, map[string]string{"email": "alice@example.com"})
+	e, err := st.Touch(context.Background(), session.RefOf(id))
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Version++
+		if _, err := f.srv.token(e, "internal", now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkResponse builds the allow answer from a cached token: with the
 // session cookie among others (the cookie header is rewritten) and alone
 // (the cookie header is removed).

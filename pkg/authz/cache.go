@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"errors"
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,18 @@ const cacheShards = 32
 type cacheShard struct {
 	mu sync.RWMutex
 	m  map[cacheKey]cached
+	// signing holds the signatures in progress, so that Checks racing on a
+	// session whose token is missing wait for one signature instead of
+	// each signing their own (see getOrSign).
+	signing map[cacheKey]*signCall
+}
+
+// signCall is one signature in progress; e and err are set before done is
+// closed.
+type signCall struct {
+	done chan struct{}
+	e    cached
+	err  error
 }
 
 type cacheKey struct {
@@ -50,6 +63,7 @@ func newTokenCache(maxEntries int) *tokenCache {
 	c := &tokenCache{seed: maphash.MakeSeed(), max: max(maxEntries/cacheShards, 1)}
 	for i := range c.shards {
 		c.shards[i].m = make(map[cacheKey]cached)
+		c.shards[i].signing = make(map[cacheKey]*signCall)
 	}
 	return c
 }
@@ -69,20 +83,62 @@ func (c *tokenCache) get(k cacheKey, now time.Time) (cached, bool) {
 	return e, true
 }
 
+// getOrSign returns the entry for k, calling sign to make it when there is
+// none, at most once at a time per key: concurrent callers for the same key
+// wait for that one call and share its result, error included (a failed
+// signature fails every Check waiting on it, closed). signed reports
+// whether this caller's sign ran. sign runs without the shard lock held.
+func (c *tokenCache) getOrSign(k cacheKey, now time.Time, sign func() (cached, error)) (e cached, signed bool, err error) {
+	s := c.shard(k)
+	s.mu.Lock()
+	if e, ok := s.m[k]; ok && now.Before(e.refresh) {
+		s.mu.Unlock()
+		return e, false, nil
+	}
+	if call, ok := s.signing[k]; ok {
+		s.mu.Unlock()
+		<-call.done
+		return call.e, false, call.err
+	}
+	call := &signCall{done: make(chan struct{})}
+	s.signing[k] = call
+	s.mu.Unlock()
+	// Deferred so that waiters are released even if sign panics.
+	defer func() {
+		s.mu.Lock()
+		delete(s.signing, k)
+		if call.err == nil {
+			c.putLocked(s, k, &call.e, now)
+		}
+		s.mu.Unlock()
+		close(call.done)
+	}()
+	call.err = errSignPanicked
+	call.e, call.err = sign()
+	return call.e, true, call.err
+}
+
 func (c *tokenCache) put(k cacheKey, e cached, now time.Time) {
 	s := c.shard(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	c.putLocked(s, k, &e, now)
+}
+
+// putLocked stores e (setting its shared answer parts) with s.mu held.
+func (c *tokenCache) putLocked(s *cacheShard, k cacheKey, e *cached, now time.Time) {
 	if len(s.m) >= c.max {
 		// Sweep what is stale; if the shard is still full, drop arbitrary
 		// entries. Either way the cost is a re-sign, never a wrong answer.
+		// Dropping down to 7/8 of the bound, not just below it, keeps a
+		// full cache from paying a whole-shard scan on every put.
 		for key, v := range s.m {
 			if !now.Before(v.refresh) {
 				delete(s.m, key)
 			}
 		}
 		for key := range s.m {
-			if len(s.m) < c.max {
+			if len(s.m) < c.max-c.max/8 {
 				break
 			}
 			delete(s.m, key)
@@ -91,5 +147,9 @@ func (c *tokenCache) put(k cacheKey, e cached, now time.Time) {
 	if e.shared == nil {
 		e.shared = new(atomic.Pointer[okParts])
 	}
-	s.m[k] = e
+	s.m[k] = *e
 }
+
+// errSignPanicked is what Checks waiting on a signature get if the signing
+// call panicked instead of returning.
+var errSignPanicked = errors.New("token signing did not complete")

@@ -214,11 +214,31 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 // session's version, the audience and the active key are unchanged.
 func (s *Server) token(e session.Entry, audience string, now time.Time) (cached, error) {
 	key := cacheKey{ref: e.Ref, version: e.Version, audience: audience, kid: s.o.Signer.Keys().ActiveKID()}
-	if c, ok := s.cache.get(key, now); ok && now.Before(e.ExpiresAt) {
+	if !now.Before(e.ExpiresAt) {
+		// Past the session's end by this clock: never from the cache.
+		s.m.TokenCacheMisses.Inc()
+		c, err := s.sign(e, audience, now)
+		if err == nil {
+			s.cache.put(key, c, now)
+		}
+		return c, err
+	}
+	if c, ok := s.cache.get(key, now); ok {
 		s.m.TokenCacheHits.Inc()
 		return c, nil
 	}
-	s.m.TokenCacheMisses.Inc()
+	// A miss: one signature per key, however many Checks race here.
+	c, signed, err := s.cache.getOrSign(key, now, func() (cached, error) { return s.sign(e, audience, now) })
+	if signed {
+		s.m.TokenCacheMisses.Inc()
+	} else {
+		s.m.TokenCacheHits.Inc()
+	}
+	return c, err
+}
+
+// sign decodes the session record and signs a token for it.
+func (s *Server) sign(e session.Entry, audience string, now time.Time) (cached, error) {
 	sess, err := e.Session()
 	if err != nil {
 		return cached{}, err
@@ -250,7 +270,6 @@ func (s *Server) token(e session.Entry, audience string, now time.Time) (cached,
 		refresh: now.Add(exp.Sub(now) / 2),
 		expires: exp,
 	}
-	s.cache.put(key, c, now)
 	return c, nil
 }
 
