@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
@@ -36,6 +37,7 @@ func FuzzSessionCookie(f *testing.F) {
 	f.Add("a=b\r\nx-internal-jwt: forged", "", uint8(0))
 	f.Add(" "+fuzzCookie+" = "+fuzzID+" ;;", "", uint8(0))
 	f.Add(fuzzCookie+"=eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", "", uint8(0))
+	f.Add("a=\xff; "+fuzzCookie+"="+fuzzID, "", uint8(1))
 	f.Fuzz(func(t *testing.T, cookie, authorization string, split uint8) {
 		for _, h := range fuzzHeaderForms(cookie, authorization, int(split)) {
 			id, from, rest, others, ok := sessionID(h, fuzzCookie)
@@ -97,6 +99,10 @@ func checkCredential(t *testing.T, h headers, cookie, authorization, id string, 
 	}
 	if len(raw) > maxCookieHeader {
 		t.Fatalf("cookie header of %d bytes accepted", len(raw))
+	}
+	// rest becomes a protobuf string in the answer: it must marshal.
+	if !utf8.ValidString(rest) {
+		t.Fatalf("rebuilt cookie header is not UTF-8: %q", rest)
 	}
 	if from != noCredential && !session.ValidID(id) {
 		t.Fatalf("returned %q, which is not a valid session ID (cookie %q, authorization %q)", id, cookie, authorization)

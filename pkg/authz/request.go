@@ -2,6 +2,7 @@ package authz
 
 import (
 	"strings"
+	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -123,19 +124,28 @@ func sessionID(h headers, cookieName string) (id string, from credential, rest s
 // larger value is not a browser's and is refused before it costs a split.
 const maxCookieHeader = 64 << 10
 
-// cookieHeaderOK refuses a cookie header that is too large or holds control
-// characters. What remains of it is sent upstream as a header value, so a
-// CR or LF in it must never get that far, whatever parsed it before us.
+// cookieHeaderOK refuses a cookie header that is too large, holds control
+// characters or is not UTF-8. What remains of it is sent upstream as a
+// header value, so a CR or LF in it must never get that far, whatever parsed
+// it before us; and that value is a protobuf string, which gRPC refuses to
+// marshal unless it is UTF-8. With encode_raw_headers Envoy sends the cookie
+// as raw bytes, so invalid UTF-8 does arrive, and an answer that fails to
+// marshal is a gRPC error, which failure_mode_allow turns into an allow.
 func cookieHeaderOK(v string) bool {
 	if len(v) > maxCookieHeader {
 		return false
 	}
+	ascii := true
 	for i := 0; i < len(v); i++ {
-		if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+		c := v[i]
+		if (c < 0x20 && c != '\t') || c == 0x7f {
 			return false
 		}
+		if c >= 0x80 {
+			ascii = false
+		}
 	}
-	return true
+	return ascii || utf8.ValidString(v)
 }
 
 // splitCookie finds cookies named name in a cookie header. It returns the
