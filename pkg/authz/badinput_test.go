@@ -1,0 +1,625 @@
+package authz
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/sessiongate/sessiongate/pkg/admin"
+	"github.com/sessiongate/sessiongate/pkg/redistest"
+	"github.com/sessiongate/sessiongate/pkg/session"
+)
+
+// The bad-input catalog: every kind of hostile or broken input the issue
+// names, sent to the Check API and to the admin API of one sessiongate
+// wired the way serve wires it (both over the same real Redis), with the
+// answer each must get written in the table. Besides its own status, every
+// Check answer is held to what no input may ever cause: a gRPC error (an
+// allow under failure_mode_allow), an answer gRPC cannot marshal, a CR, LF
+// or NUL in any header sessiongate emits or any claim it signs, a token on a
+// denial, or the session cookie passed upstream. After all cases, the logs
+// of both APIs must not contain any session ID or the admin token.
+
+const catalogAdminToken = "catalog-admin-token-0123456789"
+
+// catalogHost is the host every Check request names; same-origin CSRF
+// checks compare Origin against it.
+const catalogHost = "https://app.example.com"
+
+type checkInput struct {
+	method  string
+	path    string
+	headers map[string]string     // map form; values may hold {placeholders}
+	raw     []*corev3.HeaderValue // list form (encode_raw_headers) instead of headers
+	ext     map[string]string     // context_extensions
+	html    bool                  // Accept: text/html (a browser navigation)
+}
+
+type adminInput struct {
+	method string
+	path   string
+	body   string // may hold {placeholders}
+	ctype  string // Content-Type; "" = application/json
+	token  string // bearer; "" = the valid admin token, "-" = none
+}
+
+// Outcomes other than a plain status.
+const (
+	wantToken  = "token"  // 200 with a freshly signed token
+	wantPublic = "public" // 200, no token, client-sent token header removed
+)
+
+type badInput struct {
+	name  string
+	check *checkInput
+	admin *adminInput
+	want  int    // HTTP status the client gets (Envoy's, for Check)
+	kind  string // for 200 Checks: wantToken or wantPublic
+}
+
+func TestBadInputCatalog(t *testing.T) {
+	c := newCatalog(t)
+	id := func(n int) string { return strings.Repeat("x", n) }
+	jwtShaped := "eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6OTk5OTk5OTk5OX0.c2lnbmF0dXJlc2lnbmF0dXJl"
+
+	cases := []badInput{
+		// Positive controls: the fixture works, so the refusals below mean something.
+		{name: "control: valid cookie", want: 200, kind: wantToken,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "theme=dark; __Host-sid={alice}"}}},
+		{name: "control: valid bearer", want: 200, kind: wantToken,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"authorization": "Bearer {alice}"}}},
+		{name: "control: admin role on /admin/", want: 200, kind: wantToken,
+			check: &checkInput{method: "GET", path: "/admin/users", headers: map[string]string{"cookie": "__Host-sid={bob}"}}},
+		{name: "control: admin create", want: 201,
+			admin: &adminInput{method: "POST", path: "/v1/sessions", body: `{"subject":"dave","device":{"name":"phone"}}`}},
+
+		// Malformed and duplicated cookies.
+		{name: "no credential", want: 401, check: &checkInput{method: "GET", path: "/app/x"}},
+		{name: "no credential, browser navigation goes to login", want: 302, check: &checkInput{method: "GET", path: "/app/x?a=%0d%0aSet-Cookie:x", html: true}},
+		{name: "two session cookies, same value", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "__Host-sid={alice}; __Host-sid={alice}"}}},
+		{name: "two session cookies, different values", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "__Host-sid={alice}; __Host-sid={bob}"}}},
+		{name: "two session cookies in two cookie headers (HTTP/2)", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", raw: []*corev3.HeaderValue{
+				{Key: "cookie", Value: "__Host-sid={alice}"}, {Key: "cookie", Value: "__Host-sid={bob}"}}}},
+		{name: "cookie and a different bearer", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "__Host-sid={alice}", "authorization": "Bearer {bob}"}}},
+		{name: "two authorization headers", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", raw: []*corev3.HeaderValue{
+				{Key: "authorization", Value: "Bearer {alice}"}, {Key: "authorization", Value: "Bearer {alice}"}}}},
+		{name: "session cookie without a value", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "__Host-sid="}}},
+		{name: "session cookie quoted", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": `__Host-sid="{alice}"`}}},
+		{name: "session ID with base64 padding", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "__Host-sid={alice}="}}},
+		{name: "well-formed but unknown session ID", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "__Host-sid={unknown}"}}},
+		{name: "revoked session", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "__Host-sid={revoked}"}}},
+
+		// Oversized headers and values.
+		{name: "cookie header over 64 KiB", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "pad=" + id(65<<10) + "; __Host-sid={alice}"}}},
+		{name: "large other cookie (8 KiB) passes upstream without the session cookie", want: 200, kind: wantToken,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "pad=" + id(8<<10) + "; __Host-sid={alice}"}}},
+		{name: "bearer of 16 KiB", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"authorization": "Bearer " + id(16<<10)}}},
+		{name: "path of 64 KiB under a public prefix", want: 200, kind: wantPublic,
+			check: &checkInput{method: "GET", path: "/public/" + id(64<<10)}},
+
+		// Non-UTF-8 and control characters.
+		{name: "CRLF header injection in the cookie header", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "a=b\r\nx-internal-jwt: forged; __Host-sid={alice}"}}},
+		{name: "NUL in the cookie header", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "a=\x00; __Host-sid={alice}"}}},
+		{name: "invalid UTF-8 in a raw cookie header (regression: answer failed to marshal)", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", raw: []*corev3.HeaderValue{
+				{Key: "cookie", RawValue: []byte("a=\xff\xfe; __Host-sid={alice}")}}}},
+		{name: "valid UTF-8 in another cookie passes", want: 200, kind: wantToken,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "name=zoë; __Host-sid={alice}"}}},
+		{name: "tab in the path", want: 400, check: &checkInput{method: "GET", path: "/public/a\tb"}},
+		{name: "escaped NUL in the path", want: 400, check: &checkInput{method: "GET", path: "/public/%00/x"}},
+		{name: "escaped CRLF in the path", want: 400, check: &checkInput{method: "GET", path: "/public/%0d%0ax-internal-jwt:%20x"}},
+		{name: "escaped invalid UTF-8 in the path", want: 400, check: &checkInput{method: "GET", path: "/app/%ff%fe"}},
+		{name: "overlong UTF-8 dots in the path", want: 400, check: &checkInput{method: "GET", path: "/public/%c0%ae%c0%ae/admin/"}},
+
+		// CRLF in claim values and device names.
+		{name: "admin: CRLF in a device name", want: 400,
+			admin: &adminInput{method: "POST", path: "/v1/sessions", body: `{"subject":"eve","device":{"name":"x\r\nSet-Cookie: a=b"}}`}},
+		{name: "admin: CRLF in a claim value", want: 400,
+			admin: &adminInput{method: "POST", path: "/v1/sessions", body: `{"subject":"eve","claims":{"org":"acme\r\nx-internal-jwt: forged"}}`}},
+		{name: "admin: LF in a claim update", want: 400,
+			admin: &adminInput{method: "PATCH", path: "/v1/users/alice/sessions", body: `{"claims":{"org":"a\nb"}}`}},
+		{name: "admin: U+2028 in the subject", want: 400,
+			admin: &adminInput{method: "POST", path: "/v1/sessions", body: `{"subject":"eve\u2028x"}`}},
+		{name: "admin: escaped NUL in a role", want: 400,
+			admin: &adminInput{method: "POST", path: "/v1/sessions", body: `{"subject":"eve","roles":["ad\u0000min"]}`}},
+		{name: "admin: invalid UTF-8 in the body", want: 400,
+			admin: &adminInput{method: "POST", path: "/v1/sessions", body: "{\"subject\":\"eve\xff\"}"}},
+		{name: "admin: encoded CRLF in a subject in the URL", want: 400,
+			admin: &adminInput{method: "GET", path: "/v1/users/alice%0d%0aX:%20y/sessions"}},
+		{name: "record in Redis with CRLF in the subject (written around the admin API)", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "__Host-sid={crlf}"}}},
+		{name: "record in Redis with LF in a claim", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "__Host-sid={crlfclaim}"}}},
+
+		// Path tricks against public prefixes: never turn a protected path public.
+		{name: "dot-dot out of a public prefix", want: 400, check: &checkInput{method: "GET", path: "/public/../admin/"}},
+		{name: "escaped dot-dot", want: 400, check: &checkInput{method: "GET", path: "/public/%2e%2e/admin/"}},
+		{name: "half-escaped dot-dot", want: 400, check: &checkInput{method: "GET", path: "/public/.%2E/admin/"}},
+		{name: "escaped slash", want: 400, check: &checkInput{method: "GET", path: "/public%2f..%2fadmin/"}},
+		{name: "double slash", want: 400, check: &checkInput{method: "GET", path: "//admin/"}},
+		{name: "double slash inside a public prefix", want: 400, check: &checkInput{method: "GET", path: "/public//../admin/"}},
+		{name: "semicolon path parameter", want: 400, check: &checkInput{method: "GET", path: "/public;/../admin/"}},
+		{name: "escaped semicolon", want: 400, check: &checkInput{method: "GET", path: "/public/%3b/admin/"}},
+		{name: "backslash", want: 400, check: &checkInput{method: "GET", path: "/public\\..\\admin/"}},
+		{name: "double-escaped dot-dot", want: 400, check: &checkInput{method: "GET", path: "/public/%252e%252e/admin/"}},
+		{name: "escaped letter", want: 400, check: &checkInput{method: "GET", path: "/%61dmin/"}},
+		{name: "dot-dot behind a query string is not a path", want: 200, kind: wantPublic,
+			check: &checkInput{method: "GET", path: "/public/x?next=/../admin/"}},
+		{name: "public prefix in the query does not make a path public", want: 401,
+			check: &checkInput{method: "GET", path: "/admin/x?/public/"}},
+
+		// Unicode case tricks.
+		{name: "upper case dodges no protected rule", want: 403,
+			check: &checkInput{method: "GET", path: "/ADMIN/users", headers: map[string]string{"cookie": "__Host-sid={alice}"}}},
+		{name: "mixed case deny rule", want: 403,
+			check: &checkInput{method: "GET", path: "/BlOcKeD/x", headers: map[string]string{"cookie": "__Host-sid={bob}"}}},
+		{name: "upper case public prefix is not public", want: 401, check: &checkInput{method: "GET", path: "/PUBLIC/x"}},
+		{name: "dotless i folds to admin", want: 400, check: &checkInput{method: "GET", path: "/adm%C4%B1n/users", headers: map[string]string{"cookie": "__Host-sid={alice}"}}},
+		{name: "Kelvin sign folds to k", want: 400, check: &checkInput{method: "GET", path: "/bloc%E2%84%AAed/x", headers: map[string]string{"cookie": "__Host-sid={alice}"}}},
+		{name: "fullwidth letter folds to ASCII", want: 400, check: &checkInput{method: "GET", path: "/%EF%BD%81dmin/", headers: map[string]string{"cookie": "__Host-sid={alice}"}}},
+		{name: "soft hyphen inside a protected name", want: 400, check: &checkInput{method: "GET", path: "/adm%C2%ADin/", headers: map[string]string{"cookie": "__Host-sid={alice}"}}},
+		{name: "two-dot leader becomes dot-dot under NFKC", want: 400, check: &checkInput{method: "GET", path: "/public/%E2%80%A5/admin/"}},
+		{name: "fraction slash becomes a slash", want: 400, check: &checkInput{method: "GET", path: "/public%E2%81%84..%E2%81%84admin/"}},
+		{name: "ordinary non-ASCII under a public prefix stays public", want: 200, kind: wantPublic,
+			check: &checkInput{method: "GET", path: "/public/caf%C3%A9"}},
+
+		// Session records in Redis that are garbage, too large or of another version.
+		{name: "record is binary garbage", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "__Host-sid={garbage}"}}},
+		{name: "record larger than MaxRecordSize", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "__Host-sid={huge}"}}},
+		{name: "record of format version 2", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "__Host-sid={v2}"}}},
+		{name: "record with an unknown field", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "__Host-sid={unknownfield}"}}},
+		{name: "record with data after its JSON", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "__Host-sid={trailing}"}}},
+		{name: "record without a subject", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "__Host-sid={nosubject}"}}},
+		{name: "record of the wrong Redis type (a list)", want: 503,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "__Host-sid={wrongtype}"}}},
+
+		// A JWT-shaped string where a session ID belongs; a session ID where it does not.
+		{name: "JWT in the session cookie", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "__Host-sid=" + jwtShaped}}},
+		{name: "JWT as the bearer token", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"authorization": "Bearer " + jwtShaped}}},
+		{name: "forged internal token header with a valid session is overwritten", want: 200, kind: wantToken,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "__Host-sid={alice}", tokenHeader: jwtShaped}}},
+		{name: "forged internal token header on a public path is removed", want: 200, kind: wantPublic,
+			check: &checkInput{method: "GET", path: "/public/x", headers: map[string]string{tokenHeader: jwtShaped}}},
+		{name: "session ID in the query string is ignored", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x?__Host-sid={alice}&sid={alice}"}},
+		{name: "session ID in another header is ignored", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"x-session-id": "{alice}", "x-forwarded-cookie": "__Host-sid={alice}"}}},
+		{name: "admin: session ID where a session_ref belongs", want: 400,
+			admin: &adminInput{method: "DELETE", path: "/v1/sessions/{alice}"}},
+		{name: "admin: JWT where a session_ref belongs", want: 400,
+			admin: &adminInput{method: "DELETE", path: "/v1/sessions/" + jwtShaped}},
+
+		// CSRF on cookie sessions; bearer exempt.
+		{name: "POST with the cookie and no Origin", want: 403,
+			check: &checkInput{method: "POST", path: "/app/x", headers: map[string]string{"cookie": "__Host-sid={alice}"}}},
+		{name: "POST with the cookie from another origin", want: 403,
+			check: &checkInput{method: "POST", path: "/app/x", headers: map[string]string{"cookie": "__Host-sid={alice}", "origin": "https://evil.example"}}},
+		{name: "POST with the cookie and Origin null", want: 403,
+			check: &checkInput{method: "POST", path: "/app/x", headers: map[string]string{"cookie": "__Host-sid={alice}", "origin": "null"}}},
+		{name: "lower-case method is unsafe too", want: 403,
+			check: &checkInput{method: "delete", path: "/app/x", headers: map[string]string{"cookie": "__Host-sid={alice}", "sec-fetch-site": "cross-site"}}},
+		{name: "POST with the cookie from the same origin", want: 200, kind: wantToken,
+			check: &checkInput{method: "POST", path: "/app/x", headers: map[string]string{"cookie": "__Host-sid={alice}", "origin": catalogHost}}},
+		{name: "POST with a bearer and no Origin is exempt", want: 200, kind: wantToken,
+			check: &checkInput{method: "POST", path: "/app/x", headers: map[string]string{"authorization": "Bearer {alice}"}}},
+		{name: "bad context_extensions access", want: 403,
+			check: &checkInput{method: "GET", path: "/public/x", ext: map[string]string{"access": "PUBLIC"}}},
+
+		// Admin JSON: unknown fields, huge bodies, negative or absurd timeouts.
+		{name: "admin: unknown field", want: 400,
+			admin: &adminInput{method: "POST", path: "/v1/sessions", body: `{"subject":"eve","is_admin":true}`}},
+		{name: "admin: unknown device field", want: 400,
+			admin: &adminInput{method: "POST", path: "/v1/sessions", body: `{"subject":"eve","device":{"os":"x"}}`}},
+		{name: "admin: case-folded duplicate field (regression)", want: 400,
+			admin: &adminInput{method: "POST", path: "/v1/sessions", body: `{"subject":"eve","Subject":"mallory"}`}},
+		{name: "admin: duplicate key", want: 400,
+			admin: &adminInput{method: "POST", path: "/v1/sessions", body: `{"subject":"eve","subject":"mallory"}`}},
+		{name: "admin: trailing bracket (regression)", want: 400,
+			admin: &adminInput{method: "POST", path: "/v1/sessions", body: `{"subject":"eve"}]`}},
+		{name: "admin: body of 1 MiB", want: 413,
+			admin: &adminInput{method: "POST", path: "/v1/sessions", body: `{"subject":"eve","tenant":"` + id(1<<20) + `"}`}},
+		{name: "admin: body just over 64 KiB", want: 413,
+			admin: &adminInput{method: "POST", path: "/v1/sessions", body: `{"subject":"eve","tenant":"` + id(admin.MaxBodyBytes) + `"}`}},
+		{name: "admin: negative idle timeout", want: 400,
+			admin: &adminInput{method: "POST", path: "/v1/sessions", body: `{"subject":"eve","idle_timeout":"-5m"}`}},
+		{name: "admin: zero absolute timeout", want: 400,
+			admin: &adminInput{method: "POST", path: "/v1/sessions", body: `{"subject":"eve","absolute_timeout":"0s"}`}},
+		{name: "admin: absurd absolute timeout", want: 400,
+			admin: &adminInput{method: "POST", path: "/v1/sessions", body: `{"subject":"eve","absolute_timeout":"876000h"}`}},
+		{name: "admin: overflowing timeout", want: 400,
+			admin: &adminInput{method: "POST", path: "/v1/sessions", body: `{"subject":"eve","idle_timeout":"99999999999999999999h"}`}},
+		{name: "admin: numeric timeout", want: 400,
+			admin: &adminInput{method: "POST", path: "/v1/sessions", body: `{"subject":"eve","idle_timeout":300}`}},
+		{name: "admin: reserved claim", want: 400,
+			admin: &adminInput{method: "POST", path: "/v1/sessions", body: `{"subject":"eve","claims":{"exp":"99999999999"}}`}},
+		{name: "admin: subject of 257 bytes", want: 400,
+			admin: &adminInput{method: "POST", path: "/v1/sessions", body: `{"subject":"` + id(257) + `"}`}},
+		{name: "admin: 65 roles", want: 400,
+			admin: &adminInput{method: "POST", path: "/v1/sessions", body: `{"subject":"eve","roles":[` + strings.TrimSuffix(strings.Repeat(`"r",`, 65), ",") + `]}`}},
+		{name: "admin: not JSON content type", want: 415,
+			admin: &adminInput{method: "POST", path: "/v1/sessions", body: `{"subject":"eve"}`, ctype: "text/plain"}},
+		{name: "admin: no token", want: 401,
+			admin: &adminInput{method: "POST", path: "/v1/sessions", body: `{"subject":"eve"}`, token: "-"}},
+		{name: "admin: wrong token", want: 401,
+			admin: &adminInput{method: "POST", path: "/v1/sessions", body: `{"subject":"eve"}`, token: "catalog-admin-token-0123456780"}},
+		{name: "admin: update with an unknown field", want: 400,
+			admin: &adminInput{method: "PATCH", path: "/v1/users/alice/sessions", body: `{"roles":["admin"],"subject":"bob"}`}},
+	}
+
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			switch {
+			case tc.check != nil:
+				c.runCheck(t, tc)
+			case tc.admin != nil:
+				c.runAdmin(t, tc)
+			default:
+				t.Fatal("case has neither a Check nor an admin request")
+			}
+		})
+	}
+	t.Logf("bad-input catalog: %d cases", len(cases))
+
+	// Nothing above may have put a credential into a log line.
+	logs := c.logs.String()
+	if logs == "" {
+		t.Fatal("no log output captured; the log check would prove nothing")
+	}
+	for name, secret := range c.secrets() {
+		if strings.Contains(logs, secret) {
+			t.Errorf("logs contain %s", name)
+		}
+	}
+}
+
+// catalog is one sessiongate's Check server and admin API over one real
+// Redis, with sessions created through the admin API and hostile records
+// written straight into Redis.
+type catalog struct {
+	f     *fixture
+	admin *httptest.Server
+	ids   map[string]string // placeholder name → session ID
+	repl  *strings.Replacer
+	logs  *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newCatalog(t *testing.T) *catalog {
+	t.Helper()
+	srv := redistest.Start(t)
+	rdb, err := session.NewRedisClient(srv.URL(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := session.NewRedisStore(rdb)
+	t.Cleanup(func() { store.Close() })
+
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	c := &catalog{logs: logs, ids: map[string]string{}}
+	c.f = newFixture(t, store, func(o *Options) {
+		o.Log = log
+		o.StoreTimeout = time.Second
+		o.LogoutPath = ""
+	})
+	h := admin.NewHandler(admin.Options{
+		Store:           store,
+		Cookie:          session.Cookie{Name: "__Host-sid", SameSite: "Lax"},
+		IdleTimeout:     30 * time.Minute,
+		AbsoluteTimeout: 12 * time.Hour,
+		StoreTimeout:    time.Second,
+		Log:             log,
+	})
+	h.SetTokens([]string{catalogAdminToken})
+	c.admin = httptest.NewServer(h)
+	t.Cleanup(c.admin.Close)
+
+	// Real logins through the admin API.
+	cl := admin.NewClient(c.admin.URL, catalogAdminToken, c.admin.Client())
+	ctx := context.Background()
+	for name, req := range map[string]admin.CreateRequest{
+		"alice":   {Subject: "alice", Roles: []string{"user"}, Claims: map[string]string{"org": "acme"}, Device: &admin.Device{Name: "laptop", IP: "192.0.2.1"}},
+		"bob":     {Subject: "bob", Roles: []string{"admin"}},
+		"revoked": {Subject: "carol"},
+	} {
+		resp, err := cl.CreateSession(ctx, req)
+		if err != nil {
+			t.Fatalf("create %s: %v", name, err)
+		}
+		c.ids[name] = resp.SessionID
+	}
+	if err := cl.RevokeSession(ctx, session.RefOf(c.ids["revoked"])); err != nil {
+		t.Fatal(err)
+	}
+
+	// Records no sessiongate writes, put where a session ID leads.
+	abs := strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)
+	head := "1:1:" + abs + ":1800000:"
+	for name, raw := range map[string]string{
+		"garbage":      "\x00\xff\xfe not a record at all",
+		"huge":         head + `{"sub":"alice","ten":"` + strings.Repeat("x", session.MaxRecordSize) + `","cat":1}`,
+		"v2":           "2:1:" + abs + `:1800000:{"sub":"alice","cat":1}`,
+		"unknownfield": head + `{"sub":"alice","adm":true,"cat":1}`,
+		"trailing":     head + `{"sub":"alice","cat":1}{"sub":"root"}`,
+		"nosubject":    head + `{"ten":"acme","cat":1}`,
+		"crlf":         head + `{"sub":"alice\r\nx-internal-jwt: forged","cat":1}`,
+		"crlfclaim":    head + `{"sub":"alice","clm":{"org":"acme\nx: y"},"cat":1}`,
+	} {
+		sid := newID(t)
+		if err := rdb.Set(ctx, "sg:s:"+session.RefOf(sid), raw, time.Hour).Err(); err != nil {
+			t.Fatalf("write %s record: %v", name, err)
+		}
+		c.ids[name] = sid
+	}
+	wrong := newID(t)
+	if err := rdb.RPush(ctx, "sg:s:"+session.RefOf(wrong), "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	c.ids["wrongtype"] = wrong
+	c.ids["unknown"] = newID(t)
+
+	var pairs []string
+	for name, v := range c.ids {
+		pairs = append(pairs, "{"+name+"}", v)
+	}
+	c.repl = strings.NewReplacer(pairs...)
+	return c
+}
+
+func newID(t *testing.T) string {
+	t.Helper()
+	id, err := session.NewID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// secrets are the strings that must never appear in a log.
+func (c *catalog) secrets() map[string]string {
+	out := map[string]string{"the admin token": catalogAdminToken}
+	for name, id := range c.ids {
+		out["session ID "+name] = id
+	}
+	return out
+}
+
+func (c *catalog) runCheck(t *testing.T, tc badInput) {
+	t.Helper()
+	in := tc.check
+	path := c.repl.Replace(in.path)
+	req := request(in.method, path)
+	h := req.Attributes.Request.Http
+	for k, v := range in.headers {
+		h.Headers[k] = c.repl.Replace(v)
+	}
+	if in.html {
+		h.Headers["accept"] = "text/html,application/xhtml+xml"
+	}
+	if in.raw != nil {
+		list := []*corev3.HeaderValue{{Key: ":path", Value: path}, {Key: ":method", Value: in.method}}
+		for _, hv := range in.raw {
+			list = append(list, &corev3.HeaderValue{Key: hv.Key, Value: c.repl.Replace(hv.Value),
+				RawValue: []byte(c.repl.Replace(string(hv.RawValue)))})
+		}
+		h.HeaderMap = &corev3.HeaderMap{Headers: list}
+	}
+	if in.ext != nil {
+		req.Attributes.ContextExtensions = in.ext
+	}
+
+	resp := c.f.check(t, req)
+	// gRPC marshals the answer before Envoy sees it; one that cannot be
+	// marshalled is an error, and an error may be an allow.
+	if _, err := proto.Marshal(resp); err != nil {
+		t.Fatalf("answer does not marshal: %v", err)
+	}
+	got := status(resp)
+	if got != tc.want {
+		t.Fatalf("status %d, want %d", got, tc.want)
+	}
+	c.checkEmitted(t, resp)
+
+	tok, hasToken := okHeader(t, resp, tokenHeader)
+	switch {
+	case got != 200:
+		if hasToken || resp.GetOkResponse() != nil {
+			t.Fatal("a denial carries an allow or a token")
+		}
+	case tc.kind == wantPublic:
+		if hasToken || !removes(resp, tokenHeader) {
+			t.Fatalf("public answer: token set %v, removes %v", hasToken, resp.GetOkResponse().GetHeadersToRemove())
+		}
+	case tc.kind == wantToken:
+		if !hasToken {
+			t.Fatal("allow without a token")
+		}
+		claims := c.f.claims(t, tok, "internal")
+		checkClaimsClean(t, claims)
+		if sub, _ := claims["sub"].(string); sub == "" {
+			t.Fatal("token without a subject")
+		}
+		cookie, _ := okHeader(t, resp, "cookie")
+		if strings.Contains(cookie, "__Host-sid") || !(removes(resp, "cookie") || removes(resp, "authorization") || cookie != "") {
+			t.Fatalf("session credential not taken out of the upstream request (cookie %.60q, removes %v)",
+				cookie, resp.GetOkResponse().GetHeadersToRemove())
+		}
+	default:
+		t.Fatalf("case %q wants 200 but says neither token nor public", tc.name)
+	}
+}
+
+// checkEmitted fails when any header sessiongate sets or names, or any
+// metadata it attaches, holds a character that could split a header or a
+// log line, or a session ID.
+func (c *catalog) checkEmitted(t *testing.T, resp *authv3.CheckResponse) {
+	t.Helper()
+	var hs []*corev3.HeaderValueOption
+	hs = append(hs, resp.GetOkResponse().GetHeaders()...)
+	hs = append(hs, resp.GetDeniedResponse().GetHeaders()...)
+	for _, h := range hs {
+		k, v := h.GetHeader().GetKey(), h.GetHeader().GetValue()
+		if hasControl(k) || hasControl(v) || len(h.GetHeader().GetRawValue()) > 0 {
+			t.Fatalf("emitted header %q: %q holds a control character or raw bytes", k, v)
+		}
+		if k != "cookie" {
+			for name, id := range c.ids {
+				if strings.Contains(v, id) {
+					t.Fatalf("emitted header %s carries session ID %s", k, name)
+				}
+			}
+		}
+	}
+	for _, k := range resp.GetOkResponse().GetHeadersToRemove() {
+		if hasControl(k) {
+			t.Fatalf("header to remove %q holds a control character", k)
+		}
+	}
+	if b := resp.GetDeniedResponse().GetBody(); !json.Valid([]byte(b)) && b != "" {
+		t.Fatalf("denial body is not JSON: %q", b)
+	}
+	for k, v := range resp.GetDynamicMetadata().GetFields() {
+		if s, ok := v.GetKind().(*structpb.Value_StringValue); ok && hasControl(s.StringValue) {
+			t.Fatalf("dynamic metadata %s holds a control character: %q", k, s.StringValue)
+		}
+	}
+}
+
+func checkClaimsClean(t *testing.T, claims map[string]any) {
+	t.Helper()
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch x := v.(type) {
+		case string:
+			if hasControl(x) {
+				t.Fatalf("claim %s holds a control character: %q", path, x)
+			}
+		case []any:
+			for i, e := range x {
+				walk(fmt.Sprintf("%s[%d]", path, i), e)
+			}
+		case map[string]any:
+			for k, e := range x {
+				if hasControl(k) {
+					t.Fatalf("claim key %q holds a control character", k)
+				}
+				walk(path+"."+k, e)
+			}
+		}
+	}
+	walk("", map[string]any(claims))
+}
+
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' })
+}
+
+func (c *catalog) runAdmin(t *testing.T, tc badInput) {
+	t.Helper()
+	in := tc.admin
+	var body io.Reader
+	if in.body != "" {
+		body = strings.NewReader(c.repl.Replace(in.body))
+	}
+	req, err := http.NewRequest(in.method, c.admin.URL+c.repl.Replace(in.path), body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.body != "" {
+		ct := in.ctype
+		if ct == "" {
+			ct = "application/json"
+		}
+		req.Header.Set("Content-Type", ct)
+	}
+	switch in.token {
+	case "":
+		req.Header.Set("Authorization", "Bearer "+catalogAdminToken)
+	case "-":
+	default:
+		req.Header.Set("Authorization", "Bearer "+in.token)
+	}
+	resp, err := c.admin.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != tc.want {
+		t.Fatalf("status %d (%s), want %d", resp.StatusCode, bytes.TrimSpace(data), tc.want)
+	}
+	for k, vs := range resp.Header {
+		for _, v := range vs {
+			if hasControl(k) || hasControl(v) {
+				t.Fatalf("admin response header %q: %q holds a control character", k, v)
+			}
+		}
+	}
+	if !json.Valid(data) {
+		t.Fatalf("admin answer is not JSON: %q", data)
+	}
+	if resp.StatusCode >= 300 {
+		for name, id := range c.ids {
+			if bytes.Contains(data, []byte(id)) {
+				t.Fatalf("error answer echoes session ID %s", name)
+			}
+		}
+	}
+}
