@@ -59,7 +59,13 @@ func redisClientFixture(t *testing.T, o RedisOptions) storeFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rdb.Close() })
-	return storeFixture{store: NewRedisStore(rdb), putRaw: func(t *testing.T, ref, subject, raw string) {
+	store := NewRedisStore(rdb)
+	// As serve does; under the TLS+ACL fixture this also proves the ACL
+	// allows SCRIPT LOAD.
+	if err := store.Warm(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return storeFixture{store: store, putRaw: func(t *testing.T, ref, subject, raw string) {
 		t.Helper()
 		if err := rdb.Set(context.Background(), sessionKey(ref), raw, time.Minute).Err(); err != nil {
 			t.Fatal(err)

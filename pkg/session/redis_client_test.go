@@ -20,7 +20,7 @@ var redisACL = []string{
 	"on", "~sg:*", "resetchannels", "-@all",
 	"+ping", "+hello", "+auth",
 	"+get", "+set", "+getdel", "+del", "+exists", "+zrange", "+zrem",
-	"+evalsha", "+eval",
+	"+evalsha", "+eval", "+script|load",
 	// called from the scripts
 	"+zadd", "+pexpireat", "+pexpiretime", "+time",
 }
