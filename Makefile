@@ -8,7 +8,7 @@ BIN       := bin/sessiongate
 FUZZTIME  ?= 30s
 BENCHCOUNT ?= 6
 
-.PHONY: all build run test test-unit deps-test redis e2e k8s-test bench fuzz loadtest image vet fmt clean
+.PHONY: all build run test test-unit test-faults soak deps-test redis e2e k8s-test bench fuzz loadtest image vet fmt clean
 
 all: build
 
@@ -20,7 +20,7 @@ run:
 	$(GO) run ./cmd/sessiongate serve --dev
 
 ## test: everything — unit, Redis-backed, Kubernetes manifests and the real-Envoy e2e suite
-test: vet test-unit k8s-test e2e
+test: vet test-unit test-faults k8s-test e2e
 
 vet:
 	@bad=$$(gofmt -l cmd pkg e2e k8s 2>/dev/null); if [ -n "$$bad" ]; then echo "gofmt needed: $$bad"; exit 1; fi
@@ -28,6 +28,24 @@ vet:
 
 test-unit: redis
 	$(GO) test -race -count=1 ./...
+
+## test-faults: Redis topologies (standalone, Sentinel, Cluster, TLS+ACL) through the session
+## conformance suite, then the fault tests (SIGSTOP, SIGKILL+restart, Sentinel failover, Cluster
+## master killed, maxmemory) and a short soak, against real redis-server processes (build tag
+## faults). Each prints a FIGURES line; go-redis's own log lines (dial errors while Redis is
+## down, which the tests cause on purpose) are filtered out.
+test-faults: SHELL := /bin/bash
+test-faults: redis
+	$(GO) vet -tags faults ./pkg/faults/
+	$(GO) test -race -count=1 -timeout 5m -run 'TestConformance|TestRedisClusterSubjectAcrossSlots|TestRedisFirstTouchIsOneRoundTrip|TestRedisNoscriptFallbackReloads|TestRedisTouchIsBoundedWhenRedisStalls' ./pkg/session/
+	set -o pipefail; SOAK_DURATION=30s $(GO) test -tags faults -race -count=1 -timeout 10m -v ./pkg/faults/ 2>&1 | grep -v '^redis: '
+
+## soak: a steady mix of Check, create and revoke against real Redis for SOAK_DURATION (default
+## 3m); heap, goroutines and Redis memory must stay flat, with zero errors.
+SOAK_DURATION ?= 3m
+soak: SHELL := /bin/bash
+soak: redis
+	set -o pipefail; SOAK_DURATION=$(SOAK_DURATION) $(GO) test -tags faults -race -count=1 -timeout 60m -v -run '^TestSoak$$' ./pkg/faults/ 2>&1 | grep -v '^redis: '
 
 ## redis: make sure redis-server is on PATH (installs Debian's package when root)
 redis:

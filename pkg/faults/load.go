@@ -230,6 +230,7 @@ type Figures struct {
 	Unexpected  int64 // gRPC errors, statuses other than 200, 401, 503: must be 0
 	Unavailable int64 // 503s: fail-closed answers while the store was down
 	MaxLatency  time.Duration
+	MaxAt       time.Time // when the slowest Check started
 	P99         time.Duration
 	// First and last 503; zero if there was none.
 	FirstUnavailable, LastUnavailable time.Time
@@ -252,6 +253,7 @@ type score struct {
 	by                        map[int]int64
 	wrongOK, lost, unexpected int64
 	maxLat                    time.Duration
+	maxAt                     time.Time
 	lat                       []time.Duration // reservoir for the percentile
 	firstU, lastU             time.Time
 	unavailableAt             []time.Time
@@ -270,7 +272,9 @@ func (s *score) record(e *Entry, start time.Time, took time.Duration, status int
 	}
 	s.n++
 	s.by[status]++
-	s.maxLat = max(s.maxLat, took)
+	if took > s.maxLat {
+		s.maxLat, s.maxAt = took, start
+	}
 	if len(s.lat) < reservoir {
 		s.lat = append(s.lat, took)
 	} else if i := rand.Int64N(s.n); i < reservoir {
@@ -317,7 +321,7 @@ func (s *score) figures(d time.Duration) Figures {
 	f := Figures{
 		Duration: d, Checks: s.n, ByStatus: map[int]int64{},
 		WrongOK: s.wrongOK, Lost: s.lost, Unexpected: s.unexpected, Unavailable: s.by[503],
-		MaxLatency: s.maxLat, FirstUnavailable: s.firstU, LastUnavailable: s.lastU,
+		MaxLatency: s.maxLat, MaxAt: s.maxAt, FirstUnavailable: s.firstU, LastUnavailable: s.lastU,
 		Problems:      append([]string(nil), s.problems...),
 		UnavailableAt: append([]time.Time(nil), s.unavailableAt...),
 	}

@@ -60,6 +60,12 @@ func newRig(t *testing.T, o session.RedisOptions) *rig {
 	}
 	store := session.NewRedisStore(rdb)
 	t.Cleanup(func() { store.Close() })
+	// As serve does before its first Check.
+	wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := store.Warm(wctx); err != nil {
+		t.Fatal(err)
+	}
 	key, err := token.GenerateKey(token.AlgES256)
 	if err != nil {
 		t.Fatal(err)
@@ -389,4 +395,70 @@ func outageShape(f Figures, t0 time.Time) string {
 		}
 	}
 	return sb.String()
+}
+
+// stallProbe watches the host, not sessiongate: every 20 ms it sends a
+// PING to Redis on a client of its own and notes when the PING, or the
+// wake-up before it, took longer than stallThreshold. On a shared 2-core
+// machine (load average above 5 while others fuzz and run Envoy) Redis or
+// this process can go unscheduled for most of a second; a Check that
+// times out then is the host's doing. The soak reports such 503s apart and
+// fails on any other.
+type stallProbe struct {
+	mu     sync.Mutex
+	stalls [][2]time.Time // [start, end] of each slow probe
+	worst  time.Duration
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+const (
+	stallEvery     = 20 * time.Millisecond
+	stallThreshold = 50 * time.Millisecond
+)
+
+func startStallProbe(c *redis.Client) *stallProbe {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &stallProbe{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		for ctx.Err() == nil {
+			start := time.Now()
+			time.Sleep(stallEvery)
+			_ = c.Ping(ctx).Err()
+			took := time.Since(start) - stallEvery
+			if took > stallThreshold {
+				p.mu.Lock()
+				p.stalls = append(p.stalls, [2]time.Time{start, time.Now()})
+				p.worst = max(p.worst, took)
+				p.mu.Unlock()
+			}
+		}
+	}()
+	return p
+}
+
+func (p *stallProbe) stop() {
+	p.cancel()
+	<-p.done
+}
+
+// during reports whether a Check that started at t and took d overlapped
+// a stall.
+func (p *stallProbe) during(t time.Time, d time.Duration) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	end := t.Add(d)
+	for _, s := range p.stalls {
+		if t.Before(s[1]) && end.After(s[0]) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *stallProbe) summary() (n int, worst time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.stalls), p.worst
 }
