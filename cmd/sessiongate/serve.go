@@ -308,7 +308,7 @@ func (g *gate) run(ctx context.Context) error {
 		adminLis = tls.NewListener(adminLis, g.adminTLS)
 	}
 
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(authz.ServerOptions()...) // the transport settings the benchmarks measure
 	check, stopTracing, err := g.checkServer()
 	if err != nil {
 		return err
