@@ -118,6 +118,17 @@ func (k *errorKinds) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
+// kinds returns the error kinds seen and their counts.
+func (k *errorKinds) kinds() map[string]int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := make(map[string]int, len(k.m))
+	for kind, n := range k.m {
+		out[kind] = n
+	}
+	return out
+}
+
 // String lists the kinds seen, most frequent first.
 func (k *errorKinds) String() string {
 	k.mu.Lock()
