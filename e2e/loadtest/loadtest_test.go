@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,6 +41,26 @@ Transfer/sec:      1.96MB
 	}
 	if rps := st.RPS(); rps < 13342 || rps > 13343 {
 		t.Fatalf("rps %.2f, want wrk's 13342.40", rps)
+	}
+	if len(st.lat) != 0 {
+		t.Fatalf("no QUANTILES_US line, yet %d samples", len(st.lat))
+	}
+	// With the script's distribution, 1000 quantiles weighted by the
+	// request count: the pooled percentiles are the quantiles themselves.
+	var q []string
+	for k := 1; k <= 1000; k++ {
+		q = append(q, strconv.Itoa(1000+k))
+	}
+	st, err = parseWrk(out + "QUANTILES_US " + strings.Join(q, " ") + "\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.lat) != 66*1000 {
+		t.Fatalf("%d samples, want 66 per quantile", len(st.lat))
+	}
+	merged := Stats{}.merge(st).merge(st)
+	if merged.P50 != 1500*time.Microsecond || merged.P99 != 1990*time.Microsecond || merged.Requests != 2*66712 {
+		t.Fatalf("merged rounds: p50 %v p99 %v requests %d", merged.P50, merged.P99, merged.Requests)
 	}
 	if _, err := parseWrk("Running 5s test\n  0 requests in 5.00s, 0B read\n"); err == nil {
 		t.Fatal("a report without a latency distribution must be an error")

@@ -80,7 +80,7 @@ func drive(args []string) error {
 	fs.IntVar(&o.scale, "scale", 1_000_000, "sessions in Redis for the large scale point")
 	fs.StringVar(&o.only, "only", "", "run one part only: grpc, envoy or scale")
 	fs.IntVar(&o.wrkThreads, "wrk-threads", 1, "wrk threads")
-	fs.IntVar(&o.rounds, "rounds", 2, "gRPC level: rounds per target, alternating no-op and sessiongate; each is duration/rounds long")
+	fs.IntVar(&o.rounds, "rounds", 4, "rounds per target, the targets of a comparison alternating (no-op and sessiongate; the three Envoy listeners; 1 000 and 1 000 000 sessions); each is duration/rounds long")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

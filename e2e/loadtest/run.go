@@ -87,23 +87,30 @@ func runAll(ctx context.Context, st *stack, o options, rep *report) error {
 
 	if o.only == "" || o.only == "envoy" {
 		envoyPID := st.ev.PID()
+		names := []string{"ext_authz disabled", "ext_authz -> no-op", "ext_authz -> sessiongate"}
+		// wrk's whole-second durations: each round at least 1 s.
+		d := max(o.duration/time.Duration(o.rounds), time.Second)
 		for _, c := range o.envoyConc {
 			row := envoyRow{conc: c}
-			for i, u := range []string{st.directURL, st.noopURL, st.sgURL} {
-				watch := map[string]int{"envoy": envoyPID, "upstream": st.upstream.PID()}
-				switch i {
-				case 1:
-					watch["noop"] = st.noop.PID()
-				case 2:
-					watch["sessiongate"], watch["redis"] = st.sessiongate.PID(), st.redis.PID()
+			// The three listeners alternate in rounds, as the gRPC targets
+			// do; each round's latency distribution is pooled (wrk.go).
+			for round := range o.rounds {
+				for i, u := range []string{st.directURL, st.noopURL, st.sgURL} {
+					watch := map[string]int{"envoy": envoyPID, "upstream": st.upstream.PID()}
+					switch i {
+					case 1:
+						watch["noop"] = st.noop.PID()
+					case 2:
+						watch["sessiongate"], watch["redis"] = st.sessiongate.PID(), st.redis.PID()
+					}
+					logf("Envoy c=%d round %d: %s", c, round+1, names[i])
+					s, err := HTTPLoad{URL: u, Concurrency: c, Threads: o.wrkThreads, Duration: d,
+						Cookies: cookies, Dir: st.dir, Watch: watch}.Run(ctx)
+					if err != nil {
+						return err
+					}
+					row.runs[i] = row.runs[i].merge(s)
 				}
-				logf("Envoy c=%d: %s", c, []string{"ext_authz disabled", "ext_authz -> no-op", "ext_authz -> sessiongate"}[i])
-				s, err := HTTPLoad{URL: u, Concurrency: c, Threads: o.wrkThreads, Duration: o.duration,
-					Cookies: cookies, Dir: st.dir, Watch: watch}.Run(ctx)
-				if err != nil {
-					return err
-				}
-				row.runs[i] = s
 			}
 			rep.envoy = append(rep.envoy, row)
 		}
@@ -111,39 +118,56 @@ func runAll(ctx context.Context, st *stack, o options, rep *report) error {
 
 	if o.only == "" || o.only == "scale" {
 		const conc = 16
-		logf("scale: %d sessions, c=%d", o.active, conc)
-		small, err := grpcRun(st.sgGRPC, conc, sgWatch, o.duration)
-		if err != nil {
-			return err
-		}
 		n, err := st.rdb.DBSize(ctx).Result()
 		if err != nil {
 			return err
 		}
-		rep.scale = append(rep.scale, scaleRow{sessions: o.active, keys: n, mem: memActive, stats: small})
-		if extra := o.scale - o.active; extra > 0 {
-			t0 := time.Now()
-			if err := seed(ctx, st.rdb, "cold-", 0, extra, nil); err != nil {
-				return err
-			}
-			took := time.Since(t0)
-			logf("seeded %d more sessions in %v (%.0f sessions/s)", extra, took.Round(time.Millisecond), float64(extra)/took.Seconds())
-			rep.seedRate = float64(extra) / took.Seconds()
-			mem, err := usedMemory(ctx, st.rdb)
-			if err != nil {
-				return err
-			}
-			n, err := st.rdb.DBSize(ctx).Result()
-			if err != nil {
-				return err
-			}
-			logf("scale: %d sessions, c=%d", o.scale, conc)
-			big, err := grpcRun(st.sgGRPC, conc, sgWatch, o.duration)
-			if err != nil {
-				return err
-			}
-			rep.scale = append(rep.scale, scaleRow{sessions: o.scale, keys: n, mem: mem, stats: big})
+		small := scaleRow{sessions: o.active, keys: n, mem: memActive, perSession: float64(memActive-mem0) / float64(o.active)}
+		// The large point lives in database 1 of the same Redis: the same
+		// active sessions (same refs, so the very same requests) plus cold
+		// ones up to o.scale, served by a second, identical sessiongate.
+		// Both points are then measured alternately, in rounds, like the
+		// gRPC table, so that the machine's noise lands on both.
+		big := scaleRow{sessions: max(o.scale, o.active)}
+		memBefore, err := usedMemory(ctx, st.rdb)
+		if err != nil {
+			return err
 		}
+		t0 := time.Now()
+		if err := seed(ctx, st.rdbBig, "user-", 0, o.active, refs); err != nil {
+			return err
+		}
+		if err := seed(ctx, st.rdbBig, "cold-", 0, big.sessions-o.active, nil); err != nil {
+			return err
+		}
+		took := time.Since(t0)
+		rep.seedRate = float64(big.sessions) / took.Seconds()
+		logf("seeded %d sessions into database 1 in %v (%.0f sessions/s)", big.sessions, took.Round(time.Millisecond), rep.seedRate)
+		memAfter, err := usedMemory(ctx, st.rdb)
+		if err != nil {
+			return err
+		}
+		big.mem = memAfter
+		big.perSession = float64(memAfter-memBefore) / float64(big.sessions)
+		if big.keys, err = st.rdbBig.DBSize(ctx).Result(); err != nil {
+			return err
+		}
+		bigWatch := map[string]int{"loadgen": 0, "sessiongate": st.sessiongateBig.PID(), "redis": st.redis.PID()}
+		for round := range o.rounds {
+			d := o.duration / time.Duration(o.rounds)
+			logf("scale round %d: %d sessions, c=%d", round+1, small.sessions, conc)
+			s, err := grpcRun(st.sgGRPC, conc, sgWatch, d)
+			if err != nil {
+				return err
+			}
+			small.stats = small.stats.merge(s)
+			logf("scale round %d: %d sessions, c=%d", round+1, big.sessions, conc)
+			if s, err = grpcRun(st.sgBigGRPC, conc, bigWatch, d); err != nil {
+				return err
+			}
+			big.stats = big.stats.merge(s)
+		}
+		rep.scale = append(rep.scale, small, big)
 	}
 	return nil
 }

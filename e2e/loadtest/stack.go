@@ -25,10 +25,16 @@ type stack struct {
 	bin                                    harness.Binaries
 	redis, sessiongate, noop, upstream, ev *harness.Process
 	rdb                                    *redis.Client
+	// The scale comparison's large point: a second sessiongate, identical
+	// but for its Redis database (1), which holds the large keyspace, so
+	// the small and the large point can be measured alternately, in rounds,
+	// on the same Redis process.
+	sessiongateBig *harness.Process
+	rdbBig         *redis.Client
 
-	redisAddr, sgGRPC, noopGRPC string
-	directURL, noopURL, sgURL   string
-	started                     []*harness.Process
+	redisAddr, sgGRPC, noopGRPC, sgBigGRPC string
+	directURL, noopURL, sgURL              string
+	started                                []*harness.Process
 }
 
 // startStack builds sessiongate (harness.Build), then starts redis-server,
@@ -53,14 +59,14 @@ func startStack(ctx context.Context) (*stack, error) {
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return nil, err
 	}
-	p, err := harness.FreePorts(10)
+	p, err := harness.FreePorts(13)
 	if err != nil {
 		return nil, err
 	}
 	addr := func(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
 	redisPort, sgGRPC, sgHTTP, sgAdmin, noopPort, upPort, admin, direct, noopL, sgL :=
 		p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9]
-	s.redisAddr, s.sgGRPC, s.noopGRPC = addr(redisPort), addr(sgGRPC), addr(noopPort)
+	s.redisAddr, s.sgGRPC, s.noopGRPC, s.sgBigGRPC = addr(redisPort), addr(sgGRPC), addr(noopPort), addr(p[10])
 	s.directURL = "http://" + addr(direct) + "/api/items?page=2"
 	s.noopURL = "http://" + addr(noopL) + "/api/items?page=2"
 	s.sgURL = "http://" + addr(sgL) + "/api/items?page=2"
@@ -73,13 +79,22 @@ func startStack(ctx context.Context) (*stack, error) {
 		return s, err
 	}
 	s.rdb = redis.NewClient(&redis.Options{Addr: s.redisAddr, PoolSize: 8})
+	s.rdbBig = redis.NewClient(&redis.Options{Addr: s.redisAddr, DB: 1, PoolSize: 8})
 
-	cfgPath, err := s.sessiongateConfig(addr(sgGRPC), addr(sgHTTP), addr(sgAdmin))
+	cfgPath, err := s.sessiongateConfig("sessiongate", 0, addr(sgGRPC), addr(sgHTTP), addr(sgAdmin))
 	if err != nil {
 		return s, err
 	}
 	s.sessiongate = s.process("sessiongate", bin.Sessiongate, "serve", "--config", cfgPath)
 	if err := s.start(s.sessiongate, harness.HTTPProbe("http://"+addr(sgHTTP)+"/readyz", 200)); err != nil {
+		return s, err
+	}
+	bigCfg, err := s.sessiongateConfig("sessiongate-big", 1, s.sgBigGRPC, addr(p[11]), addr(p[12]))
+	if err != nil {
+		return s, err
+	}
+	s.sessiongateBig = s.process("sessiongate-big", bin.Sessiongate, "serve", "--config", bigCfg)
+	if err := s.start(s.sessiongateBig, harness.HTTPProbe("http://"+addr(p[11])+"/readyz", 200)); err != nil {
 		return s, err
 	}
 	s.noop = s.process("noop", self, "noop", "-listen", s.noopGRPC)
@@ -125,8 +140,10 @@ func (s *stack) start(p *harness.Process, probe func(context.Context) error) err
 
 // stop stops every process it started, last first.
 func (s *stack) stop() {
-	if s.rdb != nil {
-		s.rdb.Close()
+	for _, c := range []*redis.Client{s.rdb, s.rdbBig} {
+		if c != nil {
+			c.Close()
+		}
 	}
 	for i := len(s.started) - 1; i >= 0; i-- {
 		if err := s.started[i].Stop(5 * time.Second); err != nil {
@@ -135,10 +152,11 @@ func (s *stack) stop() {
 	}
 }
 
-// sessiongateConfig writes a production-like configuration: real Redis,
-// real key file, the default token TTL and Redis timeout, info logs.
-func (s *stack) sessiongateConfig(grpcAddr, httpAddr, adminAddr string) (string, error) {
-	key := filepath.Join(s.dir, "signing-key.pem")
+// sessiongateConfig writes a production-like configuration: real Redis
+// (database db), real key file, the default token TTL and Redis timeout,
+// info logs. name names the files.
+func (s *stack) sessiongateConfig(name string, db int, grpcAddr, httpAddr, adminAddr string) (string, error) {
+	key := filepath.Join(s.dir, name+"-signing-key.pem")
 	out, err := exec.Command(s.bin.Sessiongate, "keygen", "--alg", "ES256").Output()
 	if err != nil {
 		return "", fmt.Errorf("sessiongate keygen: %w", err)
@@ -146,14 +164,14 @@ func (s *stack) sessiongateConfig(grpcAddr, httpAddr, adminAddr string) (string,
 	if err := os.WriteFile(key, out, 0o600); err != nil {
 		return "", err
 	}
-	tokenFile := filepath.Join(s.dir, "admin-token")
+	tokenFile := filepath.Join(s.dir, name+"-admin-token")
 	if err := os.WriteFile(tokenFile, []byte(randomRef()+randomRef()+"\n"), 0o600); err != nil {
 		return "", err
 	}
 	var c harness.SGConfig
 	c.GRPCAddr, c.HTTPAddr, c.AdminAddr, c.AdminTokenFile = grpcAddr, httpAddr, adminAddr, tokenFile
 	c.LogLevel = "info"
-	c.Redis.URL = "redis://" + s.redisAddr + "/0"
+	c.Redis.URL = "redis://" + s.redisAddr + "/" + strconv.Itoa(db)
 	c.Redis.Timeout = harness.RedisTimeoutStr
 	c.Cookie.Name, c.Cookie.SameSite = harness.CookieName, "Lax"
 	c.Session.IdleTimeout, c.Session.AbsoluteTimeout, c.Session.OnLimit = "30m", "12h", "evict_oldest"
@@ -169,7 +187,7 @@ func (s *stack) sessiongateConfig(grpcAddr, httpAddr, adminAddr string) (string,
 	if err != nil {
 		return "", err
 	}
-	path := filepath.Join(s.dir, "sessiongate.yaml")
+	path := filepath.Join(s.dir, name+".yaml")
 	return path, os.WriteFile(path, b, 0o600)
 }
 

@@ -33,6 +33,13 @@ request = function()
   i = i % #reqs + 1
   return reqs[i]
 end
+-- The latency distribution at every 0.1%, in microseconds, so that rounds
+-- of the same load can be merged into one distribution (see parseWrk).
+done = function(summary, latency, requests)
+  local q = {}
+  for k = 1, 1000 do q[k] = latency:percentile(k / 10) end
+  io.write("QUANTILES_US " .. table.concat(q, " ") .. "\n")
+end
 `
 
 // HTTPLoad is one wrk run against an Envoy listener.
@@ -120,7 +127,32 @@ var (
 	wrkPct     = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$`)
 	wrkNon2xx  = regexp.MustCompile(`(?m)^\s*Non-2xx or 3xx responses: (\d+)`)
 	wrkSockErr = regexp.MustCompile(`(?m)^\s*Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
+	wrkQuant   = regexp.MustCompile(`(?m)^QUANTILES_US ([\d. ]+)$`)
 )
+
+// wrkQuantiles turns the script's 1000 quantiles into a sample of the
+// latency distribution, each quantile standing for an equal share of the
+// run's requests (at least one sample each), so that Stats.merge can pool
+// rounds of different lengths.
+func wrkQuantiles(out string, requests int) ([]time.Duration, error) {
+	m := wrkQuant.FindStringSubmatch(out)
+	if m == nil {
+		return nil, nil
+	}
+	fields := strings.Fields(m[1])
+	reps := max(requests/len(fields), 1)
+	lat := make([]time.Duration, 0, reps*len(fields))
+	for _, f := range fields {
+		us, err := strconv.ParseFloat(f, 64)
+		if err != nil {
+			return nil, fmt.Errorf("wrk quantile %q: %w", f, err)
+		}
+		for range reps {
+			lat = append(lat, time.Duration(us*float64(time.Microsecond)))
+		}
+	}
+	return lat, nil
+}
 
 // parseWrk reads wrk's --latency report.
 func parseWrk(out string) (Stats, error) {
@@ -165,6 +197,9 @@ func parseWrk(out string) (Stats, error) {
 			n, _ := strconv.Atoi(s)
 			st.Errors += n
 		}
+	}
+	if st.lat, err = wrkQuantiles(out, st.Requests); err != nil {
+		return st, err
 	}
 	return st, nil
 }
