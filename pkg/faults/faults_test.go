@@ -46,7 +46,7 @@ func TestFaultRedisPaused(t *testing.T) {
 	s.Lost = r.verify(l)
 	s.Errors = r.errs.String()
 	s.Goroutines = [2]int{before, goroutines(before + goroutineSlack)}
-	s.report(t)
+	s.report(t, r)
 	if s.Recovery > time.Second {
 		t.Errorf("recovered %v after SIGCONT", s.Recovery)
 	}
@@ -85,7 +85,7 @@ func TestFaultRedisKilledAndRestarted(t *testing.T) {
 	s.Lost = r.verify(l)
 	s.Errors = r.errs.String()
 	s.Goroutines = [2]int{before, goroutines(before + goroutineSlack)}
-	s.report(t)
+	s.report(t, r)
 	// go-redis probes a dead address once a second before dialling again.
 	if s.Recovery > 2*time.Second {
 		t.Errorf("recovered %v after the restart", s.Recovery)
@@ -138,7 +138,7 @@ func TestFaultSentinelFailover(t *testing.T) {
 	s.Lost = r.verify(l)
 	s.Errors = r.errs.String()
 	s.Goroutines = [2]int{before, goroutines(before + goroutineSlack)}
-	s.report(t)
+	s.report(t, r)
 	if s.Recovery > 5*time.Second {
 		t.Errorf("recovered %v after the failover started", s.Recovery)
 	}
@@ -197,7 +197,7 @@ func TestFaultClusterMasterKilled(t *testing.T) {
 	s.Lost = r.verify(l)
 	s.Errors = r.errs.String()
 	s.Goroutines = [2]int{before, goroutines(before + goroutineSlack)}
-	s.report(t)
+	s.report(t, r)
 	// Without the slot-map refresh on errors (session.clusterRefresh),
 	// go-redis keeps routing to the dead master for up to 60 s.
 	if s.Recovery > 8*time.Second {
@@ -331,5 +331,5 @@ func TestFaultRedisMaxmemory(t *testing.T) {
 	s.Lost = r.verify(l)
 	s.Errors = r.errs.String()
 	s.Goroutines = [2]int{before, goroutines(before + goroutineSlack)}
-	s.report(t)
+	s.report(t, r)
 }

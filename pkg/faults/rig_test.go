@@ -49,6 +49,7 @@ type rig struct {
 	admin  http.Handler
 	pool   *Pool
 	errs   *errorKinds
+	probe  *stallProbe
 }
 
 func newRig(t *testing.T, o session.RedisOptions) *rig {
@@ -60,12 +61,20 @@ func newRig(t *testing.T, o session.RedisOptions) *rig {
 	}
 	store := session.NewRedisStore(rdb)
 	t.Cleanup(func() { store.Close() })
-	// As serve does before its first Check.
-	wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := store.Warm(wctx); err != nil {
-		t.Fatal(err)
+	// As serve does before its first Check. Retried: on a loaded host one
+	// PING can miss the 100 ms read timeout, and serve would only log it.
+	var werr error
+	if !redistest.Eventually(context.Background(), 10*time.Second, func() bool {
+		wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		werr = store.Warm(wctx)
+		return werr == nil
+	}) {
+		t.Fatalf("warm up: %v", werr)
 	}
+	// Scheduler lag only: Redis is what the scenarios break.
+	probe := startStallProbe(nil)
+	t.Cleanup(probe.stop)
 	key, err := token.GenerateKey(token.AlgES256)
 	if err != nil {
 		t.Fatal(err)
@@ -89,8 +98,9 @@ func newRig(t *testing.T, o session.RedisOptions) *rig {
 			Store: store, Cookie: cookie, IdleTimeout: 30 * time.Minute, AbsoluteTimeout: 12 * time.Hour,
 			Open: true, StoreTimeout: 2 * time.Second, Log: quiet,
 		}),
-		pool: &Pool{},
-		errs: errs,
+		pool:  &Pool{},
+		errs:  errs,
+		probe: probe,
 	}
 }
 
@@ -321,12 +331,13 @@ type scenario struct {
 // report prints the scenario's figures line (to the test log and to stdout,
 // so it shows with go test -v and in make's output) and fails the test on
 // any wrong answer, an unbounded latency or a goroutine leak.
-func (s scenario) report(t *testing.T) {
+func (s scenario) report(t *testing.T, r *rig) {
 	t.Helper()
 	f := s.Figures
-	line := fmt.Sprintf("FIGURES | %s | %d Checks in %.0fs (%.0f/s, 8 workers, 70%% live/15%% revoked/15%% unknown) | %v | %d×503 (fail-closed), %d wrong; store errors: %s | %d | %v (p99 %v) | goroutines %d→%d | %d stray 503 | %s",
+	stalls, worst := r.probe.summary()
+	line := fmt.Sprintf("FIGURES | %s | %d Checks in %.0fs (%.0f/s, 8 workers, 70%% live/15%% revoked/15%% unknown) | %v | %d×503 (fail-closed), %d wrong; store errors: %s | %d | %v (p99 %v) | goroutines %d→%d | %d stray 503 | host stalls ≥%v: %d, worst %v | %s",
 		s.Name, f.Checks, f.Duration.Seconds(), f.Rate(), s.Recovery.Round(time.Millisecond), f.Unavailable, f.Wrong(), s.Errors,
-		s.Lost, f.MaxLatency.Round(time.Millisecond), f.P99.Round(100*time.Microsecond), s.Goroutines[0], s.Goroutines[1], s.Stray, s.Note)
+		s.Lost, f.MaxLatency.Round(time.Millisecond), f.P99.Round(100*time.Microsecond), s.Goroutines[0], s.Goroutines[1], s.Stray, stallThreshold, stalls, worst.Round(time.Millisecond), s.Note)
 	t.Log(line)
 	fmt.Println(line)
 	if f.Wrong() != 0 {
@@ -335,7 +346,9 @@ func (s scenario) report(t *testing.T) {
 	if s.Lost != 0 {
 		t.Errorf("%d sessions lost", s.Lost)
 	}
-	if f.MaxLatency > storeTimeout+latencyMargin {
+	// A Check past the bound is excused only when this process itself was
+	// not scheduled meanwhile (see stallProbe): that is the host, not Redis.
+	if f.MaxLatency > storeTimeout+latencyMargin && !r.probe.during(f.MaxAt, f.MaxLatency) {
 		t.Errorf("slowest Check took %v, want at most redis.timeout %v + %v", f.MaxLatency, storeTimeout, latencyMargin)
 	}
 	if s.Goroutines[1] > s.Goroutines[0]+goroutineSlack {
@@ -408,9 +421,9 @@ func outageShape(f Figures, t0 time.Time) string {
 	return sb.String()
 }
 
-// stallProbe watches the host, not sessiongate: every 20 ms it sends a
-// PING to Redis on a client of its own and notes when the PING, or the
-// wake-up before it, took longer than stallThreshold. On a shared 2-core
+// stallProbe watches the host, not sessiongate: every 20 ms it wakes up
+// and, given a client, sends a PING to Redis on that client of its own, and
+// notes when the wake-up and PING took longer than stallThreshold. On a shared 2-core
 // machine (load average above 5 while others fuzz and run Envoy) Redis or
 // this process can go unscheduled for most of a second; a Check that
 // times out then is the host's doing. The soak reports such 503s apart and
@@ -436,7 +449,9 @@ func startStallProbe(c *redis.Client) *stallProbe {
 		for ctx.Err() == nil {
 			start := time.Now()
 			time.Sleep(stallEvery)
-			_ = c.Ping(ctx).Err()
+			if c != nil {
+				_ = c.Ping(ctx).Err()
+			}
 			took := time.Since(start) - stallEvery
 			if took > stallThreshold {
 				p.mu.Lock()

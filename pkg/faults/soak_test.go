@@ -71,9 +71,9 @@ func heapAfterGC() uint64 {
 // TestSoak holds a steady mix of Checks, creates and revokes against a real
 // redis-server for SOAK_DURATION, with no fault: every answer must be right
 // (no OK for a revoked or unknown session, no live session lost); the only
-// store error allowed is a timeout, at most soakMaxTimeoutsPerMille of the
-// Checks (each a fail-closed 503, counted and set against the host stalls
-// an independent probe saw, see stallProbe); no create or revoke may fail
+// store error allowed is a timeout (a fail-closed 503), and those outside
+// the host stalls an independent probe saw (see stallProbe) at most
+// soakMaxTimeoutsPerMille of the Checks; no create or revoke may fail
 // unless the probe saw the host stall then; and the heap, the goroutine
 // count and Redis's memory must stay flat.
 func TestSoak(t *testing.T) {
@@ -203,12 +203,13 @@ func TestSoak(t *testing.T) {
 	}
 	// A 503 is a timeout on this shared host (load average above 5 on 2
 	// cores while others fuzz and run Envoy): the probe sees most of them
-	// coincide with a stall. A systematic latency problem would show as
-	// many more, so they are bounded by a rate, and any store error other
-	// than a timeout fails outright.
-	if f.Unavailable*1000 > f.Checks*soakMaxTimeoutsPerMille {
-		t.Errorf("%d of %d Checks answered 503 (%d outside host stalls) with no fault injected: more than %d‰",
-			f.Unavailable, f.Checks, unexplained503, soakMaxTimeoutsPerMille)
+	// coincide with a stall, and a 20 ms probe cannot see every shorter
+	// one. Those it cannot explain are bounded by a rate, which a
+	// systematic latency problem would exceed; any store error other than
+	// a timeout fails outright.
+	if int64(unexplained503)*1000 > f.Checks*soakMaxTimeoutsPerMille {
+		t.Errorf("%d of %d Checks answered 503 outside host stalls (%d in all) with no fault injected: more than %d‰",
+			unexplained503, f.Checks, f.Unavailable, soakMaxTimeoutsPerMille)
 	}
 	for kind := range r.errs.kinds() {
 		if kind != "timeout" {
