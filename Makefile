@@ -69,11 +69,11 @@ bench: redis
 	@echo "bench: results in .bench/latest.txt (previous run: .bench/previous.txt)"
 
 ## loadtest: gRPC-level, through-Envoy and scale load test, bounded, 127.0.0.1 only (issue 5);
-## installs wrk and Envoy like the e2e target. Tables also in e2e/.run/loadtest/results.md.
+## installs wrk, h2load and Envoy like the e2e target. Tables also in e2e/.run/loadtest/results.md.
 ## LOADTEST_ARGS passes flags, e.g. LOADTEST_ARGS='-only grpc -duration 4s'.
 LOADTEST_ARGS ?=
 loadtest: redis
-	@bash e2e/tools/ensure-wrk.sh
+	@bash e2e/tools/ensure-loadgen.sh
 	bash e2e/tools/install-envoy.sh >/dev/null
 	cd e2e && $(GO) run ./loadtest $(LOADTEST_ARGS)
 

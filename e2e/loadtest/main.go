@@ -6,9 +6,10 @@
 //     ext_authz server (same grpc-go, same server options, answers OK with
 //     one header) and against sessiongate with a real Redis, at several
 //     concurrencies; requests/s, p50, p99 and the ratio sessiongate/no-op.
-//   - through a real Envoy (the e2e harness's Envoy 1.40): wrk against
-//     Envoy -> upstream with ext_authz disabled, to the no-op server and to
-//     sessiongate; the latency sessiongate adds over both.
+//   - through a real Envoy (the e2e harness's Envoy 1.40): wrk (closed
+//     loop) and h2load (a fixed, moderate rate) against Envoy -> upstream
+//     with ext_authz disabled, to the no-op server and to sessiongate; the
+//     latency sessiongate adds over both.
 //   - scale: the same Check load with 1 000 and with 1 000 000 sessions in
 //     Redis, and Redis memory per session (index included).
 //
@@ -16,7 +17,7 @@
 // Envoy and redis-server lookup, its process control and readiness probes)
 // and stopped at the end. From e2e/:
 //
-//	go run ./loadtest                 # everything, about 3 minutes
+//	go run ./loadtest                 # everything, about 4 minutes
 //	go run ./loadtest -only grpc      # one part: grpc, envoy or scale
 //
 // The same binary is the no-op server ("loadtest noop") and the upstream
@@ -60,6 +61,7 @@ type options struct {
 	maxRequests int
 	conc        []int
 	envoyConc   []int
+	envoyRate   int
 	active      int
 	scale       int
 	only        string
@@ -76,6 +78,7 @@ func drive(args []string) error {
 	fs.IntVar(&o.maxRequests, "max-requests", 2_000_000, "bound on the requests of one measured window")
 	fs.StringVar(&conc, "conc", "1,16,64", "gRPC-level concurrencies")
 	fs.StringVar(&envoyConc, "envoy-conc", "16,64", "wrk connections through Envoy")
+	fs.IntVar(&o.envoyRate, "envoy-rate", 800, "moderate load through Envoy: total req/s over 16 connections (h2load, open loop); 0 skips it")
 	fs.IntVar(&o.active, "active", 1000, "sessions the load uses (every request names one of them)")
 	fs.IntVar(&o.scale, "scale", 1_000_000, "sessions in Redis for the large scale point")
 	fs.StringVar(&o.only, "only", "", "run one part only: grpc, envoy or scale")

@@ -114,6 +114,32 @@ func runAll(ctx context.Context, st *stack, o options, rep *report) error {
 			}
 			rep.envoy = append(rep.envoy, row)
 		}
+		if o.envoyRate > 0 {
+			// Moderate load: 16 connections at a fixed total rate well
+			// below what Envoy with the no-op server sustains here, so
+			// that the latency added is the Check's, not a queue's.
+			const conc = 16
+			row := envoyRow{conc: conc, rate: o.envoyRate}
+			for round := range o.rounds {
+				for i, u := range []string{st.directURL, st.noopURL, st.sgURL} {
+					watch := map[string]int{"envoy": envoyPID, "upstream": st.upstream.PID()}
+					switch i {
+					case 1:
+						watch["noop"] = st.noop.PID()
+					case 2:
+						watch["sessiongate"], watch["redis"] = st.sessiongate.PID(), st.redis.PID()
+					}
+					logf("Envoy %d req/s over %d connections, round %d: %s", o.envoyRate, conc, round+1, names[i])
+					s, err := RateLoad{URL: u, Concurrency: conc, RatePerConn: max(o.envoyRate/conc, 1), Duration: d,
+						SessionID: ids[0], Dir: st.dir, Watch: watch}.Run(ctx)
+					if err != nil {
+						return err
+					}
+					row.runs[i] = row.runs[i].merge(s)
+				}
+			}
+			rep.envoyRate = &row
+		}
 	}
 
 	if o.only == "" || o.only == "scale" {

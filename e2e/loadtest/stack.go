@@ -45,8 +45,10 @@ func startStack(ctx context.Context) (*stack, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prerequisites: %w", err)
 	}
-	if _, err := exec.LookPath("wrk"); err != nil {
-		return nil, fmt.Errorf("wrk not found on PATH: install it (Debian: apt-get install wrk)")
+	for _, tool := range []string{"wrk", "h2load"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return nil, fmt.Errorf("%s not found on PATH: run e2e/tools/ensure-loadgen.sh (Debian: apt-get install wrk nghttp2-client)", tool)
+		}
 	}
 	self, err := os.Executable()
 	if err != nil {
