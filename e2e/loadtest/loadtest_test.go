@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -64,6 +66,41 @@ Transfer/sec:      1.96MB
 	}
 	if _, err := parseWrk("Running 5s test\n  0 requests in 5.00s, 0B read\n"); err == nil {
 		t.Fatal("a report without a latency distribution must be an error")
+	}
+}
+
+func TestParseH2loadLog(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		log              string
+		requests, errors int
+		p50, p99         time.Duration
+		fails            bool
+	}{
+		{"all allowed", "1795434828249611\t200\t1826\n1795434828249622\t200\t900\n1795434828249617\t200\t1000\n", 3, 0, 1000 * time.Microsecond, 1826 * time.Microsecond, false},
+		{"denials are errors", "1\t200\t500\n2\t503\t90\n3\t403\t80\n", 1, 2, 500 * time.Microsecond, 500 * time.Microsecond, false},
+		{"nothing allowed", "1\t503\t90\n", 0, 1, 0, 0, true},
+		{"malformed", "1\t200\n", 0, 0, 0, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "h2load.log")
+			if err := os.WriteFile(path, []byte(tc.log), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			st, err := parseH2loadLog(path)
+			if tc.fails {
+				if err == nil {
+					t.Fatalf("parsed %+v, want an error", st)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Requests != tc.requests || st.Errors != tc.errors || st.P50 != tc.p50 || st.P99 != tc.p99 {
+				t.Fatalf("parsed %+v", st)
+			}
+		})
 	}
 }
 
