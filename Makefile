@@ -57,14 +57,15 @@ e2e: redis
 	cd e2e && $(GO) vet ./... && $(GO) test -count=1 -timeout 5m ./...
 
 ## bench: Go benchmarks of the Check path and its pieces, -benchmem, BENCHCOUNT runs each
-## (benchstat-friendly), over a real redis-server; written to .bench/ (git-ignored).
+## (benchstat-friendly), over a real redis-server; written to .bench/ (git-ignored). -p 1: one
+## package at a time, or the packages' benchmarks run side by side on the 2 cores and skew each other.
 ## Compare two runs: go run golang.org/x/perf/cmd/benchstat@latest .bench/previous.txt .bench/latest.txt
 BENCHTIME ?= 1s
 bench: SHELL := /bin/bash
 bench: redis
 	@mkdir -p .bench
 	@if [ -f .bench/latest.txt ]; then cp .bench/latest.txt .bench/previous.txt; fi
-	set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) -benchtime $(BENCHTIME) \
+	set -o pipefail; $(GO) test -p 1 -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) -benchtime $(BENCHTIME) \
 		./pkg/authz/ ./pkg/session/ ./pkg/token/ | tee .bench/latest.txt
 	@echo "bench: results in .bench/latest.txt (previous run: .bench/previous.txt)"
 
