@@ -116,6 +116,9 @@ type RedisStore struct {
 	// runs, so a burst of NOSCRIPTs after a failover starts one, not one
 	// per call.
 	reloading atomic.Bool
+	// warmed is set once Warm has succeeded; until then Ping warms up (see
+	// Ping).
+	warmed atomic.Bool
 	// touches batches the Check path's touch scripts: concurrent Checks
 	// share one write and one read on one connection instead of each taking
 	// a pooled connection for its own round trip. Nil for Cluster clients,
@@ -198,6 +201,7 @@ func (r *RedisStore) Warm(ctx context.Context) error {
 	if err != nil {
 		return wrap("warm up", err)
 	}
+	r.warmed.Store(true)
 	return nil
 }
 
@@ -635,7 +639,17 @@ func (r *RedisStore) updateOne(ctx context.Context, s *Session, raw string, u Up
 }
 
 // Ping implements Store.
+//
+// Until Warm has succeeded once, Ping is Warm: serve's readiness probe calls
+// it every second, so a sessiongate started while Redis was unreachable
+// warms up as soon as Redis answers, and reports ready only then. This
+// matters most in Cluster mode, where go-redis fetches its COMMAND table on
+// the first keyed command with a 5 s timeout of its own that redis.timeout
+// does not bound; Warm fetches it outside any Check.
 func (r *RedisStore) Ping(ctx context.Context) error {
+	if !r.warmed.Load() {
+		return r.Warm(ctx)
+	}
 	if err := r.rdb.Ping(ctx).Err(); err != nil {
 		return wrap("ping", err)
 	}

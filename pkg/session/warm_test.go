@@ -246,3 +246,41 @@ func infoInt(t *testing.T, c *redis.Client, section, field string) int64 {
 	t.Fatalf("INFO %s has no %s", section, field)
 	return 0
 }
+
+// TestRedisPingWarmsUpLate starts the store while Redis is down, as a
+// sessiongate started before its Redis: Warm fails, and the first Ping that
+// reaches Redis (serve's readiness probe) must do the warm-up then.
+func TestRedisPingWarmsUpLate(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	srv.Stop()
+	rdb, err := NewRedisClient(srv.URL(), 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	store := NewRedisStore(rdb)
+	wctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if err := store.Warm(wctx); err == nil {
+		t.Fatal("Warm succeeded with Redis down")
+	}
+	if err := store.Ping(wctx); err == nil {
+		t.Fatal("Ping succeeded with Redis down")
+	}
+
+	srv.Restart()
+	if !redistest.Eventually(ctx, 5*time.Second, func() bool {
+		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		defer cancel()
+		return store.Ping(pctx) == nil
+	}) {
+		t.Fatal("Ping never succeeded after Redis came back")
+	}
+	for _, sc := range scripts {
+		ok, err := srv.Client().ScriptExists(ctx, sc.Hash()).Result()
+		if err != nil || !ok[0] {
+			t.Errorf("script %s not loaded by the first successful Ping: %v %v", sc.Hash(), ok, err)
+		}
+	}
+}
