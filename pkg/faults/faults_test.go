@@ -144,6 +144,61 @@ func TestFaultSentinelFailover(t *testing.T) {
 	}
 }
 
+// TestFaultSentinelMasterKilled kills the master with SIGKILL while Checks
+// run: the sentinels see it down after down-after-milliseconds (1 s) and
+// promote the replica, and the client must follow without a restart. As in
+// TestFaultSentinelFailover, the test first waits until the replica has
+// every write, so any lost session would be sessiongate's.
+func TestFaultSentinelMasterKilled(t *testing.T) {
+	st := redistest.StartSentinel(t)
+	r := newRig(t, session.RedisOptions{SentinelMaster: redistest.SentinelMaster, SentinelAddrs: st.Addrs()})
+	r.seed(200, 40, 40)
+	before := runtime.NumGoroutine()
+	l := r.load(checkRate)
+	l.Start()
+	time.Sleep(time.Second)
+	r.revoke(nil)
+
+	ctx := context.Background()
+	master, err := st.Master(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := redistest.WaitReplicated(ctx, master, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	master.Stop() // SIGKILL
+	next, err := st.WaitNewMaster(ctx, master, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	promoted := time.Since(start)
+	time.Sleep(3 * time.Second)
+	if !r.revoke(nil) {
+		t.Error("revocation on the new master failed")
+	}
+	code, _ := r.create("after-failover", nil)
+	if code != http.StatusCreated {
+		t.Errorf("create on the new master: %d", code)
+	}
+	time.Sleep(time.Second)
+	f := l.Stop()
+
+	t.Log("503s by start, relative to the kill:", outageShape(f, start))
+	s := scenario{Name: "Sentinel master SIGKILL, replica promoted by the sentinels", Figures: f,
+		Note: "master " + master.Addr + " killed, " + next.Addr + " promoted (all sentinels agree) in " + promoted.Round(time.Millisecond).String() + "; recovery counted from the kill"}
+	s.Recovery, s.Stray = recoveredAfter(f, start)
+	s.Lost = r.verify(l)
+	s.Errors = r.errs.String()
+	s.Goroutines = [2]int{before, goroutines(before + goroutineSlack)}
+	s.report(t, r)
+	// down-after-milliseconds 1 s, then an election and the client's switch.
+	if s.Recovery > 10*time.Second {
+		t.Errorf("recovered %v after the kill", s.Recovery)
+	}
+}
+
 // TestFaultClusterMasterKilled kills one of three Cluster masters with
 // SIGKILL under load; its replica is promoted after cluster-node-timeout
 // (1 s). As with Sentinel, the test first waits until every replica has

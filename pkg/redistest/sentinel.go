@@ -157,6 +157,32 @@ func (s *Sentinel) Failover(ctx context.Context, limit time.Duration) (*Server, 
 // waitReady waits for the replica to be in sync and for every sentinel to
 // know it and the other two sentinels, without which a failover could not
 // pick a replica or reach quorum.
+// WaitNewMaster waits until every sentinel names a master other than old
+// and that node says it is a master: how a test sees an automatic failover
+// (after old was killed) complete.
+func (s *Sentinel) WaitNewMaster(ctx context.Context, old *Server, limit time.Duration) (*Server, error) {
+	var next *Server
+	ok := Eventually(ctx, limit, func() bool {
+		next = nil
+		for _, sn := range s.Sentinels {
+			addr, err := s.sentinelClient(sn).GetMasterAddrByName(ctx, SentinelMaster).Result()
+			if err != nil || net.JoinHostPort(addr[0], addr[1]) == old.Addr {
+				return false
+			}
+			n := s.Server(net.JoinHostPort(addr[0], addr[1]))
+			if n == nil || (next != nil && n != next) {
+				return false
+			}
+			next = n
+		}
+		return next != nil && role(ctx, next) == "master"
+	})
+	if !ok {
+		return nil, fmt.Errorf("no new master after %s for %v", old.Addr, limit)
+	}
+	return next, nil
+}
+
 func (s *Sentinel) waitReady(masterAddr string, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
