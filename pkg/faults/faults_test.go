@@ -42,7 +42,7 @@ func TestFaultRedisPaused(t *testing.T) {
 	t.Log("503s by start, relative to SIGCONT:", outageShape(f, lifted))
 	s := scenario{Name: "Redis SIGSTOP 2 s, then SIGCONT", Figures: f,
 		Note: "recovery counted from SIGCONT"}
-	s.Recovery, s.Stray = recoveredAfter(f, lifted)
+	s.Recovery, s.Stray, s.Stalled = recoveredAfter(f, lifted, r.probe)
 	s.Lost = r.verify(l)
 	s.Errors = r.errs.String()
 	s.Goroutines = [2]int{before, goroutines(before + goroutineSlack)}
@@ -81,7 +81,7 @@ func TestFaultRedisKilledAndRestarted(t *testing.T) {
 	t.Log("503s by start, relative to the restart:", outageShape(f, lifted))
 	s := scenario{Name: "Redis SIGKILL, restarted after 1 s (AOF, fsync always)", Figures: f,
 		Note: "recovery counted from the restart"}
-	s.Recovery, s.Stray = recoveredAfter(f, lifted)
+	s.Recovery, s.Stray, s.Stalled = recoveredAfter(f, lifted, r.probe)
 	s.Lost = r.verify(l)
 	s.Errors = r.errs.String()
 	s.Goroutines = [2]int{before, goroutines(before + goroutineSlack)}
@@ -134,7 +134,7 @@ func TestFaultSentinelFailover(t *testing.T) {
 
 	s := scenario{Name: "Sentinel failover (SENTINEL FAILOVER) under load", Figures: f,
 		Note: "failover " + master.Addr + "→" + next.Addr + " complete (all sentinels agree, old master resynced) in " + done.Round(time.Millisecond).String() + "; recovery counted from the command"}
-	s.Recovery, s.Stray = recoveredAfter(f, start)
+	s.Recovery, s.Stray, s.Stalled = recoveredAfter(f, start, r.probe)
 	s.Lost = r.verify(l)
 	s.Errors = r.errs.String()
 	s.Goroutines = [2]int{before, goroutines(before + goroutineSlack)}
@@ -188,7 +188,7 @@ func TestFaultSentinelMasterKilled(t *testing.T) {
 	t.Log("503s by start, relative to the kill:", outageShape(f, start))
 	s := scenario{Name: "Sentinel master SIGKILL, replica promoted by the sentinels", Figures: f,
 		Note: "master " + master.Addr + " killed, " + next.Addr + " promoted (all sentinels agree) in " + promoted.Round(time.Millisecond).String() + "; recovery counted from the kill"}
-	s.Recovery, s.Stray = recoveredAfter(f, start)
+	s.Recovery, s.Stray, s.Stalled = recoveredAfter(f, start, r.probe)
 	s.Lost = r.verify(l)
 	s.Errors = r.errs.String()
 	s.Goroutines = [2]int{before, goroutines(before + goroutineSlack)}
@@ -248,7 +248,7 @@ func TestFaultClusterMasterKilled(t *testing.T) {
 	t.Log("503s by start, relative to the kill:", outageShape(f, start))
 	s := scenario{Name: "Cluster master SIGKILL, replica promoted", Figures: f,
 		Note: "replica " + replicas[0].Addr + " promoted, cluster_state ok in " + promoted.Round(time.Millisecond).String() + "; recovery counted from the kill"}
-	s.Recovery, s.Stray = recoveredAfter(f, start)
+	s.Recovery, s.Stray, s.Stalled = recoveredAfter(f, start, r.probe)
 	s.Lost = r.verify(l)
 	s.Errors = r.errs.String()
 	s.Goroutines = [2]int{before, goroutines(before + goroutineSlack)}

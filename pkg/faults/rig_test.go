@@ -325,6 +325,7 @@ type scenario struct {
 	Goroutines [2]int
 	Errors     string // store errors logged, by kind
 	Stray      int    // 503s after the outage; see recoveredAfter
+	Stalled    int    // 503s after t0 during a host stall; see recoveredAfter
 	Note       string
 }
 
@@ -335,9 +336,9 @@ func (s scenario) report(t *testing.T, r *rig) {
 	t.Helper()
 	f := s.Figures
 	stalls, worst := r.probe.summary()
-	line := fmt.Sprintf("FIGURES | %s | %d Checks in %.0fs (%.0f/s, 8 workers, 70%% live/15%% revoked/15%% unknown) | %v | %d×503 (fail-closed), %d wrong; store errors: %s | %d | %v (p99 %v) | goroutines %d→%d | %d stray 503 | host stalls ≥%v: %d, worst %v | %s",
+	line := fmt.Sprintf("FIGURES | %s | %d Checks in %.0fs (%.0f/s, 8 workers, 70%% live/15%% revoked/15%% unknown) | %v | %d×503 (fail-closed), %d wrong; store errors: %s | %d | %v (p99 %v) | goroutines %d→%d | %d stray 503, %d during host stalls | host stalls ≥%v: %d, worst %v | %s",
 		s.Name, f.Checks, f.Duration.Seconds(), f.Rate(), s.Recovery.Round(time.Millisecond), f.Unavailable, f.Wrong(), s.Errors,
-		s.Lost, f.MaxLatency.Round(time.Millisecond), f.P99.Round(100*time.Microsecond), s.Goroutines[0], s.Goroutines[1], s.Stray, stallThreshold, stalls, worst.Round(time.Millisecond), s.Note)
+		s.Lost, f.MaxLatency.Round(time.Millisecond), f.P99.Round(100*time.Microsecond), s.Goroutines[0], s.Goroutines[1], s.Stray, s.Stalled, stallThreshold, stalls, worst.Round(time.Millisecond), s.Note)
 	t.Log(line)
 	fmt.Println(line)
 	if f.Wrong() != 0 {
@@ -361,8 +362,10 @@ func (s scenario) report(t *testing.T, r *rig) {
 // and ends at the first gap of a second or more without one. 0 if no 503
 // was asked after t0. stray counts the 503s after that gap: on a shared
 // 2-core machine a Check can miss redis.timeout on its own now and then,
-// which is a fail-closed answer, not the fault lasting longer.
-func recoveredAfter(f Figures, t0 time.Time) (recovery time.Duration, stray int) {
+// which is a fail-closed answer, not the fault lasting longer. stalled
+// counts the 503s after t0 that overlapped a stall of this process (see
+// stallProbe): they neither extend the outage nor count as stray.
+func recoveredAfter(f Figures, t0 time.Time, probe *stallProbe) (recovery time.Duration, stray, stalled int) {
 	const gap = time.Second
 	at := append([]time.Time(nil), f.UnavailableAt...)
 	sort.Slice(at, func(i, j int) bool { return at[i].Before(at[j]) })
@@ -370,13 +373,15 @@ func recoveredAfter(f Figures, t0 time.Time) (recovery time.Duration, stray int)
 	for _, a := range at {
 		switch {
 		case !a.After(end):
+		case probe.during(a, storeTimeout+latencyMargin):
+			stalled++
 		case a.Sub(end) < gap:
 			end = a
 		default:
 			stray++
 		}
 	}
-	return end.Sub(t0), stray
+	return end.Sub(t0), stray, stalled
 }
 
 func usedMemory(ctx context.Context, c *redis.Client) (int64, error) {
