@@ -124,6 +124,10 @@ type RedisStore struct {
 	// a pooled connection for its own round trip. Nil for Cluster clients,
 	// whose touches go through rdb one by one.
 	touches *redis.AutoPipeliner
+	// touching counts the touches in progress. A touch with none other in
+	// flight has nothing to share a batch with and skips the batcher's
+	// hand-off (about 40 µs on a lone Check).
+	touching atomic.Int64
 }
 
 // touchQueueBound caps the touches queued for the batcher. A stalled Redis
@@ -459,7 +463,8 @@ func (r *RedisStore) Touch(ctx context.Context, ref string) (Entry, error) {
 // answers, which only slides an idle expiry the caller did not get to use.
 // NOSCRIPT goes to run, which falls back to EVAL and reloads the scripts.
 func (r *RedisStore) touch(ctx context.Context, key string) (string, error) {
-	if r.touches == nil {
+	defer r.touching.Add(-1)
+	if r.touching.Add(1) == 1 || r.touches == nil {
 		return r.run(ctx, touchScript, []string{key}).Text()
 	}
 	cmd := redis.NewCmd(ctx, "evalsha", touchScript.Hash(), 1, key)
