@@ -142,8 +142,8 @@ const touchQueueBound = 16384
 // For a standalone or Sentinel client, Touch is auto-pipelined (go-redis's
 // deferred AutoPipeliner, one ordered batch in flight): with 64 Checks in
 // flight this cut sessiongate's CPU per Check by about a fifth
-// (BenchmarkCheckGRPC/redis) and Redis's by about a third (the load test),
-// for about 40 µs more on a lone Check's hand-off to the batcher; see
+// (BenchmarkCheckGRPC/redis) and Redis's by about a third (the load test);
+// a touch with no other in flight skips the batcher (see touch); see
 // docs/BENCHMARKS.md. Each caller still waits on its own context only, so
 // redis.timeout bounds a Touch exactly as before; the rest of the store
 // stays on plain round trips.
