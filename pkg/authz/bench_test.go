@@ -24,11 +24,10 @@ import (
 // with a real Redis round trip on loopback.
 func BenchmarkCheck(b *testing.B) {
 	run := func(b *testing.B, st session.Store) {
-		t := &testing.T{}
-		f := newFixture(t, st, benchStoreTimeout)
-		id := f.login(t, "alice", []string{"dev"}, map[string]string{"email": "alice@example.com"})
+		f := newFixture(b, st, benchStoreTimeout)
+		id := f.login(b, "alice", []string{"dev"}, map[string]string{"email": "alice@example.com"})
 		req := request("GET", "/api/items?page=2", withCookie("theme=dark; __Host-sid="+id), withHeader("accept", "application/json"))
-		if status(f.check(t, req)) != 200 {
+		if status(f.check(b, req)) != 200 {
 			b.Fatal("setup check failed")
 		}
 		ctx := context.Background()
@@ -56,7 +55,7 @@ func BenchmarkCheck(b *testing.B) {
 // BenchmarkCheckDenied is the cost of turning away a request without a
 // session: no store access, a shared prebuilt answer.
 func BenchmarkCheckDenied(b *testing.B) {
-	f := newFixture(&testing.T{}, session.NewMemoryStore(nil))
+	f := newFixture(b, session.NewMemoryStore(nil))
 	req := request("GET", "/api/items", withHeader("accept", "application/json"))
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -106,9 +105,8 @@ func BenchmarkTokenCacheHit(b *testing.B) {
 // new session version, so none is served from the cache.
 func BenchmarkTokenSignCold(b *testing.B) {
 	st := session.NewMemoryStore(nil)
-	t := &testing.T{}
-	f := newFixture(t, st)
-	id := f.login(t, "alice", []string{"dev"}, map[string]string{"email": "alice@example.com"})
+	f := newFixture(b, st)
+	id := f.login(b, "alice", []string{"dev"}, map[string]string{"email": "alice@example.com"})
 	e, err := st.Touch(context.Background(), session.RefOf(id))
 	if err != nil {
 		b.Fatal(err)
@@ -127,7 +125,7 @@ func BenchmarkTokenSignCold(b *testing.B) {
 // session cookie among others (the cookie header is rewritten) and alone
 // (the cookie header is removed).
 func BenchmarkResponse(b *testing.B) {
-	f := newFixture(&testing.T{}, session.NewMemoryStore(nil))
+	f := newFixture(b, session.NewMemoryStore(nil))
 	now := time.Now()
 	key := cacheKey{ref: "0123456789abcdef0123456789abcdef", version: 1, audience: "internal", kid: "kid-1"}
 	f.srv.cache.put(key, cached{token: strings.Repeat("t", 420), subject: "alice", refresh: now.Add(time.Minute), expires: now.Add(2 * time.Minute)}, now)
@@ -221,11 +219,10 @@ func BenchmarkCheckGRPC(b *testing.B) {
 		}
 		st := session.NewRedisStore(rdb)
 		b.Cleanup(func() { st.Close() })
-		t := &testing.T{}
-		f := newFixture(t, st, benchStoreTimeout)
+		f := newFixture(b, st, benchStoreTimeout)
 		reqs := make([]*authv3.CheckRequest, 256)
 		for i := range reqs {
-			id := f.login(t, fmt.Sprintf("user-%d", i), []string{"dev"}, map[string]string{"email": "u@example.com"})
+			id := f.login(b, fmt.Sprintf("user-%d", i), []string{"dev"}, map[string]string{"email": "u@example.com"})
 			reqs[i] = request("GET", "/api/items?page=2", withCookie("theme=dark; __Host-sid="+id), withHeader("accept", "application/json"))
 		}
 		run(b, f.srv, reqs)

@@ -116,7 +116,7 @@ func TestNormalizeOrigin(t *testing.T) {
 
 // BenchmarkCSRFCheck is the cost the check adds to an unsafe cookie request.
 func BenchmarkCSRFCheck(b *testing.B) {
-	f := newFixture(&testing.T{}, session.NewMemoryStore(nil))
+	f := newFixture(b, session.NewMemoryStore(nil))
 	r := request("POST", "/api/x", withHeader("origin", "https://app.example.com"))
 	h := headersOf(r.Attributes.Request.Http)
 	b.ReportAllocs()

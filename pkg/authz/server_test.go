@@ -48,7 +48,7 @@ var testRoutes = []Route{
 	{PathPrefix: "/readonly/", Methods: []string{"POST", "PUT", "DELETE"}, Access: Deny},
 }
 
-func newFixture(t *testing.T, store session.Store, mutate ...func(*Options)) *fixture {
+func newFixture(t testing.TB, store session.Store, mutate ...func(*Options)) *fixture {
 	t.Helper()
 	key, err := token.GenerateKey(token.AlgES256)
 	if err != nil {
@@ -96,7 +96,7 @@ func stores(t *testing.T) map[string]func(*testing.T) session.Store {
 }
 
 // login creates a session the way the admin API does and returns its ID.
-func (f *fixture) login(t *testing.T, subject string, roles []string, claims map[string]string) string {
+func (f *fixture) login(t testing.TB, subject string, roles []string, claims map[string]string) string {
 	t.Helper()
 	id, err := session.NewID()
 	if err != nil {
@@ -140,7 +140,7 @@ func request(method, path string, opts ...reqOpt) *authv3.CheckRequest {
 	return r
 }
 
-func (f *fixture) check(t *testing.T, r *authv3.CheckRequest) *authv3.CheckResponse {
+func (f *fixture) check(t testing.TB, r *authv3.CheckRequest) *authv3.CheckResponse {
 	t.Helper()
 	resp, err := f.srv.Check(context.Background(), r)
 	if err != nil {
@@ -191,7 +191,7 @@ func removes(resp *authv3.CheckResponse, name string) bool {
 
 // claims verifies a token against the fixture's published keys, checking
 // everything a downstream must check.
-func (f *fixture) claims(t *testing.T, tok, aud string) jwt.MapClaims {
+func (f *fixture) claims(t testing.TB, tok, aud string) jwt.MapClaims {
 	t.Helper()
 	var c jwt.MapClaims
 	parsed, err := jwt.ParseWithClaims(tok, &c, func(tk *jwt.Token) (any, error) {
