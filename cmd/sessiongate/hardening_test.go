@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,8 +15,6 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/sessiongate/sessiongate/pkg/redistest"
 )
@@ -153,52 +149,14 @@ func startServe(t *testing.T, extra string) *serveFixture {
 	t.Helper()
 	r := redistest.Start(t)
 	dir := t.TempDir()
-	var key bytes.Buffer
-	if err := run(context.Background(), []string{"keygen"}, &key, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	keyPath := filepath.Join(dir, "key.pem")
+	keyPath := writeKey(t, dir, "key.pem", "ES256")
 	tokenPath := filepath.Join(dir, "admin-token")
-	if err := os.WriteFile(keyPath, key.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(tokenPath, []byte(hardeningAdminToken+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s := &serveFixture{grpcAddr: freeAddr(t), adminAddr: freeAddr(t), cfgPath: filepath.Join(dir, "config.yaml"), logs: &syncBuffer{}}
-	cfg := fmt.Sprintf("grpc_addr: %q\nhttp_addr: %q\nadmin_addr: %q\nadmin_token_file: %q\nredis:\n  url: %q\ntoken:\n  signing_keys: [%q]\n",
-		s.grpcAddr, freeAddr(t), s.adminAddr, tokenPath, r.URL(), keyPath) + extra
-	if err := os.WriteFile(s.cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve", "--config", s.cfgPath}, io.Discard, s.logs) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("serve did not stop")
-		}
-		if t.Failed() {
-			t.Logf("server log:\n%s", s.logs.String())
-		}
-	})
-	conn, err := grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	s.conn = conn
-	health := healthpb.NewHealthClient(conn)
-	if !redistest.Eventually(ctx, 10*time.Second, func() bool {
-		resp, err := health.Check(ctx, &healthpb.HealthCheckRequest{})
-		return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
-	}) {
-		t.Fatal("grpc health never SERVING")
-	}
+	writeFile(t, tokenPath, hardeningAdminToken+"\n")
+	s := &serveFixture{grpcAddr: freeAddr(t), adminAddr: freeAddr(t), cfgPath: filepath.Join(dir, "config.yaml")}
+	writeFile(t, s.cfgPath, fmt.Sprintf("grpc_addr: %q\nhttp_addr: %q\nadmin_addr: %q\nadmin_token_file: %q\nredis:\n  url: %q\ntoken:\n  signing_keys: [%q]\n",
+		s.grpcAddr, freeAddr(t), s.adminAddr, tokenPath, r.URL(), keyPath)+extra)
+	s.logs = runServe(t, s.cfgPath)
+	s.conn = dialServing(t, s.grpcAddr, 10*time.Second)
 	return s
 }
 

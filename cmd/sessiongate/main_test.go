@@ -11,37 +11,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/sessiongate/sessiongate/pkg/redistest"
 	"github.com/sessiongate/sessiongate/pkg/token"
 )
-
-// syncBuffer collects a server's log while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func TestStartupErrorsNameTheProblem(t *testing.T) {
 	dir := t.TempDir()
@@ -105,17 +83,12 @@ func freeAddr(t *testing.T) string {
 func TestServeEndToEnd(t *testing.T) {
 	r := redistest.Start(t)
 	dir := t.TempDir()
-	var key bytes.Buffer
-	if err := run(context.Background(), []string{"keygen"}, &key, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	keyPath := filepath.Join(dir, "key.pem")
+	keyPath := writeKey(t, dir, "key.pem", "ES256")
 	tokenPath := filepath.Join(dir, "admin-token")
-	os.WriteFile(keyPath, key.Bytes(), 0o600)
-	os.WriteFile(tokenPath, []byte("e2e-admin-token-0123456789\n"), 0o600)
+	writeFile(t, tokenPath, "e2e-admin-token-0123456789\n")
 	grpcAddr, httpAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	cfgPath := filepath.Join(dir, "config.yaml")
-	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`grpc_addr: %q
+	writeFile(t, cfgPath, fmt.Sprintf(`grpc_addr: %q
 http_addr: %q
 admin_addr: %q
 admin_token_file: %q
@@ -126,49 +99,18 @@ token:
 routes:
   - path_prefix: /public/
     access: public
-`, grpcAddr, httpAddr, adminAddr, tokenPath, r.URL(), keyPath)), 0o600)
+`, grpcAddr, httpAddr, adminAddr, tokenPath, r.URL(), keyPath))
 
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve", "--config", cfgPath}, io.Discard, logs) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("serve did not stop")
-		}
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
-		}
-	})
-
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	health := healthpb.NewHealthClient(conn)
-	ok := redistest.Eventually(ctx, 10*time.Second, func() bool {
-		resp, err := health.Check(ctx, &healthpb.HealthCheckRequest{})
-		return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
-	})
-	if !ok {
-		t.Fatal("grpc health never SERVING")
-	}
+	logs := runServe(t, cfgPath)
+	conn := dialServing(t, grpcAddr, 10*time.Second)
+	ctx := context.Background()
 
 	var created bytes.Buffer
-	err = run(ctx, []string{"session", "--config", cfgPath, "create", "--subject", "alice", "--role", "dev"}, &created, io.Discard)
+	err := run(ctx, []string{"session", "--config", cfgPath, "create", "--subject", "alice", "--role", "dev"}, &created, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := created.String()
-	i := strings.Index(out, `"session_id": "`)
-	if i < 0 {
-		t.Fatalf("create output %s", out)
-	}
-	id := out[i+len(`"session_id": "`) : i+len(`"session_id": "`)+43]
+	id := createdSessionID(t, created.String())
 
 	authz := authv3.NewAuthorizationClient(conn)
 	resp, err := authz.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
@@ -218,16 +160,7 @@ routes:
 func TestSIGHUPWalksTheRotationRunbook(t *testing.T) {
 	r := redistest.Start(t)
 	dir := t.TempDir()
-	keyFile := func(name string) string {
-		var key bytes.Buffer
-		if err := run(context.Background(), []string{"keygen", "--alg", "EdDSA"}, &key, io.Discard); err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(dir, name)
-		os.WriteFile(p, key.Bytes(), 0o600)
-		return p
-	}
-	current, next := keyFile("current.pem"), keyFile("next.pem")
+	current, next := writeKey(t, dir, "current.pem", "EdDSA"), writeKey(t, dir, "next.pem", "EdDSA")
 	kid := func(path string) string {
 		ks, err := token.LoadKeySet([]string{path}, nil)
 		if err != nil {
@@ -250,17 +183,8 @@ func TestSIGHUPWalksTheRotationRunbook(t *testing.T) {
 	}
 	writeConfig(fmt.Sprintf("  signing_keys: [%q]\n", current))
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	logs := &syncBuffer{}
-	go func() { done <- run(ctx, []string{"serve", "--config", cfgPath}, io.Discard, logs) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
-		}
-	})
+	logs := runServe(t, cfgPath)
+	ctx := context.Background()
 	jwksKIDs := func() string {
 		res, err := http.Get("http://" + httpAddr + "/.well-known/jwks.json")
 		if err != nil {
