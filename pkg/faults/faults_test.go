@@ -5,7 +5,6 @@ package faults
 import (
 	"context"
 	"net/http"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -24,10 +23,7 @@ func TestFaultRedisPaused(t *testing.T) {
 	srv := redistest.Start(t)
 	r := newRig(t, session.RedisOptions{URL: srv.URL()})
 	r.seed(200, 40, 40)
-	before := runtime.NumGoroutine()
-	l := r.load(checkRate)
-	l.Start()
-	time.Sleep(time.Second)
+	l, before := r.startLoad()
 
 	srv.Pause()
 	time.Sleep(2 * time.Second)
@@ -42,11 +38,7 @@ func TestFaultRedisPaused(t *testing.T) {
 	t.Log("503s by start, relative to SIGCONT:", outageShape(f, lifted))
 	s := scenario{Name: "Redis SIGSTOP 2 s, then SIGCONT", Figures: f,
 		Note: "recovery counted from SIGCONT"}
-	s.Recovery, s.Stray, s.Stalled = recoveredAfter(f, lifted, r.probe)
-	s.Lost = r.verify(l)
-	s.Errors = r.errs.String()
-	s.Goroutines = [2]int{before, goroutines(before + goroutineSlack)}
-	s.report(t, r)
+	s = r.conclude(t, l, s, lifted, before)
 	if s.Recovery > time.Second {
 		t.Errorf("recovered %v after SIGCONT", s.Recovery)
 	}
@@ -60,10 +52,7 @@ func TestFaultRedisKilledAndRestarted(t *testing.T) {
 	srv := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
 	r := newRig(t, session.RedisOptions{URL: srv.URL()})
 	r.seed(200, 40, 40)
-	before := runtime.NumGoroutine()
-	l := r.load(checkRate)
-	l.Start()
-	time.Sleep(time.Second)
+	l, before := r.startLoad()
 	r.revoke(nil) // a revocation under load, before the crash
 
 	srv.Stop() // SIGKILL
@@ -81,11 +70,7 @@ func TestFaultRedisKilledAndRestarted(t *testing.T) {
 	t.Log("503s by start, relative to the restart:", outageShape(f, lifted))
 	s := scenario{Name: "Redis SIGKILL, restarted after 1 s (AOF, fsync always)", Figures: f,
 		Note: "recovery counted from the restart"}
-	s.Recovery, s.Stray, s.Stalled = recoveredAfter(f, lifted, r.probe)
-	s.Lost = r.verify(l)
-	s.Errors = r.errs.String()
-	s.Goroutines = [2]int{before, goroutines(before + goroutineSlack)}
-	s.report(t, r)
+	s = r.conclude(t, l, s, lifted, before)
 	// go-redis probes a dead address once a second before dialling again.
 	if s.Recovery > 2*time.Second {
 		t.Errorf("recovered %v after the restart", s.Recovery)
@@ -101,10 +86,7 @@ func TestFaultSentinelFailover(t *testing.T) {
 	st := redistest.StartSentinel(t)
 	r := newRig(t, session.RedisOptions{SentinelMaster: redistest.SentinelMaster, SentinelAddrs: st.Addrs()})
 	r.seed(200, 40, 40)
-	before := runtime.NumGoroutine()
-	l := r.load(checkRate)
-	l.Start()
-	time.Sleep(time.Second)
+	l, before := r.startLoad()
 	r.revoke(nil)
 
 	ctx := context.Background()
@@ -134,11 +116,7 @@ func TestFaultSentinelFailover(t *testing.T) {
 
 	s := scenario{Name: "Sentinel failover (SENTINEL FAILOVER) under load", Figures: f,
 		Note: "failover " + master.Addr + "→" + next.Addr + " complete (all sentinels agree, old master resynced) in " + done.Round(time.Millisecond).String() + "; recovery counted from the command"}
-	s.Recovery, s.Stray, s.Stalled = recoveredAfter(f, start, r.probe)
-	s.Lost = r.verify(l)
-	s.Errors = r.errs.String()
-	s.Goroutines = [2]int{before, goroutines(before + goroutineSlack)}
-	s.report(t, r)
+	s = r.conclude(t, l, s, start, before)
 	if s.Recovery > 5*time.Second {
 		t.Errorf("recovered %v after the failover started", s.Recovery)
 	}
@@ -153,10 +131,7 @@ func TestFaultSentinelMasterKilled(t *testing.T) {
 	st := redistest.StartSentinel(t)
 	r := newRig(t, session.RedisOptions{SentinelMaster: redistest.SentinelMaster, SentinelAddrs: st.Addrs()})
 	r.seed(200, 40, 40)
-	before := runtime.NumGoroutine()
-	l := r.load(checkRate)
-	l.Start()
-	time.Sleep(time.Second)
+	l, before := r.startLoad()
 	r.revoke(nil)
 
 	ctx := context.Background()
@@ -188,11 +163,7 @@ func TestFaultSentinelMasterKilled(t *testing.T) {
 	t.Log("503s by start, relative to the kill:", outageShape(f, start))
 	s := scenario{Name: "Sentinel master SIGKILL, replica promoted by the sentinels", Figures: f,
 		Note: "master " + master.Addr + " killed, " + next.Addr + " promoted (all sentinels agree) in " + promoted.Round(time.Millisecond).String() + "; recovery counted from the kill"}
-	s.Recovery, s.Stray, s.Stalled = recoveredAfter(f, start, r.probe)
-	s.Lost = r.verify(l)
-	s.Errors = r.errs.String()
-	s.Goroutines = [2]int{before, goroutines(before + goroutineSlack)}
-	s.report(t, r)
+	s = r.conclude(t, l, s, start, before)
 	// down-after-milliseconds 1 s, then an election and the client's switch.
 	if s.Recovery > 10*time.Second {
 		t.Errorf("recovered %v after the kill", s.Recovery)
@@ -207,10 +178,7 @@ func TestFaultClusterMasterKilled(t *testing.T) {
 	c := redistest.StartCluster(t)
 	r := newRig(t, session.RedisOptions{ClusterAddrs: c.Addrs()[:1]})
 	r.seed(300, 60, 40)
-	before := runtime.NumGoroutine()
-	l := r.load(checkRate)
-	l.Start()
-	time.Sleep(time.Second)
+	l, before := r.startLoad()
 	r.revoke(nil)
 
 	ctx := context.Background()
@@ -248,11 +216,7 @@ func TestFaultClusterMasterKilled(t *testing.T) {
 	t.Log("503s by start, relative to the kill:", outageShape(f, start))
 	s := scenario{Name: "Cluster master SIGKILL, replica promoted", Figures: f,
 		Note: "replica " + replicas[0].Addr + " promoted, cluster_state ok in " + promoted.Round(time.Millisecond).String() + "; recovery counted from the kill"}
-	s.Recovery, s.Stray, s.Stalled = recoveredAfter(f, start, r.probe)
-	s.Lost = r.verify(l)
-	s.Errors = r.errs.String()
-	s.Goroutines = [2]int{before, goroutines(before + goroutineSlack)}
-	s.report(t, r)
+	s = r.conclude(t, l, s, start, before)
 	// Without the slot-map refresh on errors (session.clusterRefresh),
 	// go-redis keeps routing to the dead master for up to 60 s.
 	if s.Recovery > 8*time.Second {
@@ -292,10 +256,7 @@ func TestFaultRedisMaxmemory(t *testing.T) {
 	shortEntry := &Entry{ID: short.SessionID}
 	shortKey := "sg:s:" + short.SessionRef
 
-	before := runtime.NumGoroutine()
-	l := r.load(checkRate)
-	l.Start()
-	time.Sleep(time.Second)
+	l, before := r.startLoad()
 
 	used, err := usedMemory(ctx, raw)
 	if err != nil {
@@ -383,8 +344,5 @@ func TestFaultRedisMaxmemory(t *testing.T) {
 	s := scenario{Name: "Redis at maxmemory, noeviction", Figures: f, Recovery: recovery,
 		Note: itoa(int64(creates503)) + "/20 creates → 503 while full (" + time.Since(full).Round(time.Second).String() + ", " + itoa(int64(filled)) + "×16 KiB junk" +
 			"), Checks and TTL slide unaffected, revoke works; recovery = first 201 after maxmemory was raised"}
-	s.Lost = r.verify(l)
-	s.Errors = r.errs.String()
-	s.Goroutines = [2]int{before, goroutines(before + goroutineSlack)}
-	s.report(t, r)
+	s = r.conclude(t, l, s, time.Time{}, before)
 }

@@ -329,6 +329,34 @@ type scenario struct {
 	Note       string
 }
 
+// startLoad starts the steady Check load every scenario runs under and
+// lets it settle for a second before the fault. It returns the goroutine
+// count from before the load, which conclude expects back.
+func (r *rig) startLoad() (*Load, int) {
+	before := runtime.NumGoroutine()
+	l := r.load(checkRate)
+	l.Start()
+	time.Sleep(time.Second)
+	return l, before
+}
+
+// conclude completes a scenario after its load stopped: recovery counted
+// from the moment the fault struck or was lifted (unless from is zero and
+// the scenario measured its own), sessions lost, store errors by kind and
+// goroutines back to the count before the load; then reports it, failing
+// the test on any wrong answer, unbounded latency or leak.
+func (r *rig) conclude(t *testing.T, l *Load, s scenario, from time.Time, before int) scenario {
+	t.Helper()
+	if !from.IsZero() {
+		s.Recovery, s.Stray, s.Stalled = recoveredAfter(s.Figures, from, r.probe)
+	}
+	s.Lost = r.verify(l)
+	s.Errors = r.errs.String()
+	s.Goroutines = [2]int{before, goroutines(before + goroutineSlack)}
+	s.report(t, r)
+	return s
+}
+
 // report prints the scenario's figures line (to the test log and to stdout,
 // so it shows with go test -v and in make's output) and fails the test on
 // any wrong answer, an unbounded latency or a goroutine leak.
