@@ -155,6 +155,8 @@ func splitCookie(header, name string) (val string, count int, rest string, other
 	if header == "" {
 		return "", 0, "", false
 	}
+	// A single other cookie, the common case, is returned as a substring of
+	// the header: no copy. The builder only starts at the second one.
 	var b strings.Builder
 	for part := range strings.SplitSeq(header, ";") {
 		part = strings.TrimSpace(part)
@@ -169,11 +171,20 @@ func splitCookie(header, name string) (val string, count int, rest string, other
 			count++
 			continue
 		}
-		if b.Len() > 0 {
+		switch {
+		case !others:
+			rest = part
+		case b.Len() == 0:
+			b.WriteString(rest)
+			fallthrough
+		default:
 			b.WriteString("; ")
+			b.WriteString(part)
 		}
-		b.WriteString(part)
 		others = true
 	}
-	return val, count, b.String(), others
+	if b.Len() > 0 {
+		rest = b.String()
+	}
+	return val, count, rest, others
 }

@@ -104,6 +104,10 @@ redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
 return 1
 `)
 
+// touchSHA is touchScript's hash boxed once: the batched touch would
+// otherwise box it into a fresh interface value on every Check.
+var touchSHA any = touchScript.Hash()
+
 // scripts are every Lua script the store runs; Warm loads them all.
 var scripts = []*redis.Script{touchScript, indexAddScript, casScript}
 
@@ -467,7 +471,7 @@ func (r *RedisStore) touch(ctx context.Context, key string) (string, error) {
 	if r.touching.Add(1) == 1 || r.touches == nil {
 		return r.run(ctx, touchScript, []string{key}).Text()
 	}
-	cmd := redis.NewCmd(ctx, "evalsha", touchScript.Hash(), 1, key)
+	cmd := redis.NewCmd(ctx, "evalsha", touchSHA, 1, key)
 	if err := r.touches.Submit(ctx, cmd).WaitContext(ctx); err != nil {
 		if redis.HasErrorPrefix(err, "NOSCRIPT") {
 			return r.run(ctx, touchScript, []string{key}).Text()
