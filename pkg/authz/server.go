@@ -68,10 +68,6 @@ type Server struct {
 	csrfOrigins []string // normalised CSRF.AllowedOrigins
 }
 
-// resultCSRF labels Checks refused by the CSRF check in
-// sessiongate_check_decisions_total.
-const resultCSRF = "csrf"
-
 type resultMetric interface{ Inc() }
 
 // New returns a Server.
@@ -93,8 +89,7 @@ func New(o Options) *Server {
 		s.csrfOrigins = append(s.csrfOrigins, NormalizeOrigin(origin))
 	}
 	s.results = make(map[string]resultMetric)
-	for _, r := range []string{metrics.ResultOK, metrics.ResultPublic, metrics.ResultUnauthenticated, metrics.ResultForbidden,
-		metrics.ResultDenied, metrics.ResultBadRequest, metrics.ResultUnavailable, metrics.ResultLogout, resultCSRF} {
+	for _, r := range metrics.Results {
 		s.results[r] = o.Metrics.Decisions.WithLabelValues(r)
 	}
 	s.SetRoutes(o.Routes)
@@ -176,7 +171,7 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	}
 	// Before the store: a forged cross-site request costs no round trip.
 	if from == fromCookie && !s.o.CSRF.Disabled && !safeMethod(method) && s.csrfRefused(httpReq, h, true) {
-		return s.resp.csrf, resultCSRF
+		return s.resp.csrf, metrics.ResultCSRF
 	}
 	ref := session.RefOf(id)
 
@@ -311,7 +306,7 @@ func (s *Server) loginRedirect(r *authv3.AttributeContext_HttpRequest) string {
 func (s *Server) logout(ctx context.Context, r *authv3.AttributeContext_HttpRequest, h headers) (*authv3.CheckResponse, string) {
 	id, from, _, _, ok := sessionID(h, s.o.Cookie.Name)
 	if ok && from == fromCookie && !s.o.CSRF.Disabled && s.csrfRefused(r, h, !safeMethod(r.GetMethod())) {
-		return s.resp.csrf, resultCSRF
+		return s.resp.csrf, metrics.ResultCSRF
 	}
 	if ok && from != noCredential {
 		sctx, cancel := context.WithTimeout(ctx, s.o.StoreTimeout)

@@ -36,7 +36,13 @@ const (
 	ResultBadRequest      = "bad_request"
 	ResultUnavailable     = "unavailable"
 	ResultLogout          = "logout"
+	ResultCSRF            = "csrf" // an unsafe cookie request from an origin not allowed
 )
+
+// Results lists every value of the result label, each exported at zero from
+// the start so that rate() works before the first such answer.
+var Results = []string{ResultOK, ResultPublic, ResultUnauthenticated, ResultForbidden, ResultDenied,
+	ResultBadRequest, ResultUnavailable, ResultLogout, ResultCSRF}
 
 // New creates the collectors and registers them with reg (nil: not
 // registered, for tests and benchmarks).
@@ -84,8 +90,8 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "1 when the last store health probe succeeded, else 0.",
 		}),
 	}
-	for _, r := range []string{ResultOK, ResultPublic, ResultUnauthenticated, ResultForbidden, ResultDenied, ResultBadRequest, ResultUnavailable, ResultLogout} {
-		m.Decisions.WithLabelValues(r) // export zeros so rate() works from the start
+	for _, r := range Results {
+		m.Decisions.WithLabelValues(r)
 	}
 	if reg != nil {
 		reg.MustRegister(m.Decisions, m.CheckDuration, m.StoreDuration, m.StoreErrors,
