@@ -569,3 +569,29 @@ func TestDeniedBodiesAreJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionPastItsEndByOurClock covers clock skew between sessiongate and
+// the store: the store still returns a session whose absolute end has
+// passed by sessiongate's clock. Any token would be born expired, so the
+// Check is refused as unauthenticated, and nothing is signed.
+func TestSessionPastItsEndByOurClock(t *testing.T) {
+	skewed := time.Now().Add(13 * time.Hour) // beyond the 12 h absolute timeout
+	for name, store := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			var cs *countingSigner
+			f := newFixture(t, store(t), func(o *Options) {
+				cs = &countingSigner{Signer: o.Signer}
+				o.Signer = cs
+				o.Now = func() time.Time { return skewed }
+			})
+			id := f.login(t, "alice", nil, nil)
+			resp := f.check(t, request("GET", "/api/items", withCookie("__Host-sid="+id), withHeader("accept", "application/json")))
+			if got := status(resp); got != 401 {
+				t.Fatalf("status %d, want 401", got)
+			}
+			if n := cs.n.Load(); n != 0 {
+				t.Fatalf("signed %d tokens for a session past its end", n)
+			}
+		})
+	}
+}
