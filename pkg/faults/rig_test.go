@@ -357,6 +357,21 @@ func (r *rig) conclude(t *testing.T, l *Load, s scenario, from time.Time, before
 	return s
 }
 
+// afterFailover lets the client settle on the new topology, requires that
+// a revocation and a login work there, and stops the load.
+func (r *rig) afterFailover(t *testing.T, l *Load) Figures {
+	t.Helper()
+	time.Sleep(3 * time.Second)
+	if !r.revoke(nil) {
+		t.Error("revocation after the failover failed")
+	}
+	if code, _ := r.create("after-failover", nil); code != http.StatusCreated {
+		t.Errorf("create after the failover: %d", code)
+	}
+	time.Sleep(time.Second)
+	return l.Stop()
+}
+
 // report prints the scenario's figures line (to the test log and to stdout,
 // so it shows with go test -v and in make's output) and fails the test on
 // any wrong answer, an unbounded latency or a goroutine leak.
