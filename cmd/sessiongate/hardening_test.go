@@ -16,6 +16,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 
+	"github.com/sessiongate/sessiongate/pkg/logtest"
 	"github.com/sessiongate/sessiongate/pkg/redistest"
 )
 
@@ -141,7 +142,7 @@ func TestServeSecurityDefaults(t *testing.T) {
 type serveFixture struct {
 	grpcAddr, adminAddr, cfgPath string
 	conn                         *grpc.ClientConn
-	logs                         *syncBuffer
+	logs                         *logtest.Buffer
 }
 
 // startServe runs serve over a real Redis with a minimal config plus extra.

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,29 +14,12 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/sessiongate/sessiongate/pkg/logtest"
 	"github.com/sessiongate/sessiongate/pkg/redistest"
 )
 
 // Fixtures shared by the tests that run the real serve command in this
 // process.
-
-// syncBuffer collects a server's log while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // writeFile writes a test file readable only by its owner, as keys and
 // tokens are in production.
@@ -64,10 +46,10 @@ func writeKey(t *testing.T, dir, name, alg string) string {
 // runServe runs `serve --config cfgPath` until the test ends, then stops it
 // as SIGTERM would and requires a clean, prompt exit. The returned buffer
 // collects the server's log, which is printed when the test fails.
-func runServe(t *testing.T, cfgPath string) *syncBuffer {
+func runServe(t *testing.T, cfgPath string) *logtest.Buffer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"serve", "--config", cfgPath}, io.Discard, logs) }()
 	t.Cleanup(func() {

@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -21,32 +20,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/sessiongate/sessiongate/pkg/logtest"
 	"github.com/sessiongate/sessiongate/pkg/session"
 )
 
-// syncBuffer is a log sink safe for the server goroutines that write to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func withLog(buf *syncBuffer) func(*Options) {
+func withLog(buf *logtest.Buffer) func(*Options) {
 	return func(o *Options) { o.Log = slog.New(slog.NewJSONHandler(buf, nil)) }
 }
 
@@ -123,7 +104,7 @@ func TestSourceLimiterBounded(t *testing.T) {
 }
 
 func TestTokenAuth(t *testing.T) {
-	var logs syncBuffer
+	var logs logtest.Buffer
 	srv, _ := newServer(t, session.NewMemoryStore(nil), withLog(&logs))
 	for _, tc := range []struct {
 		name, header string
@@ -162,7 +143,7 @@ func TestTokenAuth(t *testing.T) {
 // TestAuditLog: every mutation logs who, what and the ref; no line ever
 // holds a session ID.
 func TestAuditLog(t *testing.T) {
-	var logs syncBuffer
+	var logs logtest.Buffer
 	store := session.NewMemoryStore(nil)
 	srv, c := newServer(t, store, withLog(&logs))
 	ctx := context.Background()
@@ -260,7 +241,7 @@ func TestMutualTLS(t *testing.T) {
 		certOnly bool
 	}{{"token also required", false}, {"client cert alone", true}} {
 		t.Run(mode.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs logtest.Buffer
 			cfg, err := ServerTLS(files, time.Minute, nil)
 			if err != nil {
 				t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode"
@@ -22,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/sessiongate/sessiongate/pkg/admin"
+	"github.com/sessiongate/sessiongate/pkg/logtest"
 	"github.com/sessiongate/sessiongate/pkg/redistest"
 	"github.com/sessiongate/sessiongate/pkg/session"
 )
@@ -318,24 +318,7 @@ type catalog struct {
 	admin *httptest.Server
 	ids   map[string]string // placeholder name → session ID
 	repl  *strings.Replacer
-	logs  *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs  *logtest.Buffer
 }
 
 func newCatalog(t *testing.T) *catalog {
@@ -348,7 +331,7 @@ func newCatalog(t *testing.T) *catalog {
 	store := session.NewRedisStore(rdb)
 	t.Cleanup(func() { store.Close() })
 
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	c := &catalog{logs: logs, ids: map[string]string{}}
 	c.f = newFixture(t, store, func(o *Options) {

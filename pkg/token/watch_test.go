@@ -1,7 +1,6 @@
 package token
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -14,24 +13,9 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/sessiongate/sessiongate/pkg/logtest"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // secretDir mimics a Kubernetes Secret volume: the visible file is a symlink
 // through "..data", which is atomically re-pointed at a new timestamped dir.
@@ -99,7 +83,7 @@ func TestWatchKeysRotationUnderLoad(t *testing.T) {
 	oldKID := ks.ActiveKID()
 	signer := NewSigner(ks, "iss")
 
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
 	var watchDone sync.WaitGroup
