@@ -407,10 +407,20 @@ func validText(name, v string, limit int) error {
 	return nil
 }
 
-func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
+// subjectParam returns the {subject} of the request path, or answers 400 and
+// reports false when it is not a valid subject.
+func subjectParam(w http.ResponseWriter, r *http.Request) (string, bool) {
 	subject := r.PathValue("subject")
 	if err := validSubject(subject); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
+		return "", false
+	}
+	return subject, true
+}
+
+func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
+	subject, ok := subjectParam(w, r)
+	if !ok {
 		return
 	}
 	ctx, cancel := h.ctx(r)
@@ -454,9 +464,8 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) revokeUser(w http.ResponseWriter, r *http.Request) {
-	subject := r.PathValue("subject")
-	if err := validSubject(subject); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	subject, ok := subjectParam(w, r)
+	if !ok {
 		return
 	}
 	ctx, cancel := h.ctx(r)
@@ -471,9 +480,8 @@ func (h *Handler) revokeUser(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) updateUser(w http.ResponseWriter, r *http.Request) {
-	subject := r.PathValue("subject")
-	if err := validSubject(subject); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	subject, ok := subjectParam(w, r)
+	if !ok {
 		return
 	}
 	var req UpdateRequest
