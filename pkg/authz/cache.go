@@ -4,7 +4,6 @@ import (
 	"errors"
 	"hash/maphash"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -49,14 +48,13 @@ type cacheKey struct {
 // the token, and what it needs for the role check and access logs.
 type cached struct {
 	token   string
-	subject string
 	roles   []string
 	refresh time.Time // re-sign after this
 	expires time.Time // token's exp
-	// shared holds the parts of the allow answer built from this token, so
-	// a cache hit does not rebuild them (see Server.ok). Set by put: an
-	// entry that never reached the cache builds its own.
-	shared *atomic.Pointer[okParts]
+	// parts are the allow answer's pieces fixed by this token, built once
+	// when it is signed and shared by every answer that carries it (see
+	// Server.ok).
+	parts *okParts
 }
 
 func newTokenCache(maxEntries int) *tokenCache {
@@ -125,7 +123,7 @@ func (c *tokenCache) put(k cacheKey, e cached, now time.Time) {
 	c.putLocked(s, k, &e, now)
 }
 
-// putLocked stores e (setting its shared answer parts) with s.mu held.
+// putLocked stores e with s.mu held.
 func (c *tokenCache) putLocked(s *cacheShard, k cacheKey, e *cached, now time.Time) {
 	if len(s.m) >= c.max {
 		// Sweep what is stale; if the shard is still full, drop arbitrary
@@ -143,9 +141,6 @@ func (c *tokenCache) putLocked(s *cacheShard, k cacheKey, e *cached, now time.Ti
 			}
 			delete(s.m, key)
 		}
-	}
-	if e.shared == nil {
-		e.shared = new(atomic.Pointer[okParts])
 	}
 	s.m[k] = *e
 }

@@ -83,14 +83,14 @@ func redirect(location string) *authv3.CheckResponse {
 // subject and ref as dynamic metadata for Envoy's access log.
 //
 // It costs one allocation. The parts that depend only on the signed token
-// (the token header, the metadata) are built once per cached token and
+// (the token header, the metadata) are built once, when it is signed, and
 // shared read-only by every answer that carries it, as the prebuilt denials
 // are; the rest (the answer itself, the header list and the rewritten
 // cookie header) is one block, fresh for every request, so callers may
 // still add to an answer. Never mutate the shared parts: the token header
 // option and DynamicMetadata are seen by concurrent Checks.
-func (s *Server) ok(c cached, ref string, from credential, restCookies string, others bool) *authv3.CheckResponse {
-	p := s.okParts(c, ref)
+func (s *Server) ok(c cached, from credential, restCookies string, others bool) *authv3.CheckResponse {
+	p := c.parts
 	a := new(okAnswer)
 	a.hs[0] = p.token
 	hs := a.hs[:1]
@@ -132,26 +132,15 @@ type okParts struct {
 	metadata *structpb.Struct
 }
 
-// okParts returns the shared parts for c, building them on first use of a
-// cached token. A token fresh from the signer (a cache miss) gets its own.
-func (s *Server) okParts(c cached, ref string) *okParts {
-	if c.shared != nil {
-		if p := c.shared.Load(); p != nil {
-			return p
-		}
-	}
-	p := &okParts{
-		token: header(s.resp.tokenHeader, c.token),
+// newOKParts builds the parts of the allow answer that a signed token fixes.
+func (s *Server) newOKParts(tok, subject, ref string) *okParts {
+	return &okParts{
+		token: header(s.resp.tokenHeader, tok),
 		metadata: &structpb.Struct{Fields: map[string]*structpb.Value{
-			"subject":     structpb.NewStringValue(c.subject),
+			"subject":     structpb.NewStringValue(subject),
 			"session_ref": structpb.NewStringValue(ref),
 		}},
 	}
-	if c.shared != nil {
-		// Racing first uses build equal parts; whichever is stored is fine.
-		c.shared.Store(p)
-	}
-	return p
 }
 
 var (

@@ -207,7 +207,7 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	if len(roles) > 0 && !session.HasAnyRole(c.roles, roles) {
 		return s.resp.forbidden, metrics.ResultForbidden
 	}
-	return s.ok(c, ref, from, rest, others), metrics.ResultOK
+	return s.ok(c, from, rest, others), metrics.ResultOK
 }
 
 // token returns a signed token for the session, from the cache when the
@@ -254,9 +254,9 @@ func (s *Server) sign(e session.Entry, audience string, now time.Time) (cached, 
 		return cached{}, err
 	}
 	c := cached{
-		token:   tok,
-		subject: sess.Subject,
-		roles:   sess.Roles,
+		token: tok,
+		roles: sess.Roles,
+		parts: s.newOKParts(tok, sess.Subject, sess.Ref),
 		// Reuse a token while at least half its lifetime remains, so no
 		// upstream receives one about to expire.
 		refresh: now.Add(exp.Sub(now) / 2),
