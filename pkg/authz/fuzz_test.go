@@ -268,7 +268,7 @@ func FuzzRoutePath(f *testing.F) {
 		}
 		for i := range fuzzRoutes {
 			r := &fuzzRoutes[i]
-			if !r.restrictive() || (len(r.Methods) > 0 && !contains(r.Methods, method)) {
+			if !r.restrictive() || !r.forMethod(method) {
 				continue
 			}
 			for _, v := range views {
@@ -283,7 +283,7 @@ func FuzzRoutePath(f *testing.F) {
 			public := false
 			for i := range fuzzRoutes {
 				r := &fuzzRoutes[i]
-				if r.Access == Public && (len(r.Methods) == 0 || contains(r.Methods, method)) && strings.HasPrefix(clean, r.PathPrefix) {
+				if r.Access == Public && r.forMethod(method) && strings.HasPrefix(clean, r.PathPrefix) {
 					public = true
 				}
 			}

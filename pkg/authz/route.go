@@ -2,6 +2,7 @@ package authz
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -58,8 +59,13 @@ type Route struct {
 // public rules match exactly, so case tricks only ever make a path stricter.
 func (r *Route) restrictive() bool { return r.Access == Deny || len(r.Roles) > 0 }
 
+// forMethod reports whether the rule applies to method.
+func (r *Route) forMethod(method string) bool {
+	return len(r.Methods) == 0 || slices.Contains(r.Methods, method)
+}
+
 func (r *Route) matches(method, path string) bool {
-	if len(r.Methods) > 0 && !contains(r.Methods, method) {
+	if !r.forMethod(method) {
 		return false
 	}
 	if strings.HasPrefix(path, r.PathPrefix) {
@@ -68,23 +74,15 @@ func (r *Route) matches(method, path string) bool {
 	return r.restrictive() && len(path) >= len(r.PathPrefix) && strings.EqualFold(path[:len(r.PathPrefix)], r.PathPrefix)
 }
 
-// match returns the first matching rule, or nil (authenticated, no roles).
-func match(routes []Route, method, path string) *Route {
+// match returns the index of the first matching rule, or -1 (no rule:
+// authenticated, no roles).
+func match(routes []Route, method, path string) int {
 	for i := range routes {
 		if routes[i].matches(method, path) {
-			return &routes[i]
+			return i
 		}
 	}
-	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
+	return -1
 }
 
 // cleanPath returns the path without query or fragment, and false when the

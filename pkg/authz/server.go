@@ -131,7 +131,7 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	rule := match(routes, method, path)
 	// Only paths with percent-escaped non-ASCII pay for this; see foldPath.
 	if nonASCII {
-		if f, ok := foldPath(path); !ok || matchFolded(routes, method, f) != indexOf(routes, rule) {
+		if f, ok := foldPath(path); !ok || matchFolded(routes, method, f) != rule {
 			return s.resp.badRequest, metrics.ResultBadRequest
 		}
 	}
@@ -141,8 +141,8 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	}
 
 	access, roles, audience := Authenticated, []string(nil), s.o.Audience
-	if rule != nil {
-		access, roles = rule.Access, rule.Roles
+	if rule >= 0 {
+		access, roles = routes[rule].Access, routes[rule].Roles
 	}
 	if ext := attrs.GetContextExtensions(); len(ext) > 0 {
 		if v, ok := ext["access"]; ok {

@@ -178,20 +178,7 @@ func foldedPrefix(prefix string) string {
 func matchFolded(routes []Route, method, folded string) int {
 	for i := range routes {
 		r := &routes[i]
-		if len(r.Methods) > 0 && !contains(r.Methods, method) {
-			continue
-		}
-		if strings.HasPrefix(folded, r.folded) {
-			return i
-		}
-	}
-	return -1
-}
-
-// indexOf returns the index of r in routes, or -1 for nil.
-func indexOf(routes []Route, r *Route) int {
-	for i := range routes {
-		if &routes[i] == r {
+		if r.forMethod(method) && strings.HasPrefix(folded, r.folded) {
 			return i
 		}
 	}
