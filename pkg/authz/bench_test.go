@@ -75,7 +75,7 @@ func BenchmarkSplitCookie(b *testing.B) {
 	h := "theme=dark; _ga=GA1.2.3.4; __Host-sid=ZCGeV77fE9EYNGb7Ybw-htAF4sx3gGbmcuX5CSyFJkk; lang=en"
 	b.ReportAllocs()
 	for b.Loop() {
-		splitCookie(h, "__Host-sid")
+		splitCookie(h, "__Host-sid", "")
 	}
 }
 
@@ -132,13 +132,16 @@ func BenchmarkResponse(b *testing.B) {
 	f.srv.cache.put(key, cached{token: tok, parts: f.srv.newOKParts(tok, "alice", key.ref), refresh: now.Add(time.Minute), expires: now.Add(2 * time.Minute)}, now)
 	c, _ := f.srv.cache.get(key, now)
 	for _, bc := range []struct {
-		name   string
-		others bool
-	}{{"others", true}, {"alone", false}} {
+		name string
+		p    presented
+	}{
+		{"others", presented{from: fromCookie, cookie: "theme=dark", cookieChanged: true}},
+		{"alone", presented{from: fromCookie, cookieChanged: true}},
+	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				f.srv.ok(c, fromCookie, "theme=dark", bc.others)
+				f.srv.ok(c, bc.p)
 			}
 		})
 	}

@@ -40,14 +40,18 @@ func FuzzSessionCookie(f *testing.F) {
 	f.Add("a=\xff; "+fuzzCookie+"="+fuzzID, "", uint8(1))
 	f.Fuzz(func(t *testing.T, cookie, authorization string, split uint8) {
 		for _, h := range fuzzHeaderForms(cookie, authorization, int(split)) {
-			id, from, rest, others, ok := sessionID(h, fuzzCookie)
-			checkCredential(t, h, cookie, authorization, id, from, rest, others, ok)
+			p, ok := sessionID(h, fuzzCookie)
+			checkCredential(t, h, cookie, authorization, p, ok)
+			checkScrubbed(t, h, scrubbed(h, fuzzCookie), "")
+			if ok && p.from != noCredential {
+				checkScrubbed(t, h, p, p.id)
+			}
 		}
 
 		// Adding a second session cookie to anything makes it ambiguous,
 		// and ambiguity is a refusal whatever else the header holds.
 		dup := fuzzHeaders(map[string]string{"cookie": cookie + "; " + fuzzCookie + "=" + fuzzID + "; " + fuzzCookie + "=" + fuzzID})
-		if _, from, _, _, ok := sessionID(dup, fuzzCookie); ok && from != noCredential {
+		if p, ok := sessionID(dup, fuzzCookie); ok && p.from != noCredential {
 			t.Fatalf("two session cookies accepted: cookie %q", cookie)
 		}
 	})
@@ -85,12 +89,12 @@ func fuzzHeaderForms(cookie, authorization string, split int) []headers {
 func fuzzHeaders(m map[string]string) headers { return headers{m: m} }
 
 // checkCredential holds one sessionID answer to the invariants.
-func checkCredential(t *testing.T, h headers, cookie, authorization, id string, from credential, rest string, others, ok bool) {
+func checkCredential(t *testing.T, h headers, cookie, authorization string, p presented, ok bool) {
 	t.Helper()
 	raw := h.cookies()
 	if !ok {
-		if id != "" || from != noCredential || rest != "" || others {
-			t.Fatalf("refusal leaks data: id %q from %v rest %q", id, from, rest)
+		if p != (presented{}) {
+			t.Fatalf("refusal leaks data: %+v", p)
 		}
 		return
 	}
@@ -100,50 +104,68 @@ func checkCredential(t *testing.T, h headers, cookie, authorization, id string, 
 	if len(raw) > maxCookieHeader {
 		t.Fatalf("cookie header of %d bytes accepted", len(raw))
 	}
-	// rest becomes a protobuf string in the answer: it must marshal.
-	if !utf8.ValidString(rest) {
-		t.Fatalf("rebuilt cookie header is not UTF-8: %q", rest)
+	if p.from != noCredential && !session.ValidID(p.id) {
+		t.Fatalf("returned %q, which is not a valid session ID (cookie %q, authorization %q)", p.id, cookie, authorization)
 	}
-	if from != noCredential && !session.ValidID(id) {
-		t.Fatalf("returned %q, which is not a valid session ID (cookie %q, authorization %q)", id, cookie, authorization)
+	if p.from == noCredential && p.id != "" {
+		t.Fatalf("no credential but id %q", p.id)
 	}
-	if from == noCredential && id != "" {
-		t.Fatalf("no credential but id %q", id)
-	}
-	if others != (rest != "") {
-		t.Fatalf("others=%v but rest %q", others, rest)
-	}
-	if from != fromCookie && rest != "" {
-		t.Fatalf("rest %q returned for a non-cookie credential", rest)
-	}
-	// The rebuilt header goes upstream as a header value: no control byte
-	// but tab, and never the session cookie itself.
-	for i := 0; i < len(rest); i++ {
-		if c := rest[i]; (c < 0x20 && c != '\t') || c == 0x7f {
-			t.Fatalf("rebuilt cookie header holds byte %#x: %q", c, rest)
-		}
-	}
-	for part := range strings.SplitSeq(rest, ";") {
-		name, _, _ := strings.Cut(part, "=")
-		if strings.TrimSpace(name) == fuzzCookie {
-			t.Fatalf("rebuilt cookie header still carries the session cookie: %q", rest)
-		}
-	}
+	// Only an exact name, with ASCII space or tab around it, is the
+	// session cookie: what a browser stores under the __Host- prefix.
 	sessionCookies := 0
 	for part := range strings.SplitSeq(raw, ";") {
 		name, _, _ := strings.Cut(part, "=")
-		if strings.TrimSpace(name) == fuzzCookie {
+		if strings.Trim(name, " \t") == fuzzCookie {
 			sessionCookies++
 		}
 	}
 	if sessionCookies > 1 {
 		t.Fatalf("%d session cookies accepted: %q", sessionCookies, raw)
 	}
-	if sessionCookies == 0 && from == fromCookie {
+	if sessionCookies == 0 && p.from == fromCookie {
 		t.Fatalf("credential from a cookie that is not there: %q", raw)
 	}
-	if from == fromBearer && !strings.Contains(authorization, id) {
-		t.Fatalf("bearer credential %q not in authorization %q", id, authorization)
+	if p.from == fromBearer && !strings.Contains(authorization, p.id) {
+		t.Fatalf("bearer credential %q not in authorization %q", p.id, authorization)
+	}
+}
+
+// checkScrubbed fails when what an upstream would receive after the answer
+// built from p still carries the session cookie or, when id is known, the
+// session ID, in the cookie or the Authorization header.
+func checkScrubbed(t *testing.T, h headers, p presented, id string) {
+	t.Helper()
+	cookie := h.cookies()
+	if p.cookieChanged {
+		cookie = p.cookie
+	}
+	if !utf8.ValidString(cookie) && p.cookieChanged {
+		t.Fatalf("rebuilt cookie header is not UTF-8: %q", cookie)
+	}
+	if p.cookieChanged {
+		// The rebuilt header goes upstream as a header value: no control
+		// byte but tab.
+		for i := 0; i < len(cookie); i++ {
+			if c := cookie[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+				t.Fatalf("rebuilt cookie header holds byte %#x: %q", c, cookie)
+			}
+		}
+	}
+	if containsFoldASCII(cookie, fuzzCookie) {
+		t.Fatalf("upstream cookie header still names the session cookie: %q", cookie)
+	}
+	if id != "" && strings.Contains(cookie, id) {
+		t.Fatalf("upstream cookie header still carries the session ID: %q", cookie)
+	}
+	if authz, n := h.get("authorization"); n > 0 && !p.dropAuthorization {
+		if id != "" && strings.Contains(authz, id) {
+			t.Fatalf("upstream Authorization still carries the session ID: %q", authz)
+		}
+		for f := range strings.FieldsFuncSeq(authz, func(r rune) bool { return r == ' ' || r == '\t' || r == ',' }) {
+			if session.ValidID(f) {
+				t.Fatalf("upstream Authorization still carries a session-shaped credential: %q", authz)
+			}
+		}
 	}
 }
 
@@ -221,12 +243,12 @@ func (p *pathFixture) decide(t *testing.T, method, path string) decision {
 	switch {
 	case resp == p.srv.resp.badRequest:
 		return decRefused
-	case resp == p.srv.resp.public:
-		return decPublic
 	case resp == p.srv.resp.forbidden:
 		return decForbidden
-	case status(resp) == 200:
+	case status(resp) == 200 && okHas(resp, tokenHeader):
 		return decAllowed
+	case status(resp) == 200:
+		return decPublic
 	}
 	return decOther
 }

@@ -81,42 +81,115 @@ const (
 	fromBearer
 )
 
+// presented is what a request carries that concerns the session: the
+// session ID and where it came from, and what must change in the request
+// before an upstream sees it. No copy of the session credential ever
+// reaches an upstream, whichever header carried it and however often.
+type presented struct {
+	id   string
+	from credential
+	// cookie is the cookie header for the upstream when cookieChanged: the
+	// request's cookies without the session cookie or anything an upstream
+	// parser might read as it. "" with cookieChanged means remove the header.
+	cookie        string
+	cookieChanged bool
+	// dropAuthorization: the Authorization header carries a session ID.
+	dropAuthorization bool
+}
+
 // sessionID extracts the session ID from the cookie or the Authorization
 // header. ok is false for anything ambiguous or malformed: two session
 // cookies, a cookie and a different bearer token, a value that is not a
-// session ID. rest is the cookie header without the session cookie, with
-// hadOthers telling whether anything remains.
-func sessionID(h headers, cookieName string) (id string, from credential, rest string, hadOthers bool, ok bool) {
+// session ID.
+func sessionID(h headers, cookieName string) (p presented, ok bool) {
 	raw := h.cookies()
 	if !cookieHeaderOK(raw) {
-		return "", noCredential, "", false, false
-	}
-	cookieID, count, rest, hadOthers := splitCookie(raw, cookieName)
-	if count > 1 {
-		return "", noCredential, "", false, false
+		return presented{}, false
 	}
 	var bearer string
-	if authz, n := h.get("authorization"); n > 0 {
-		if n > 1 {
-			return "", noCredential, "", false, false
-		}
+	authz, n := h.get("authorization")
+	if n > 1 {
+		return presented{}, false
+	}
+	if n == 1 {
 		if len(authz) > 7 && strings.EqualFold(authz[:7], "bearer ") {
 			bearer = strings.TrimLeft(authz[7:], " ")
 		}
+		p.dropAuthorization = carriesSessionID(authz, "")
+	}
+	// A bearer that is a session ID is known before the cookies are split,
+	// so a copy of it in any cookie is dropped in the same pass.
+	known := ""
+	if session.ValidID(bearer) {
+		known = bearer
+	}
+	cookieID, count, rest, changed := splitCookie(raw, cookieName, known)
+	if count > 1 {
+		return presented{}, false
 	}
 	switch {
 	case count == 1:
 		if !session.ValidID(cookieID) || (bearer != "" && bearer != cookieID) {
-			return "", noCredential, "", false, false
+			return presented{}, false
 		}
-		return cookieID, fromCookie, rest, hadOthers, true
+		if known == "" && strings.Contains(rest, cookieID) {
+			// The session ID again, under another cookie's name: rare
+			// enough to pay for a second pass.
+			_, _, rest, _ = splitCookie(raw, cookieName, cookieID)
+		}
+		p.id, p.from = cookieID, fromCookie
+		p.dropAuthorization = p.dropAuthorization || (n == 1 && strings.Contains(authz, cookieID))
 	case bearer != "":
-		if !session.ValidID(bearer) {
-			return "", noCredential, "", false, false
+		if known == "" {
+			return presented{}, false
 		}
-		return bearer, fromBearer, "", false, true
+		p.id, p.from, p.dropAuthorization = bearer, fromBearer, true
 	}
-	return "", noCredential, "", false, true
+	p.cookie, p.cookieChanged = rest, changed
+	return p, true
+}
+
+// scrubbed is what a public answer must take out of the request: any
+// session cookie and any Authorization header that carries something shaped
+// like a session ID. A cookie header that cannot be read safely goes
+// nowhere.
+func scrubbed(h headers, cookieName string) (p presented) {
+	raw := h.cookies()
+	if authz, n := h.get("authorization"); n > 0 {
+		// The map form joins repeats with ","; carriesSessionID splits at
+		// commas too, so every copy is looked at.
+		p.dropAuthorization = n > 1 || carriesSessionID(authz, "")
+	}
+	switch {
+	case raw == "":
+	case !cookieHeaderOK(raw):
+		p.cookie, p.cookieChanged = "", true
+	default:
+		_, _, p.cookie, p.cookieChanged = splitCookie(raw, cookieName, "")
+	}
+	return p
+}
+
+// carriesSessionID reports whether an Authorization value holds a session
+// ID: any of its fields (split at SP, HTAB and ",", whatever the scheme)
+// that is shaped like one, or id anywhere in it. Upstream parsers differ in
+// how they split "Bearer  x", "Token x" or "Bearer x,Bearer y"; taking every
+// field as a possible credential is the reading none of them can exceed.
+func carriesSessionID(v, id string) bool {
+	if id != "" && strings.Contains(v, id) {
+		return true
+	}
+	for len(v) > 0 {
+		i := strings.IndexAny(v, " \t,")
+		if i < 0 {
+			return session.ValidID(v)
+		}
+		if i == session.IDLen && session.ValidID(v[:i]) {
+			return true
+		}
+		v = v[i+1:]
+	}
+	return false
 }
 
 // maxCookieHeader bounds the cookie header sessiongate parses. Browsers keep
@@ -149,42 +222,100 @@ func cookieHeaderOK(v string) bool {
 }
 
 // splitCookie finds cookies named name in a cookie header. It returns the
-// value of the first, how many there were, and the header without them.
-// The rebuilt header is only allocated when other cookies are present.
-func splitCookie(header, name string) (val string, count int, rest string, others bool) {
+// value of the first, how many there were, and the header without them;
+// changed tells whether anything was taken out.
+//
+// Only ASCII space and horizontal tab are optional whitespace around a
+// cookie pair, its name and its value (RFC 6265 §5.4, and what browsers
+// do): "\u2000__Host-sid" is another cookie, one a sibling subdomain may set
+// without the __Host- prefix's guarantees, so it never authenticates.
+//
+// Besides the session cookie, the header for the upstream loses every pair
+// that an upstream parser might still read as the session cookie or that
+// holds the session ID: a name that holds the session cookie's name in any
+// ASCII case or with other bytes around it ("\u2000__Host-sid", "__host-sid"),
+// or a pair that contains it further in ("a=b, __Host-sid=…", which
+// Python's http.cookies splits at the space), and, when id is known, any
+// pair that contains id. Dropping a harmless look-alike is the price of
+// never passing a credential on.
+//
+// The rebuilt header is only allocated when two or more cookies remain.
+func splitCookie(header, name, id string) (val string, count int, rest string, changed bool) {
 	if header == "" {
 		return "", 0, "", false
 	}
-	// A single other cookie, the common case, is returned as a substring of
-	// the header: no copy. The builder only starts at the second one.
+	// A single remaining cookie, the common case, is returned as a
+	// substring of the header: no copy. The builder only starts at the
+	// second one.
 	var b strings.Builder
+	kept := 0
 	for part := range strings.SplitSeq(header, ";") {
-		part = strings.TrimSpace(part)
+		part = trimOWS(part)
 		if part == "" {
 			continue
 		}
 		k, v, _ := strings.Cut(part, "=")
-		if strings.TrimSpace(k) == name {
+		if trimOWS(k) == name {
 			if count == 0 {
-				val = strings.TrimSpace(v)
+				val = trimOWS(v)
 			}
 			count++
+			changed = true
 			continue
 		}
-		switch {
-		case !others:
+		if containsFoldASCII(part, name) || (id != "" && strings.Contains(part, id)) {
+			changed = true
+			continue
+		}
+		switch kept {
+		case 0:
 			rest = part
-		case b.Len() == 0:
+		case 1:
 			b.WriteString(rest)
 			fallthrough
 		default:
 			b.WriteString("; ")
 			b.WriteString(part)
 		}
-		others = true
+		kept++
 	}
 	if b.Len() > 0 {
 		rest = b.String()
 	}
-	return val, count, rest, others
+	return val, count, rest, changed
+}
+
+// trimOWS trims the optional whitespace of HTTP grammars: ASCII space and
+// horizontal tab, nothing else. strings.TrimSpace would also trim U+2000 and
+// its kin, which no browser does.
+func trimOWS(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// containsFoldASCII reports whether s contains sub under ASCII case
+// folding, without allocating. sub must be ASCII.
+func containsFoldASCII(s, sub string) bool {
+	if len(sub) == 0 {
+		return true
+	}
+	first := lowerASCII(sub[0])
+outer:
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if lowerASCII(s[i]) != first {
+			continue
+		}
+		for j := 1; j < len(sub); j++ {
+			if lowerASCII(s[i+j]) != lowerASCII(sub[j]) {
+				continue outer
+			}
+		}
+		return true
+	}
+	return false
 }

@@ -78,9 +78,9 @@ func redirect(location string) *authv3.CheckResponse {
 	return denied(codes.Unauthenticated, typev3.StatusCode_Found, "", header("location", location))
 }
 
-// ok builds the allow answer: the signed token in the token header, the
-// session credential taken out of what the upstream receives, and the
-// subject and ref as dynamic metadata for Envoy's access log.
+// ok builds the allow answer: the signed token in the token header, every
+// copy of the session credential taken out of what the upstream receives,
+// and the subject and ref as dynamic metadata for Envoy's access log.
 //
 // It costs one allocation. The parts that depend only on the signed token
 // (the token header, the metadata) are built once, when it is signed, and
@@ -89,30 +89,70 @@ func redirect(location string) *authv3.CheckResponse {
 // cookie header) is one block, fresh for every request, so callers may
 // still add to an answer. Never mutate the shared parts: the token header
 // option and DynamicMetadata are seen by concurrent Checks.
-func (s *Server) ok(c cached, from credential, restCookies string, others bool) *authv3.CheckResponse {
-	p := c.parts
+func (s *Server) ok(c cached, p presented) *authv3.CheckResponse {
 	a := new(okAnswer)
-	a.hs[0] = p.token
-	hs := a.hs[:1]
-	var remove []string
-	switch {
-	case from == fromBearer:
-		remove = removeAuthorization
-	case others:
-		a.cookieValue = corev3.HeaderValue{Key: "cookie", Value: restCookies}
-		a.cookie = corev3.HeaderValueOption{Header: &a.cookieValue, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD}
-		a.hs[1] = &a.cookie
-		hs = a.hs[:2]
-	default:
-		remove = removeCookie
+	a.hs[0] = c.parts.token
+	a.http.Headers, a.http.HeadersToRemove = a.scrub(p, 1)
+	a.allow.OkResponse = &a.http
+	a.resp.Status = okStatus
+	a.resp.HttpResponse = &a.allow
+	a.resp.DynamicMetadata = c.parts.metadata
+	return &a.resp
+}
+
+// public answers a request to a public path. It carries no token, and the
+// upstream gets neither a client-sent token header nor the session
+// credential: a public page has no business with either, and a copy of the
+// session ID in a public upstream's logs is a copy an attacker may read. A
+// request without cookies or Authorization, the common case for assets,
+// gets the shared answer.
+func (s *Server) public(h headers) *authv3.CheckResponse {
+	p := scrubbed(h, s.o.Cookie.Name)
+	if !p.cookieChanged && !p.dropAuthorization {
+		return s.resp.public
 	}
-	a.http.Headers = hs
+	a := new(okAnswer)
+	var remove []string
+	a.http.Headers, remove = a.scrub(p, 0)
+	// The token header is always removed; the shared lists start with it.
+	switch {
+	case len(remove) == 0:
+		remove = s.resp.public.GetOkResponse().GetHeadersToRemove()
+	default:
+		remove = append([]string{s.resp.tokenHeader}, remove...)
+	}
 	a.http.HeadersToRemove = remove
 	a.allow.OkResponse = &a.http
 	a.resp.Status = okStatus
 	a.resp.HttpResponse = &a.allow
-	a.resp.DynamicMetadata = p.metadata
 	return &a.resp
+}
+
+// scrub fills in, after the first n headers already in a.hs, the rewritten
+// cookie header, and returns the headers to set and the ones to remove
+// that take every copy of the session credential out of the request.
+func (a *okAnswer) scrub(p presented, n int) ([]*corev3.HeaderValueOption, []string) {
+	var remove []string
+	switch {
+	case p.cookieChanged && p.cookie != "":
+		a.cookieValue = corev3.HeaderValue{Key: "cookie", Value: p.cookie}
+		a.cookie = corev3.HeaderValueOption{Header: &a.cookieValue, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD}
+		a.hs[n] = &a.cookie
+		n++
+		if p.dropAuthorization {
+			remove = removeAuthorization
+		}
+	case p.cookieChanged && p.dropAuthorization:
+		remove = removeCookieAndAuthorization
+	case p.cookieChanged:
+		remove = removeCookie
+	case p.dropAuthorization:
+		remove = removeAuthorization
+	}
+	if n == 0 {
+		return nil, remove
+	}
+	return a.hs[:n], remove
 }
 
 // okAnswer is everything an allow answer needs that differs per request,
@@ -144,7 +184,8 @@ func (s *Server) newOKParts(tok, subject, ref string) *okParts {
 }
 
 var (
-	okStatus            = &rpcstatus.Status{Code: int32(codes.OK)}
-	removeCookie        = []string{"cookie"}
-	removeAuthorization = []string{"authorization"}
+	okStatus                     = &rpcstatus.Status{Code: int32(codes.OK)}
+	removeCookie                 = []string{"cookie"}
+	removeAuthorization          = []string{"authorization"}
+	removeCookieAndAuthorization = []string{"cookie", "authorization"}
 )

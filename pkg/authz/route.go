@@ -59,9 +59,18 @@ type Route struct {
 // public rules match exactly, so case tricks only ever make a path stricter.
 func (r *Route) restrictive() bool { return r.Access == Deny || len(r.Roles) > 0 }
 
-// forMethod reports whether the rule applies to method.
+// forMethod reports whether the rule applies to method. Methods are case-
+// sensitive on the wire, and Envoy forwards an HTTP/2 "delete" as it is,
+// but many upstreams upper-case the method before routing on it; so, as for
+// paths, restrictive rules match in any case and public ones exactly.
 func (r *Route) forMethod(method string) bool {
-	return len(r.Methods) == 0 || slices.Contains(r.Methods, method)
+	if len(r.Methods) == 0 {
+		return true
+	}
+	if r.restrictive() {
+		return slices.ContainsFunc(r.Methods, func(m string) bool { return strings.EqualFold(m, method) })
+	}
+	return slices.Contains(r.Methods, method)
 }
 
 func (r *Route) matches(method, path string) bool {
@@ -83,6 +92,60 @@ func match(routes []Route, method, path string) int {
 		}
 	}
 	return -1
+}
+
+// ruleFor returns the index of the rule that applies to the request, or -1
+// for none, and false when the request is ambiguous: when the method as an
+// upstream may upper-case it, or the path as an upstream may fold it (see
+// foldPath), falls under another rule than the request as sent. Whichever
+// reading an upstream takes, it then gets the decision made for it.
+func ruleFor(routes []Route, method, path string, nonASCII bool) (int, bool) {
+	if !validMethod(method) {
+		return -1, false
+	}
+	rule := match(routes, method, path)
+	upper := method
+	if hasLowerASCII(method) {
+		// Only a non-canonical method pays for the copy.
+		upper = strings.ToUpper(method)
+		if match(routes, upper, path) != rule {
+			return -1, false
+		}
+	}
+	// Only paths with percent-escaped non-ASCII pay for this; see foldPath.
+	if nonASCII {
+		f, ok := foldPath(path)
+		if !ok || !canonicalFolded(f) || matchFolded(routes, method, f) != rule || matchFolded(routes, upper, f) != rule {
+			return -1, false
+		}
+	}
+	return rule, true
+}
+
+// validMethod accepts an HTTP method token (RFC 9110 §9.1: tchar only, so
+// ASCII); Envoy's codecs allow nothing else, and a method outside ASCII
+// would let a Unicode upper-casing ("poſt" is "POST" to Python) choose the
+// rule.
+func validMethod(m string) bool {
+	if m == "" || len(m) > 32 {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		c := m[i]
+		if !isAlnum(c) && !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+func hasLowerASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 'a' && s[i] <= 'z' {
+			return true
+		}
+	}
+	return false
 }
 
 // cleanPath returns the path without query or fragment, and false when the
@@ -113,15 +176,34 @@ func cleanPath(p string) (clean string, ok, nonASCII bool) {
 			}
 			i += 2
 		case c == '/':
-			// Reject "//", "/./" and "/../" (and the same at the end).
+			// Reject "//" and dot segments ("/./", "/../", at the end too).
 			rest := p[i+1:]
-			if strings.HasPrefix(rest, "/") || rest == "." || rest == ".." ||
-				strings.HasPrefix(rest, "./") || strings.HasPrefix(rest, "../") {
+			if strings.HasPrefix(rest, "/") {
 				return "", false, false
+			}
+			if len(rest) > 0 && (rest[0] == '.' || rest[0] == '%') {
+				seg := rest
+				if j := strings.IndexByte(rest, '/'); j >= 0 {
+					seg = rest[:j]
+				}
+				if d, ok := percentDecode(seg); !ok || dotSegment(d) {
+					return "", false, false
+				}
 			}
 		}
 	}
 	return p, true, nonASCII
+}
+
+// dotSegment reports a decoded path segment that some upstream resolves as
+// "." or "..": dots, optionally followed by spaces (Windows and IIS trim
+// them) or by a '?' or '#' that a decoding upstream takes for the end of
+// the path. Anything else after the dots ("..foo") is a name.
+func dotSegment(seg string) bool {
+	if i := strings.IndexAny(seg, "?#"); i >= 0 {
+		seg = seg[:i]
+	}
+	return strings.HasPrefix(seg, ".") && strings.TrimRight(seg, ". ") == ""
 }
 
 // allowedEscape accepts a percent-escape only for characters that must be

@@ -128,12 +128,9 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	method := httpReq.GetMethod()
 	h := headersOf(httpReq)
 	routes := *s.routes.Load()
-	rule := match(routes, method, path)
-	// Only paths with percent-escaped non-ASCII pay for this; see foldPath.
-	if nonASCII {
-		if f, ok := foldPath(path); !ok || matchFolded(routes, method, f) != rule {
-			return s.resp.badRequest, metrics.ResultBadRequest
-		}
+	rule, ok := ruleFor(routes, method, path, nonASCII)
+	if !ok {
+		return s.resp.badRequest, metrics.ResultBadRequest
 	}
 
 	if s.o.LogoutPath != "" && path == s.o.LogoutPath {
@@ -160,20 +157,20 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 
 	switch access {
 	case Public:
-		return s.resp.public, metrics.ResultPublic
+		return s.public(h), metrics.ResultPublic
 	case Deny:
 		return s.resp.forbidden, metrics.ResultDenied
 	}
 
-	id, from, rest, others, ok := sessionID(h, s.o.Cookie.Name)
-	if !ok || from == noCredential {
+	cred, ok := sessionID(h, s.o.Cookie.Name)
+	if !ok || cred.from == noCredential {
 		return s.unauthenticated(httpReq, h), metrics.ResultUnauthenticated
 	}
 	// Before the store: a forged cross-site request costs no round trip.
-	if from == fromCookie && !s.o.CSRF.Disabled && !safeMethod(method) && s.csrfRefused(httpReq, h, true) {
+	if cred.from == fromCookie && !s.o.CSRF.Disabled && !safeMethod(method) && s.csrfRefused(httpReq, h, true) {
 		return s.resp.csrf, metrics.ResultCSRF
 	}
-	ref := session.RefOf(id)
+	ref := session.RefOf(cred.id)
 
 	sctx, cancel := context.WithTimeout(ctx, s.o.StoreTimeout)
 	entry, err := s.o.Sessions.Touch(sctx, ref)
@@ -207,7 +204,7 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	if len(roles) > 0 && !session.HasAnyRole(c.roles, roles) {
 		return s.resp.forbidden, metrics.ResultForbidden
 	}
-	return s.ok(c, from, rest, others), metrics.ResultOK
+	return s.ok(c, cred), metrics.ResultOK
 }
 
 // token returns a signed token for the session, from the cache when the
@@ -301,13 +298,13 @@ func (s *Server) loginRedirect(r *authv3.AttributeContext_HttpRequest) string {
 // is no evidence either way and SameSite keeps the cookie off cross-site
 // subrequests, so it goes through; any other method needs the evidence.
 func (s *Server) logout(ctx context.Context, r *authv3.AttributeContext_HttpRequest, h headers) (*authv3.CheckResponse, string) {
-	id, from, _, _, ok := sessionID(h, s.o.Cookie.Name)
-	if ok && from == fromCookie && !s.o.CSRF.Disabled && s.csrfRefused(r, h, !safeMethod(r.GetMethod())) {
+	cred, ok := sessionID(h, s.o.Cookie.Name)
+	if ok && cred.from == fromCookie && !s.o.CSRF.Disabled && s.csrfRefused(r, h, !safeMethod(r.GetMethod())) {
 		return s.resp.csrf, metrics.ResultCSRF
 	}
-	if ok && from != noCredential {
+	if ok && cred.from != noCredential {
 		sctx, cancel := context.WithTimeout(ctx, s.o.StoreTimeout)
-		err := s.o.Sessions.Delete(sctx, session.RefOf(id))
+		err := s.o.Sessions.Delete(sctx, session.RefOf(cred.id))
 		cancel()
 		if err != nil && !errors.Is(err, session.ErrNotFound) {
 			// Saying "logged out" while the session still works would be a lie

@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -183,6 +184,27 @@ func okHeader(t *testing.T, resp *authv3.CheckResponse, name string) (string, bo
 		}
 	}
 	return "", false
+}
+
+// okHas reports whether an allow answer sets header name.
+func okHas(resp *authv3.CheckResponse, name string) bool {
+	return slices.ContainsFunc(resp.GetOkResponse().GetHeaders(), func(h *corev3.HeaderValueOption) bool {
+		return h.GetHeader().GetKey() == name
+	})
+}
+
+// upstream applies an allow answer to the request headers the way Envoy
+// does: headers to remove go, headers to set overwrite. It is what the
+// upstream receives from the client's headers and sessiongate's answer.
+func upstream(req map[string]string, resp *authv3.CheckResponse) map[string]string {
+	out := maps.Clone(req)
+	for _, k := range resp.GetOkResponse().GetHeadersToRemove() {
+		delete(out, k)
+	}
+	for _, h := range resp.GetOkResponse().GetHeaders() {
+		out[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+	}
+	return out
 }
 
 func removes(resp *authv3.CheckResponse, name string) bool {

@@ -82,6 +82,21 @@ func foldRune(b *strings.Builder, r rune, depth int) bool {
 	return true
 }
 
+// canonicalFolded holds a folded path to the rules cleanPath holds the raw
+// one to. Folding drops default-ignorable code points, so "/a/\u00ad../b",
+// harmless as sent, is "/a/../b" to an upstream that drops them too.
+func canonicalFolded(f string) bool {
+	if strings.Contains(f, "//") {
+		return false
+	}
+	for seg := range strings.SplitSeq(f, "/") {
+		if dotSegment(seg) {
+			return false
+		}
+	}
+	return true
+}
+
 // asciiCase returns the lower-case ASCII letter that a simple case mapping
 // of r reaches, if any: K (Kelvin sign) → k, ſ (long s) → s, ı → I, İ → i.
 func asciiCase(r rune) (byte, bool) {
