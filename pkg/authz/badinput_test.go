@@ -295,8 +295,10 @@ func TestBadInputCatalog(t *testing.T) {
 			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "__Host-sid\u00a0={alice}"}}},
 		{name: "en quad cookie beside the real one is ignored and not passed on", want: 200, kind: wantToken,
 			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "\u2000__Host-sid={bob}; __Host-sid={alice}"}}},
-		{name: "tab around the session cookie name is optional whitespace", want: 200, kind: wantToken,
-			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "a=b;\t__Host-sid\t=\t{alice}"}}},
+		{name: "tab around the session cookie pair and name is optional whitespace", want: 200, kind: wantToken,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "a=b;\t__Host-sid\t={alice}\t"}}},
+		{name: "space before the session cookie value", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "__Host-sid= {alice}"}}},
 
 		// Admin JSON: unknown fields, huge bodies, negative or absurd timeouts.
 		{name: "admin: unknown field", want: 400,

@@ -5,9 +5,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/sessiongate/sessiongate/pkg/session"
 	"github.com/sessiongate/sessiongate/pkg/token"
@@ -161,7 +163,9 @@ func checkScrubbed(t *testing.T, h headers, p presented, id string) {
 		if id != "" && strings.Contains(authz, id) {
 			t.Fatalf("upstream Authorization still carries the session ID: %q", authz)
 		}
-		for f := range strings.FieldsFuncSeq(authz, func(r rune) bool { return r == ' ' || r == '\t' || r == ',' }) {
+		// Every way an upstream may split it: at spaces (Unicode ones too,
+		// as Python's str.split does), commas, or anything not token68.
+		for f := range strings.FieldsFuncSeq(authz, func(r rune) bool { return unicode.IsSpace(r) || r == ',' || r > 0x7f }) {
 			if session.ValidID(f) {
 				t.Fatalf("upstream Authorization still carries a session-shaped credential: %q", authz)
 			}
@@ -188,7 +192,9 @@ type pathFixture struct {
 	id  string
 }
 
-func newPathFixture(f *testing.F) *pathFixture {
+func newPathFixture(f testing.TB) *pathFixture { return newPathFixtureWith(f, fuzzRoutes) }
+
+func newPathFixtureWith(f testing.TB, routes []Route) *pathFixture {
 	f.Helper()
 	key, err := token.GenerateKey(token.AlgES256)
 	if err != nil {
@@ -208,7 +214,7 @@ func newPathFixture(f *testing.F) *pathFixture {
 	srv := New(Options{
 		Sessions:     store,
 		Signer:       token.NewSigner(ks, "sessiongate"),
-		Routes:       fuzzRoutes,
+		Routes:       routes,
 		Cookie:       session.Cookie{Name: fuzzCookie, SameSite: "Lax"},
 		TokenHeader:  tokenHeader,
 		Audience:     "internal",
@@ -233,7 +239,16 @@ func (d decision) String() string {
 	return [...]string{"refused", "public", "allowed", "forbidden", "other"}[d]
 }
 
-func (p *pathFixture) decide(t *testing.T, method, path string) decision {
+func (p *pathFixture) check(t testing.TB, req *authv3.CheckRequest) *authv3.CheckResponse {
+	t.Helper()
+	resp, err := p.srv.Check(context.Background(), req)
+	if err != nil {
+		t.Fatalf("Check returned a gRPC error: %v", err)
+	}
+	return resp
+}
+
+func (p *pathFixture) decide(t testing.TB, method, path string) decision {
 	t.Helper()
 	req := request(method, path, withCookie(fuzzCookie+"="+p.id), withHeader("origin", "https://app.example.com"))
 	resp, err := p.srv.Check(context.Background(), req)

@@ -132,11 +132,6 @@ func sessionID(h headers, cookieName string) (p presented, ok bool) {
 		if !session.ValidID(cookieID) || (bearer != "" && bearer != cookieID) {
 			return presented{}, false
 		}
-		if known == "" && strings.Contains(rest, cookieID) {
-			// The session ID again, under another cookie's name: rare
-			// enough to pay for a second pass.
-			_, _, rest, _ = splitCookie(raw, cookieName, cookieID)
-		}
 		p.id, p.from = cookieID, fromCookie
 		p.dropAuthorization = p.dropAuthorization || (n == 1 && strings.Contains(authz, cookieID))
 	case bearer != "":
@@ -171,25 +166,40 @@ func scrubbed(h headers, cookieName string) (p presented) {
 }
 
 // carriesSessionID reports whether an Authorization value holds a session
-// ID: any of its fields (split at SP, HTAB and ",", whatever the scheme)
-// that is shaped like one, or id anywhere in it. Upstream parsers differ in
-// how they split "Bearer  x", "Token x" or "Bearer x,Bearer y"; taking every
-// field as a possible credential is the reading none of them can exceed.
+// ID: id anywhere in it, or any run of token68 characters (RFC 9110 §11.2,
+// which includes '.', so a JWT is one run) shaped like a session ID,
+// whatever scheme, separators or spaces surround it. Upstream parsers
+// differ in how they split "Bearer  x", "Token x", "Bearer x,Bearer y" or
+// "Bearer\u2000x" (Python's str.split takes U+2000 for a space); taking
+// every run as a possible credential is the reading none of them exceeds.
 func carriesSessionID(v, id string) bool {
 	if id != "" && strings.Contains(v, id) {
 		return true
 	}
-	for len(v) > 0 {
-		i := strings.IndexAny(v, " \t,")
-		if i < 0 {
-			return session.ValidID(v)
+	return idRun(v) != ""
+}
+
+// idRun returns the first run of token68 characters in v that is shaped
+// like a session ID, or "".
+func idRun(v string) string {
+	start := -1
+	for i := 0; i <= len(v); i++ {
+		if i < len(v) && token68(v[i]) {
+			if start < 0 {
+				start = i
+			}
+			continue
 		}
-		if i == session.IDLen && session.ValidID(v[:i]) {
-			return true
+		if start >= 0 && i-start == session.IDLen && session.ValidID(v[start:i]) {
+			return v[start:i]
 		}
-		v = v[i+1:]
+		start = -1
 	}
-	return false
+	return ""
+}
+
+func token68(c byte) bool {
+	return isAlnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/' || c == '='
 }
 
 // maxCookieHeader bounds the cookie header sessiongate parses. Browsers keep
@@ -235,8 +245,8 @@ func cookieHeaderOK(v string) bool {
 // holds the session ID: a name that holds the session cookie's name in any
 // ASCII case or with other bytes around it ("\u2000__Host-sid", "__host-sid"),
 // or a pair that contains it further in ("a=b, __Host-sid=…", which
-// Python's http.cookies splits at the space), and, when id is known, any
-// pair that contains id. Dropping a harmless look-alike is the price of
+// Python's http.cookies splits at the space), and any pair that contains
+// id or the session ID that the session cookie's value holds. Dropping a harmless look-alike is the price of
 // never passing a credential on.
 //
 // The rebuilt header is only allocated when two or more cookies remain.
@@ -257,7 +267,9 @@ func splitCookie(header, name, id string) (val string, count int, rest string, c
 		k, v, _ := strings.Cut(part, "=")
 		if trimOWS(k) == name {
 			if count == 0 {
-				val = trimOWS(v)
+				// The value is not trimmed: "name= x" is no cookie a
+				// browser sends, and Go's net/http reads " x".
+				val = v
 			}
 			count++
 			changed = true
@@ -281,6 +293,14 @@ func splitCookie(header, name, id string) (val string, count int, rest string, c
 	}
 	if b.Len() > 0 {
 		rest = b.String()
+	}
+	if id == "" && kept > 0 && count > 0 {
+		// The session ID again, under another cookie's name: rare enough
+		// to pay for a second pass. Parsers that unquote or trim the value
+		// read `"id"` or " id" as the ID, so that is what is looked for.
+		if v := idRun(val); v != "" && strings.Contains(rest, v) {
+			return splitCookie(header, name, v)
+		}
 	}
 	return val, count, rest, changed
 }

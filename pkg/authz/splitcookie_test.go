@@ -27,7 +27,10 @@ func TestSplitCookieRest(t *testing.T) {
 		{"duplicate session", "__Host-sid=abc; x=1; __Host-sid=def", "", "abc", "x=1", 2, true},
 		{"empty parts", ";; a=1 ;;", "", "", "a=1", 0, false},
 		{"valueless other", "flag; __Host-sid=abc; b", "", "abc", "flag; b", 1, true},
-		{"tab is optional whitespace", "\t__Host-sid\t=\tabc\t", "", "abc", "", 1, true},
+		{"tab is optional whitespace around pair and name", "\t__Host-sid\t=abc\t", "", "abc", "", 1, true},
+		{"but not before the value", "__Host-sid= abc", "", " abc", "", 1, true},
+		{"quoted session ID copied", `__Host-sid="abc012345678901234567890123456789012345678A"; copy=abc012345678901234567890123456789012345678A`,
+			"", `"abc012345678901234567890123456789012345678A"`, "", 1, true},
 
 		// Unicode spaces are bytes of the name: another cookie, never the
 		// session one, and not passed on either.
@@ -67,10 +70,16 @@ func TestCarriesSessionID(t *testing.T) {
 		{"Token " + id, "", true},
 		{id, "", true},
 		{"Bearer x," + "Bearer " + id, "", true},
+		{"Bearer\u2000" + id, "", true},
+		{"Bearer\u00a0" + id + "\u3000", "", true},
 		{"Bearer " + id + ",Bearer " + id, "", true},
 		{"Basic dXNlcjpwYXNz", "", false},
 		{"Bearer eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", "", false},
 		{"Bearer " + id + "x", "", false},
+		{"Bearer " + id + ".x", "", false},
+		// An HS256 signature is 43 base64url characters too: a JWT is one
+		// run, dots included, and passes.
+		{"Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0." + id, "", false},
 		{"Custom prefix" + id, id, true},
 		{"", "", false},
 	}
