@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	netv1alpha3 "istio.io/client-go/pkg/apis/networking/v1alpha3"
 	secv1 "istio.io/client-go/pkg/apis/security/v1"
 	secv1beta1 "istio.io/client-go/pkg/apis/security/v1beta1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -79,6 +80,57 @@ type IstioOperator struct {
 	} `json:"spec"`
 	// MeshConfig is Spec.MeshConfig decoded strictly.
 	MeshConfig *meshv1alpha1.MeshConfig `json:"-"`
+	// GatewayProxyConfigs are the proxy.istio.io/config pod annotations of
+	// spec.components.ingressGateways, by gateway name, decoded strictly.
+	GatewayProxyConfigs map[string]*meshv1alpha1.ProxyConfig `json:"-"`
+}
+
+// ProxyConfigAnnotation is the pod annotation through which a gateway gets
+// its own ProxyConfig.
+const ProxyConfigAnnotation = "proxy.istio.io/config"
+
+// parseProxyConfig decodes a proxy.istio.io/config annotation value (YAML)
+// strictly into ProxyConfig.
+func parseProxyConfig(value string) (*meshv1alpha1.ProxyConfig, error) {
+	j, err := yaml.YAMLToJSONStrict([]byte(value))
+	if err != nil {
+		return nil, err
+	}
+	pc := &meshv1alpha1.ProxyConfig{}
+	if err := strictProtoJSON(j, pc); err != nil {
+		return nil, err
+	}
+	return pc, nil
+}
+
+// gatewayProxyConfigs reads the gateway annotations of an IstioOperator's
+// components. Only this path is read; the rest of components stays
+// unvalidated (see IstioOperator).
+func gatewayProxyConfigs(components json.RawMessage) (map[string]*meshv1alpha1.ProxyConfig, error) {
+	var c struct {
+		IngressGateways []struct {
+			Name string `json:"name"`
+			K8s  struct {
+				PodAnnotations map[string]string `json:"podAnnotations"`
+			} `json:"k8s"`
+		} `json:"ingressGateways"`
+	}
+	if err := json.Unmarshal(components, &c); err != nil {
+		return nil, err
+	}
+	out := map[string]*meshv1alpha1.ProxyConfig{}
+	for _, g := range c.IngressGateways {
+		v, ok := g.K8s.PodAnnotations[ProxyConfigAnnotation]
+		if !ok {
+			continue
+		}
+		pc, err := parseProxyConfig(v)
+		if err != nil {
+			return nil, fmt.Errorf("ingressGateways %s: %s: %w", g.Name, ProxyConfigAnnotation, err)
+		}
+		out[g.Name] = pc
+	}
+	return out, nil
 }
 
 // IstiodValues is the part of the istiod Helm chart values this project
@@ -98,6 +150,7 @@ var kinds = map[string]func() any{
 	"autoscaling/v2/HorizontalPodAutoscaler":          func() any { return &autoscalingv2.HorizontalPodAutoscaler{} },
 	"networking.k8s.io/v1/NetworkPolicy":              func() any { return &networkingv1.NetworkPolicy{} },
 	"security.istio.io/v1/AuthorizationPolicy":        func() any { return &secv1.AuthorizationPolicy{} },
+	"networking.istio.io/v1alpha3/EnvoyFilter":        func() any { return &netv1alpha3.EnvoyFilter{} },
 	"security.istio.io/v1/RequestAuthentication":      func() any { return &secv1.RequestAuthentication{} },
 	"security.istio.io/v1beta1/AuthorizationPolicy":   func() any { return &secv1beta1.AuthorizationPolicy{} },
 	"security.istio.io/v1beta1/RequestAuthentication": func() any { return &secv1beta1.RequestAuthentication{} },
@@ -169,12 +222,21 @@ func DecodeStrict(source string, data []byte) (Doc, error) {
 		spec = &o.Spec
 	case *secv1beta1.RequestAuthentication:
 		spec = &o.Spec
+	case *netv1alpha3.EnvoyFilter:
+		spec = &o.Spec
 	case *IstioOperator:
 		if len(o.Spec.MeshConfig) > 0 {
 			o.MeshConfig = &meshv1alpha1.MeshConfig{}
 			if err := strictProtoJSON(o.Spec.MeshConfig, o.MeshConfig); err != nil {
 				return d, fmt.Errorf("%s: spec.meshConfig: %w", d, err)
 			}
+		}
+		if len(o.Spec.Components) > 0 {
+			pcs, err := gatewayProxyConfigs(o.Spec.Components)
+			if err != nil {
+				return d, fmt.Errorf("%s: spec.components: %w", d, err)
+			}
+			o.GatewayProxyConfigs = pcs
 		}
 	}
 	if spec != nil {

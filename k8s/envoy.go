@@ -18,6 +18,8 @@ import (
 	// protojson can resolve (and strictly decode) their Any payloads.
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/downstream_connections/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/fixed_heap/v3"
 )
 
 type validatable interface{ ValidateAll() error }
@@ -145,8 +147,10 @@ func (t *Tree) checkEnvoyContainer(ix *renderIndex, d Doc, pod *corev1.PodSpec, 
 	if len(ec.HCMs) == 0 {
 		t.errf("%s: no HTTP listener", where)
 	}
+	t.checkEdgeBootstrap(where, ec.Bootstrap)
 	for lname, hcm := range ec.HCMs {
 		lw := fmt.Sprintf("%s: listener %s", where, lname)
+		t.checkEdgeHCM(lw, ec, lname, hcm)
 		filters := hcm.GetHttpFilters()
 		authzAt, routerAt := -1, -1
 		for i, hf := range filters {

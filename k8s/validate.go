@@ -256,6 +256,10 @@ func (t *Tree) check() {
 			if _, err := parseIstiodValues(data); err != nil {
 				t.errf("%s: %w", rel, err)
 			}
+		case base == "ingressgateway-values.yaml":
+			if _, err := parseGatewayValues(data); err != nil {
+				t.errf("%s: %w", rel, err)
+			}
 		case strings.HasSuffix(base, "dashboard.json"):
 			t.checkDashboard(rel, data)
 		default:
@@ -266,6 +270,7 @@ func (t *Tree) check() {
 		t.checkRender(rel, t.Renders[rel])
 	}
 	t.checkIstio()
+	t.checkGatewayHardening()
 	t.checkObservability()
 }
 
