@@ -17,11 +17,11 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/MicahParks/jwkset"
@@ -229,9 +229,15 @@ func (v *Verifier) VerifyContext(ctx context.Context, token string) (*Claims, er
 	if len(token) > maxTokenBytes {
 		return nil, fmt.Errorf("%w: token larger than %d bytes", ErrInvalidToken, maxTokenBytes)
 	}
-	var pc parsedClaims
+	// golang-jwt reads the header into a map, where a repeated member
+	// silently keeps its last value; read it exactly first.
+	header, _, _ := strings.Cut(token, ".")
+	if err := checkHeader(header); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	var ec exactClaims
 	kf := v.keyfuncCtx(ctx)
-	_, err := v.parser.ParseWithClaims(token, &pc, func(t *jwt.Token) (any, error) {
+	_, err := v.parser.ParseWithClaims(token, &ec, func(t *jwt.Token) (any, error) {
 		// sessiongate always sets kid; requiring it avoids keyfunc's
 		// try-every-key fallback.
 		if kid, _ := t.Header["kid"].(string); kid == "" {
@@ -249,7 +255,8 @@ func (v *Verifier) VerifyContext(ctx context.Context, token string) (*Claims, er
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
-	return pc.claims(), nil
+	c := ec.c
+	return &c, nil
 }
 
 // checkKeyForAlg pins each alg to one key type and strength, independently
@@ -282,6 +289,8 @@ type Claims struct {
 	ID         string // jti
 	Roles      []string
 	// Custom holds every other string-valued claim sessiongate added.
+	// Names are exact (case-sensitive); a token whose claim names repeat,
+	// or fold onto a claim above without being it, is refused.
 	Custom                         map[string]string
 	IssuedAt, NotBefore, ExpiresAt time.Time
 }
@@ -312,74 +321,4 @@ func NewContext(ctx context.Context, c *Claims) context.Context {
 func FromContext(ctx context.Context) (*Claims, bool) {
 	c, ok := ctx.Value(ctxKey{}).(*Claims)
 	return c, ok && c != nil
-}
-
-// reserved claims are decoded into typed fields and never into Custom; the
-// list matches what sessiongate's signer refuses to let Custom override.
-var reserved = map[string]bool{
-	"iss": true, "sub": true, "aud": true, "exp": true, "iat": true, "nbf": true,
-	"jti": true, "sid": true, "tenant": true, "roles": true,
-}
-
-// parsedClaims implements jwt.Claims (through RegisteredClaims) so that
-// golang-jwt validates exp/nbf/iat/iss/aud, while decoding the
-// sessiongate-specific claims strictly: a wrongly typed roles or tenant
-// makes the token malformed instead of silently empty.
-type parsedClaims struct {
-	wire
-	custom map[string]string
-}
-
-type wire struct {
-	jwt.RegisteredClaims
-	SessionRef string   `json:"sid"`
-	Tenant     string   `json:"tenant"`
-	Roles      []string `json:"roles"`
-}
-
-func (p *parsedClaims) UnmarshalJSON(b []byte) error {
-	if err := json.Unmarshal(b, &p.wire); err != nil {
-		return err
-	}
-	var all map[string]json.RawMessage
-	if err := json.Unmarshal(b, &all); err != nil {
-		return err
-	}
-	for k, raw := range all {
-		if reserved[k] {
-			continue
-		}
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			continue // sessiongate only emits string custom claims
-		}
-		if p.custom == nil {
-			p.custom = make(map[string]string, len(all))
-		}
-		p.custom[k] = s
-	}
-	return nil
-}
-
-func (p *parsedClaims) claims() *Claims {
-	c := &Claims{
-		Issuer:     p.Issuer,
-		Subject:    p.Subject,
-		Audience:   []string(p.Audience),
-		Tenant:     p.Tenant,
-		SessionRef: p.SessionRef,
-		ID:         p.ID,
-		Roles:      p.Roles,
-		Custom:     p.custom,
-	}
-	if p.IssuedAt != nil {
-		c.IssuedAt = p.IssuedAt.Time
-	}
-	if p.NotBefore != nil {
-		c.NotBefore = p.NotBefore.Time
-	}
-	if p.ExpiresAt != nil {
-		c.ExpiresAt = p.ExpiresAt.Time
-	}
-	return c
 }
