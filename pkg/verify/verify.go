@@ -39,6 +39,13 @@ const (
 	DefaultHTTPTimeout               = 10 * time.Second
 )
 
+// unknownKIDBurst is how many unknown-kid refreshes may happen back to back
+// before the UnknownKIDRefreshInterval rate applies. With a burst of one, a
+// single forged kid would use up the refresh and make the first token of a
+// genuine rotation wait the whole interval; a few in hand let the real new
+// key through while forged kids still cost at most that many fetches.
+const unknownKIDBurst = 3
+
 // maxTokenBytes bounds the work an unauthenticated caller can make us do
 // (base64 + JSON decoding) before any signature check. sessiongate tokens
 // are well under 2 KiB.
@@ -75,9 +82,9 @@ type Options struct {
 	// (default 10m). It bounds how long a key removed from sessiongate keeps
 	// being accepted.
 	RefreshInterval time.Duration
-	// UnknownKIDRefreshInterval is the minimum time between JWKS refetches
-	// triggered by tokens with an unknown kid (default 30s). It stops forged
-	// kids from turning every request into a JWKS fetch.
+	// UnknownKIDRefreshInterval is the rate of JWKS refetches triggered by
+	// tokens with an unknown kid (default one per 30s, after a burst of 3).
+	// It stops forged kids from turning every request into a JWKS fetch.
 	UnknownKIDRefreshInterval time.Duration
 	// HTTPTimeout bounds each JWKS fetch, including the wait for the
 	// unknown-kid rate limiter (default 10s).
@@ -86,8 +93,10 @@ type Options struct {
 	// startup. By default New succeeds, logs the error and fetches again on
 	// the first token, so a service can start before sessiongate.
 	RequireInitialFetch bool
-	// Logger receives JWKS refresh failures (Warn) and token rejection
-	// reasons (Debug). Tokens are never logged. Default slog.Default().
+	// Logger receives JWKS refresh failures (Warn), published keys refused
+	// for carrying private key material (Error, once per key per fetch) and
+	// token rejection reasons (Debug). Tokens are never logged. Default
+	// slog.Default().
 	Logger *slog.Logger
 }
 
@@ -113,8 +122,14 @@ func New(ctx context.Context, opts Options) (*Verifier, error) {
 	}
 	url := opts.JWKSURL
 	log := opts.Logger
+	hc := *opts.HTTPClient
+	base := hc.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	hc.Transport = &jwksFilter{base: base, log: log}
 	store, err := jwkset.NewStorageFromHTTP(url, jwkset.HTTPClientStorageOptions{
-		Client:                    opts.HTTPClient,
+		Client:                    &hc,
 		Ctx:                       ctx,
 		HTTPTimeout:               opts.HTTPTimeout,
 		NoErrorReturnFirstHTTPReq: !opts.RequireInitialFetch,
@@ -132,7 +147,7 @@ func New(ctx context.Context, opts Options) (*Verifier, error) {
 	client, err := jwkset.NewHTTPClient(jwkset.HTTPClientOptions{
 		HTTPURLs:          map[string]jwkset.Storage{url: store},
 		RateLimitWaitMax:  opts.HTTPTimeout,
-		RefreshUnknownKID: rate.NewLimiter(rate.Every(opts.UnknownKIDRefreshInterval), 1),
+		RefreshUnknownKID: rate.NewLimiter(rate.Every(opts.UnknownKIDRefreshInterval), unknownKIDBurst),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("verify: JWKS client for %s: %w", url, err)
