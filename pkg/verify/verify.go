@@ -8,7 +8,8 @@
 // look at the client's session cookie or talk to Redis itself. Only
 // asymmetric algorithms (ES256, EdDSA, RS256) are accepted, so holding the
 // JWKS never allows minting tokens, and "none"/HMAC tokens are always
-// rejected.
+// rejected. Header and claims are read exactly (see exact.go): what this
+// package checks and returns is what every strict parser would read.
 package verify
 
 import (
