@@ -80,6 +80,15 @@ func checkHeader(segment string) error {
 	return nil
 }
 
+// owned are the claims sessiongate sets, by exact name.
+var owned = func() map[string]bool {
+	m := map[string]bool{}
+	for _, c := range token.OwnedClaims() {
+		m[c] = true
+	}
+	return m
+}()
+
 // exactClaims is what golang-jwt decodes the payload into: UnmarshalJSON
 // does the exact read, and the jwt.Claims methods golang-jwt validates
 // (exp, nbf, iat, iss, aud) answer from it, so what is checked and what is
@@ -150,6 +159,12 @@ func (e *exactClaims) member(dec *json.Decoder, name string) error {
 	case "iat":
 		e.iat, err = readNumericDate(dec)
 	default:
+		if owned[name] {
+			// A claim a newer sessiongate sets that this version does not
+			// read: neither refused nor passed off as a custom claim.
+			_, _, err = readValue(dec)
+			return err
+		}
 		if token.IsReservedClaim(name) {
 			return errors.New("name folds onto a claim sessiongate sets")
 		}
