@@ -277,6 +277,9 @@ func FuzzClaimNameDifferential(f *testing.F) {
 	}
 	f.Add("email")
 	f.Fuzz(func(t *testing.T, c string) {
+		if len(c) > 4096 {
+			c = c[:4096] // a longer name would not fit a session record at all
+		}
 		admin, signer, record := refusals(t, c)
 		if admin != signer || admin != record {
 			t.Fatalf("%q: admin refuses %v, signer %v, record decoder %v", c, admin, signer, record)
