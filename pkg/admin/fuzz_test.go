@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sessiongate/sessiongate/pkg/session"
+	"github.com/sessiongate/sessiongate/pkg/token"
 )
 
 // FuzzAdminJSON sends arbitrary bodies to the two endpoints that decode
@@ -92,6 +93,7 @@ func FuzzAdminJSON(f *testing.F) {
 			t.Fatalf("accepted a body that is not exactly one JSON value: %q", body)
 		}
 		checkKnownFields(t, body, update)
+		checkClaimNames(t, body)
 		if update {
 			return
 		}
@@ -130,6 +132,23 @@ func claimTexts(m map[string]string) []string {
 		out = append(out, k, v)
 	}
 	return out
+}
+
+// checkClaimNames fails when an accepted body carries a custom claim name
+// the signer would refuse (one that is, or folds onto, an owned claim).
+func checkClaimNames(t *testing.T, body []byte) {
+	t.Helper()
+	var req struct {
+		Claims map[string]string `json:"claims"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		t.Fatalf("accepted body: %v", err)
+	}
+	for k := range req.Claims {
+		if err := token.CheckCustomClaim(k); err != nil {
+			t.Fatalf("accepted claim name %q: %v", k, err)
+		}
+	}
 }
 
 // checkKnownFields fails when an accepted body names a field the request

@@ -376,11 +376,11 @@ func validClaims(claims map[string]string) error {
 		return fmt.Errorf("claims: at most %d", maxClaims)
 	}
 	for k, v := range claims {
-		if k == "" || token.IsReservedClaim(k) {
-			return fmt.Errorf("claims: %q is reserved", k)
-		}
-		if err := validText("claims key", k, maxValue); err != nil {
-			return err
+		// The one rule the signer and the record decoder apply too: names
+		// sessiongate sets, or that fold onto one, are refused, and so is
+		// anything outside a small ASCII charset (token.CheckCustomClaim).
+		if err := token.CheckCustomClaim(k); err != nil {
+			return fmt.Errorf("claims: %w", err)
 		}
 		if err := validText("claims."+k, v, maxValue); err != nil {
 			return err

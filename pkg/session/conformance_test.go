@@ -360,6 +360,14 @@ var conformanceCases = []struct {
 			"too large":      fmt.Sprintf(`1:1:%d:60000:{"sub":"x","clm":{"a":"%s"}}`, far, make([]byte, MaxRecordSize)),
 			"negative idle":  fmt.Sprintf(`1:1:%d:-5:{"sub":"x","cat":1}`, far),
 			"number too big": fmt.Sprintf(`1:99999999999999999999999:%d:60000:{"sub":"x"}`, far),
+			// Custom claims that fold onto owned claims, written by an older
+			// version or by hand: signing them would hand a Go verifier
+			// another subject, audience, expiry or tenant.
+			"claim SUB":         fmt.Sprintf(`1:1:%d:60000:{"sub":"x","clm":{"SUB":"root","AUD":"billing","EXP":"9999999999"},"cat":1}`, far),
+			"claim long s":      fmt.Sprintf(`1:1:%d:60000:{"sub":"x","clm":{"\u017fub":"root"},"cat":1}`, far),
+			"claim Tenant":      fmt.Sprintf(`1:1:%d:60000:{"sub":"x","clm":{"Tenant":"othercorp"},"cat":1}`, far),
+			"claim exact roles": fmt.Sprintf(`1:1:%d:60000:{"sub":"x","clm":{"roles":"admin"},"cat":1}`, far),
+			"claim zero width":  fmt.Sprintf(`1:1:%d:60000:{"sub":"x","clm":{"s\u200bub":"root"},"cat":1}`, far),
 		} {
 			ref := RefOf(mustID(t))
 			f.putRaw(t, ref, "x", raw)
