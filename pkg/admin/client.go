@@ -56,7 +56,7 @@ func (c *Client) ListSessions(ctx context.Context, subject string) ([]SessionInf
 // ListAllSessions is ListSessions with pages of limit sessions (0: the
 // server's default, DefaultPageLimit).
 func (c *Client) ListAllSessions(ctx context.Context, subject string, limit int) ([]SessionInfo, error) {
-	var all []SessionInfo
+	all := []SessionInfo{} // no sessions encode as [], as a single page did
 	cursor := ""
 	for {
 		p, err := c.ListSessionsPage(ctx, subject, limit, cursor)
