@@ -102,9 +102,9 @@ func encodeCursor(subject string, pos uint64) string {
 // decodeCursor returns the position a cursor made by encodeCursor for the
 // same subject holds; anything else is refused.
 func decodeCursor(subject, c string) (uint64, bool) {
-	// The length and alphabet are checked first: the decoder skips CR and
-	// LF, and accepts the exact length only with its canonical last
-	// character under Strict.
+	// Length and alphabet first: the decoder silently skips CR and LF, so
+	// a decode alone would accept more than one spelling of a cursor.
+	// Strict then refuses a last character with non-zero spare bits.
 	if len(c) != cursorEncoding.EncodedLen(cursorBytes) {
 		return 0, false
 	}
