@@ -185,3 +185,48 @@ func checkKnownFields(t *testing.T, body []byte, update bool) {
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// FuzzListQuery sends arbitrary query strings to the session listing,
+// starting from listQueryCases with their cursors filled in. Whatever the
+// query (a cursor edited, cut, re-encoded, repeated), the answer is a 200
+// page within the limits or a 400 in the API's error shape: never a 5xx,
+// never a panic.
+func FuzzListQuery(f *testing.F) {
+	h, _ := listFixture(f)
+	for _, tc := range listQueryCases {
+		f.Add(cursorQuery(f, h, tc.query))
+	}
+	f.Fuzz(func(t *testing.T, query string) {
+		h, _ := listFixture(t)
+		rec := serveList(h, "alice", query)
+		switch rec.Code {
+		case http.StatusOK:
+			var out ListResponse
+			if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+				t.Fatalf("?%q: 200 with %q: %v", query, rec.Body, err)
+			}
+			seen := map[string]bool{}
+			for _, s := range out.Sessions {
+				if seen[s.SessionRef] {
+					t.Fatalf("?%q: %s twice in one page", query, s.SessionRef)
+				}
+				seen[s.SessionRef] = true
+			}
+			if len(out.Sessions) > 5 {
+				t.Fatalf("?%q: %d sessions; alice has 5", query, len(out.Sessions))
+			}
+			if out.NextCursor != "" {
+				if _, ok := decodeCursor("alice", out.NextCursor); !ok {
+					t.Fatalf("?%q: next_cursor %q does not decode", query, out.NextCursor)
+				}
+			}
+		case http.StatusBadRequest:
+			var e ErrorResponse
+			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error == "" {
+				t.Fatalf("?%q: 400 body %q is not the API's error JSON", query, rec.Body)
+			}
+		default:
+			t.Fatalf("?%q: status %d (%s)", query, rec.Code, strings.TrimSpace(rec.Body.String()))
+		}
+	})
+}
