@@ -18,6 +18,13 @@ type headers struct {
 	list []*corev3.HeaderValue
 }
 
+// RequestHeader returns the first value of a request header as Check reads
+// it, from whichever form Envoy sent. name must be lower case.
+func RequestHeader(r *authv3.AttributeContext_HttpRequest, name string) string {
+	v, _ := headersOf(r).get(name)
+	return v
+}
+
 func headersOf(h *authv3.AttributeContext_HttpRequest) headers {
 	if hm := h.GetHeaderMap(); hm != nil && len(hm.GetHeaders()) > 0 {
 		return headers{list: hm.GetHeaders()}

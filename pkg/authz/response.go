@@ -53,6 +53,24 @@ func newResponses(o Options) responses {
 	return r
 }
 
+// denial is the prebuilt answer for a decision that refuses without
+// looking at the request any further.
+func (r *responses) denial(d Decision) *authv3.CheckResponse {
+	switch d {
+	case DecisionBadRequest:
+		return r.badRequest
+	case DecisionUnauthenticated:
+		return r.unauthenticated
+	case DecisionForbidden, DecisionDenied:
+		return r.forbidden
+	case DecisionCSRF:
+		return r.csrf
+	}
+	// Unavailable, canceled, and anything not meant to reach here: never
+	// an allow.
+	return r.unavailable
+}
+
 // header builds a header option. AppendAction is always explicit: Envoy's
 // default for an unset action has changed between releases.
 func header(k, v string) *corev3.HeaderValueOption {

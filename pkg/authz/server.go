@@ -18,22 +18,41 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sessiongate/sessiongate/pkg/metrics"
 	"github.com/sessiongate/sessiongate/pkg/session"
 	"github.com/sessiongate/sessiongate/pkg/token"
 )
 
 // Sessions is what Check needs from the session store.
+//
+// Touch returns the session behind ref and slides its idle expiry.
+// session.ErrNotFound (unknown, expired or revoked) and session.ErrCorrupt
+// (a record sessiongate would not have written) mean no usable session:
+// 401. context.Canceled with the caller's context done means the caller
+// went away. Any other error means the store could not answer: 503, never
+// an allow. Delete, for logout, is the same, with ErrNotFound a success.
 type Sessions interface {
 	Touch(ctx context.Context, ref string) (session.Entry, error)
 	Delete(ctx context.Context, ref string) error
 }
 
-// Signer signs internal tokens.
+// Signer signs internal tokens. Sign may return token.ErrInvalidClaimName
+// for a record whose custom claims it refuses (a corrupt record: 401); any
+// other error is a failure to sign (503). ActiveKID names the key Sign uses
+// now; signed tokens are cached per key, so a rotation signs afresh.
 type Signer interface {
 	Sign(c token.Claims) (string, error)
-	Keys() *token.KeySet
+	ActiveKID() string
 }
+
+// Interface guards: the implementations serve wires in.
+var (
+	_ Sessions = (*session.RedisStore)(nil)
+	_ Sessions = (*session.MemoryStore)(nil)
+	_ Signer   = (*token.Signer)(nil)
+)
 
 // Options configure a Server.
 type Options struct {
@@ -63,12 +82,10 @@ type Server struct {
 	routes      atomic.Pointer[[]Route]
 	cache       *tokenCache
 	m           *metrics.Metrics
-	results     map[string]resultMetric
+	decisions   [numDecisions]prometheus.Counter
 	resp        responses
 	csrfOrigins []string // normalised CSRF.AllowedOrigins
 }
-
-type resultMetric interface{ Inc() }
 
 // New returns a Server.
 func New(o Options) *Server {
@@ -88,9 +105,10 @@ func New(o Options) *Server {
 	for _, origin := range o.CSRF.AllowedOrigins {
 		s.csrfOrigins = append(s.csrfOrigins, NormalizeOrigin(origin))
 	}
-	s.results = make(map[string]resultMetric)
-	for _, r := range metrics.Results {
-		s.results[r] = o.Metrics.Decisions.WithLabelValues(r)
+	// Every label exported at zero from the start, so rate() works before
+	// the first such answer.
+	for _, d := range Decisions() {
+		s.decisions[d] = o.Metrics.Decisions.WithLabelValues(d.String())
 	}
 	s.SetRoutes(o.Routes)
 	return s
@@ -108,112 +126,160 @@ func (s *Server) SetRoutes(routes []Route) {
 
 // Check implements the ext_authz API.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	start := time.Now()
-	resp, result := s.check(ctx, req)
-	s.results[result].Inc()
-	s.m.CheckDuration.Observe(time.Since(start).Seconds())
+	resp, _ := s.Decide(ctx, req)
 	return resp, nil
 }
 
-func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, string) {
+// Decide is Check for callers that also want to know why: the tracing
+// decorator records the verdict instead of guessing it from the answer.
+func (s *Server) Decide(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, Verdict) {
+	start := time.Now()
+	resp, v := s.check(ctx, req)
+	s.decisions[v.Decision].Inc()
+	s.m.CheckDuration.Observe(time.Since(start).Seconds())
+	return resp, v
+}
+
+// check reads top to bottom: the request's form, the policy for its path,
+// the credential, the session behind it, the token, the roles.
+func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, Verdict) {
 	attrs := req.GetAttributes()
 	httpReq := attrs.GetRequest().GetHttp()
 	if httpReq == nil {
-		return s.resp.badRequest, metrics.ResultBadRequest
+		return s.resp.badRequest, verdict(DecisionBadRequest, "no http request", -1)
 	}
 	path, ok, nonASCII := cleanPath(httpReq.GetPath())
 	if !ok {
-		return s.resp.badRequest, metrics.ResultBadRequest
+		return s.resp.badRequest, verdict(DecisionBadRequest, "path not canonical", -1)
 	}
 	method := httpReq.GetMethod()
 	h := headersOf(httpReq)
-	routes := *s.routes.Load()
-	rule, ok := ruleFor(routes, method, path, nonASCII)
-	if !ok {
-		return s.resp.badRequest, metrics.ResultBadRequest
+	pol, v := s.policy(attrs, method, path, nonASCII)
+	if v.Decision != DecisionOK {
+		return s.resp.denial(v.Decision), v
 	}
-
 	if s.o.LogoutPath != "" && path == s.o.LogoutPath {
 		return s.logout(ctx, httpReq, h)
 	}
+	switch pol.access {
+	case Public:
+		return s.public(h), verdict(DecisionPublic, "public path", pol.rule)
+	case Deny:
+		return s.resp.forbidden, verdict(DecisionDenied, "deny rule", pol.rule)
+	}
 
-	access, roles, audience := Authenticated, []string(nil), s.o.Audience
+	cred, ok := sessionID(h, s.o.Cookie.Name)
+	if !ok {
+		return s.unauthenticated(httpReq, h), verdict(DecisionUnauthenticated, "ambiguous or malformed credential", pol.rule)
+	}
+	if cred.from == noCredential {
+		return s.unauthenticated(httpReq, h), verdict(DecisionUnauthenticated, "no credential", pol.rule)
+	}
+	// Before the store: a forged cross-site request costs no round trip.
+	if cred.from == fromCookie && !s.o.CSRF.Disabled && !safeMethod(method) && s.csrfRefused(httpReq, h, true) {
+		return s.resp.csrf, verdict(DecisionCSRF, "unsafe cookie request from an origin not allowed", pol.rule)
+	}
+
+	ref := session.RefOf(cred.id)
+	entry, now, d, reason := s.resolve(ctx, ref)
+	if d != DecisionOK {
+		if d == DecisionUnauthenticated {
+			return s.unauthenticated(httpReq, h), verdict(d, reason, pol.rule)
+		}
+		return s.resp.denial(d), verdict(d, reason, pol.rule)
+	}
+	c, err := s.token(entry, pol.audience, now)
+	if err != nil {
+		// A claim name the signer refuses came from the record: as corrupt
+		// as one the decoder refuses, and as much a 401.
+		if errors.Is(err, session.ErrCorrupt) || errors.Is(err, token.ErrInvalidClaimName) {
+			s.o.Log.Warn("check: corrupt session record", "session_ref", ref, "err", err)
+			return s.unauthenticated(httpReq, h), verdict(DecisionUnauthenticated, "corrupt session record", pol.rule)
+		}
+		s.o.Log.Error("check: sign token", "session_ref", ref, "err", err)
+		return s.resp.unavailable, verdict(DecisionUnavailable, "signing failed", pol.rule)
+	}
+	if len(pol.roles) > 0 && !session.HasAnyRole(c.roles, pol.roles) {
+		return s.resp.forbidden, verdict(DecisionForbidden, "missing role", pol.rule)
+	}
+	return s.ok(c, cred), verdict(DecisionOK, "session valid", pol.rule)
+}
+
+// pathPolicy is what the route rules and Envoy's context_extensions say
+// about a request.
+type pathPolicy struct {
+	rule     int // index of the matching rule, -1 for none
+	access   Access
+	roles    []string
+	audience string
+}
+
+// policy applies the route rules and then context_extensions, which
+// override access and audience for the route Envoy matched. The verdict is
+// DecisionOK unless the request is refused outright.
+func (s *Server) policy(attrs *authv3.AttributeContext, method, path string, nonASCII bool) (pathPolicy, Verdict) {
+	routes := *s.routes.Load()
+	rule, ok := ruleFor(routes, method, path, nonASCII)
+	if !ok {
+		return pathPolicy{}, verdict(DecisionBadRequest, "method or folded path reads as another rule", -1)
+	}
+	p := pathPolicy{rule: rule, access: Authenticated, audience: s.o.Audience}
 	if rule >= 0 {
-		access, roles = routes[rule].Access, routes[rule].Roles
+		p.access, p.roles = routes[rule].Access, routes[rule].Roles
 	}
 	if ext := attrs.GetContextExtensions(); len(ext) > 0 {
 		if v, ok := ext["access"]; ok {
 			a, err := ParseAccess(v)
 			if err != nil {
 				s.o.Log.Warn("check: bad context_extensions access; denying", "value", v)
-				return s.resp.forbidden, metrics.ResultDenied
+				return p, verdict(DecisionDenied, "bad context_extensions access", rule)
 			}
-			access = a
+			p.access = a
 		}
 		if v := ext["audience"]; v != "" {
-			audience = v
+			p.audience = v
 		}
 	}
+	return p, verdict(DecisionOK, "", rule)
+}
 
-	switch access {
-	case Public:
-		return s.public(h), metrics.ResultPublic
-	case Deny:
-		return s.resp.forbidden, metrics.ResultDenied
-	}
-
-	cred, ok := sessionID(h, s.o.Cookie.Name)
-	if !ok || cred.from == noCredential {
-		return s.unauthenticated(httpReq, h), metrics.ResultUnauthenticated
-	}
-	// Before the store: a forged cross-site request costs no round trip.
-	if cred.from == fromCookie && !s.o.CSRF.Disabled && !safeMethod(method) && s.csrfRefused(httpReq, h, true) {
-		return s.resp.csrf, metrics.ResultCSRF
-	}
-	ref := session.RefOf(cred.id)
-
+// resolve finds the session behind ref, bounded by the store timeout, and
+// says what a failure means: no usable session (401), a store that could
+// not answer (503), or a caller that went away, which is neither a store
+// failure nor worth a warning: Envoy cancels in-flight Checks when clients
+// hang up, and a burst of those must not look like a Redis outage.
+func (s *Server) resolve(ctx context.Context, ref string) (session.Entry, time.Time, Decision, string) {
 	sctx, cancel := context.WithTimeout(ctx, s.o.StoreTimeout)
 	entry, err := s.o.Sessions.Touch(sctx, ref)
 	cancel()
-	if err != nil {
-		if errors.Is(err, session.ErrNotFound) || errors.Is(err, session.ErrCorrupt) {
-			if errors.Is(err, session.ErrCorrupt) {
-				s.o.Log.Warn("check: corrupt session record", "session_ref", ref, "err", err)
-			}
-			return s.unauthenticated(httpReq, h), metrics.ResultUnauthenticated
-		}
+	switch {
+	case err == nil:
+	case errors.Is(err, session.ErrNotFound):
+		return entry, time.Time{}, DecisionUnauthenticated, "session not found"
+	case errors.Is(err, session.ErrCorrupt):
+		s.o.Log.Warn("check: corrupt session record", "session_ref", ref, "err", err)
+		return entry, time.Time{}, DecisionUnauthenticated, "corrupt session record"
+	case ctx.Err() == context.Canceled:
+		s.o.Log.Debug("check: caller went away during the store call", "session_ref", ref)
+		return entry, time.Time{}, DecisionCanceled, "caller canceled"
+	default:
 		s.o.Log.Warn("check: session store unavailable", "session_ref", ref, "err", err)
-		return s.resp.unavailable, metrics.ResultUnavailable
+		return entry, time.Time{}, DecisionUnavailable, "session store unavailable"
 	}
-
 	now := s.o.Now()
 	if !now.Before(entry.ExpiresAt) {
 		// Past the session's absolute end by this clock, though not yet by
 		// the store's (clock skew): any token would be born expired.
-		return s.unauthenticated(httpReq, h), metrics.ResultUnauthenticated
+		return entry, now, DecisionUnauthenticated, "session past its absolute end"
 	}
-	c, err := s.token(entry, audience, now)
-	if err != nil {
-		// A claim name the signer refuses came from the record: as corrupt
-		// as one the decoder refuses, and as much a 401.
-		if errors.Is(err, session.ErrCorrupt) || errors.Is(err, token.ErrInvalidClaimName) {
-			s.o.Log.Warn("check: corrupt session record", "session_ref", ref, "err", err)
-			return s.unauthenticated(httpReq, h), metrics.ResultUnauthenticated
-		}
-		s.o.Log.Error("check: sign token", "session_ref", ref, "err", err)
-		return s.resp.unavailable, metrics.ResultUnavailable
-	}
-	if len(roles) > 0 && !session.HasAnyRole(c.roles, roles) {
-		return s.resp.forbidden, metrics.ResultForbidden
-	}
-	return s.ok(c, cred), metrics.ResultOK
+	return entry, now, DecisionOK, ""
 }
 
 // token returns a signed token for the session, from the cache when the
 // session's version, the audience and the active key are unchanged. The
 // caller has checked that the session has not reached its absolute end.
 func (s *Server) token(e session.Entry, audience string, now time.Time) (cached, error) {
-	key := cacheKey{ref: e.Ref, version: e.Version, audience: audience, kid: s.o.Signer.Keys().ActiveKID()}
+	key := cacheKey{ref: e.Ref, version: e.Version, audience: audience, kid: s.o.Signer.ActiveKID()}
 	if c, ok := s.cache.get(key, now); ok {
 		s.m.TokenCacheHits.Inc()
 		return c, nil
@@ -299,10 +365,10 @@ func (s *Server) loginRedirect(r *authv3.AttributeContext_HttpRequest) string {
 // GET without Origin or Sec-Fetch-Site (older clients, a plain link) there
 // is no evidence either way and SameSite keeps the cookie off cross-site
 // subrequests, so it goes through; any other method needs the evidence.
-func (s *Server) logout(ctx context.Context, r *authv3.AttributeContext_HttpRequest, h headers) (*authv3.CheckResponse, string) {
+func (s *Server) logout(ctx context.Context, r *authv3.AttributeContext_HttpRequest, h headers) (*authv3.CheckResponse, Verdict) {
 	cred, ok := sessionID(h, s.o.Cookie.Name)
 	if ok && cred.from == fromCookie && !s.o.CSRF.Disabled && s.csrfRefused(r, h, !safeMethod(r.GetMethod())) {
-		return s.resp.csrf, metrics.ResultCSRF
+		return s.resp.csrf, verdict(DecisionCSRF, "cross-site logout", -1)
 	}
 	if ok && cred.from != noCredential {
 		sctx, cancel := context.WithTimeout(ctx, s.o.StoreTimeout)
@@ -311,9 +377,12 @@ func (s *Server) logout(ctx context.Context, r *authv3.AttributeContext_HttpRequ
 		if err != nil && !errors.Is(err, session.ErrNotFound) {
 			// Saying "logged out" while the session still works would be a lie
 			// the user relies on; let them retry.
+			if ctx.Err() == context.Canceled {
+				return s.resp.unavailable, verdict(DecisionCanceled, "caller canceled", -1)
+			}
 			s.o.Log.Warn("logout: session store unavailable", "err", err)
-			return s.resp.unavailable, metrics.ResultUnavailable
+			return s.resp.unavailable, verdict(DecisionUnavailable, "session store unavailable", -1)
 		}
 	}
-	return s.resp.logout, metrics.ResultLogout
+	return s.resp.logout, verdict(DecisionLogout, "logout", -1)
 }

@@ -19,30 +19,13 @@ type Metrics struct {
 	CheckDuration    prometheus.Histogram     // sessiongate_check_duration_seconds
 	StoreDuration    *prometheus.HistogramVec // sessiongate_store_duration_seconds{op}
 	StoreErrors      *prometheus.CounterVec   // sessiongate_store_errors_total{op}
+	StoreCanceled    *prometheus.CounterVec   // sessiongate_store_canceled_total{op}
 	SessionsCreated  prometheus.Counter       // sessiongate_sessions_created_total
 	SessionsRevoked  prometheus.Counter       // sessiongate_sessions_revoked_total
 	TokenCacheHits   prometheus.Counter       // sessiongate_token_cache_hits_total
 	TokenCacheMisses prometheus.Counter       // sessiongate_token_cache_misses_total
 	StoreUp          prometheus.Gauge         // sessiongate_store_up
 }
-
-// Decision results, the values of the result label.
-const (
-	ResultOK              = "ok"
-	ResultPublic          = "public"
-	ResultUnauthenticated = "unauthenticated"
-	ResultForbidden       = "forbidden"
-	ResultDenied          = "denied"
-	ResultBadRequest      = "bad_request"
-	ResultUnavailable     = "unavailable"
-	ResultLogout          = "logout"
-	ResultCSRF            = "csrf" // an unsafe cookie request from an origin not allowed
-)
-
-// Results lists every value of the result label, each exported at zero from
-// the start so that rate() works before the first such answer.
-var Results = []string{ResultOK, ResultPublic, ResultUnauthenticated, ResultForbidden, ResultDenied,
-	ResultBadRequest, ResultUnavailable, ResultLogout, ResultCSRF}
 
 // New creates the collectors and registers them with reg (nil: not
 // registered, for tests and benchmarks).
@@ -69,6 +52,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "sessiongate_store_errors_total",
 			Help: "Session store calls that failed (not counting not-found), by operation.",
 		}, []string{"op"}),
+		StoreCanceled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sessiongate_store_canceled_total",
+			Help: "Session store calls abandoned because the caller went away (Envoy cancelled the Check), by operation.",
+		}, []string{"op"}),
 		SessionsCreated: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sessiongate_sessions_created_total",
 			Help: "Sessions created through the admin API.",
@@ -90,11 +77,8 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "1 when the last store health probe succeeded, else 0.",
 		}),
 	}
-	for _, r := range Results {
-		m.Decisions.WithLabelValues(r)
-	}
 	if reg != nil {
-		reg.MustRegister(m.Decisions, m.CheckDuration, m.StoreDuration, m.StoreErrors,
+		reg.MustRegister(m.Decisions, m.CheckDuration, m.StoreDuration, m.StoreErrors, m.StoreCanceled,
 			m.SessionsCreated, m.SessionsRevoked, m.TokenCacheHits, m.TokenCacheMisses, m.StoreUp)
 	}
 	return m
@@ -106,17 +90,26 @@ func (m *Metrics) Store(s session.Store) session.Store {
 }
 
 type storeOp struct {
-	dur prometheus.Observer
-	err prometheus.Counter
+	dur      prometheus.Observer
+	err      prometheus.Counter
+	canceled prometheus.Counter
 }
 
 func (m *Metrics) storeOp(op string) storeOp {
-	return storeOp{dur: m.StoreDuration.WithLabelValues(op), err: m.StoreErrors.WithLabelValues(op)}
+	return storeOp{dur: m.StoreDuration.WithLabelValues(op), err: m.StoreErrors.WithLabelValues(op),
+		canceled: m.StoreCanceled.WithLabelValues(op)}
 }
 
+// done records one call. A call abandoned because its caller went away is
+// counted apart: a burst of clients hanging up must not look like a store
+// outage on the error rate.
 func (o storeOp) done(start time.Time, err error) {
 	o.dur.Observe(time.Since(start).Seconds())
-	if err != nil && !errors.Is(err, session.ErrNotFound) && !errors.Is(err, session.ErrLimit) {
+	switch {
+	case err == nil, errors.Is(err, session.ErrNotFound), errors.Is(err, session.ErrLimit):
+	case errors.Is(err, context.Canceled):
+		o.canceled.Inc()
+	default:
 		o.err.Inc()
 	}
 }

@@ -65,6 +65,9 @@ func (s *Signer) SetKeys(ks *KeySet) {
 // Keys returns the current key set.
 func (s *Signer) Keys() *KeySet { return s.keys.Load() }
 
+// ActiveKID is the key ID Sign uses now.
+func (s *Signer) ActiveKID() string { return s.Keys().ActiveKID() }
+
 // Issuer returns the iss value stamped on every token.
 func (s *Signer) Issuer() string { return s.issuer }
 

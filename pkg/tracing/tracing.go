@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -25,6 +26,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sessiongate/sessiongate/pkg/authz"
 )
 
 // Enabled reports whether the environment asks for trace export.
@@ -65,10 +68,18 @@ func serviceName() string {
 	return "sessiongate"
 }
 
+// Decider is a Check server that also says why it decided, as
+// authz.Server does.
+type Decider interface {
+	authv3.AuthorizationServer
+	Decide(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, authz.Verdict)
+}
+
 // Authorization wraps a Check server with a span per Check (when tp is not
 // nil) and a debug-level decision log line (when log has debug enabled).
-func Authorization(inner authv3.AuthorizationServer, tp trace.TracerProvider, log *slog.Logger) authv3.AuthorizationServer {
-	w := &wrapped{AuthorizationServer: inner, log: log}
+// Both record the verdict the server reached, not a guess from its answer.
+func Authorization(inner Decider, tp trace.TracerProvider, log *slog.Logger) authv3.AuthorizationServer {
+	w := &wrapped{Decider: inner, log: log}
 	if tp != nil {
 		w.tracer = tp.Tracer("github.com/sessiongate/sessiongate/pkg/authz")
 	}
@@ -76,31 +87,28 @@ func Authorization(inner authv3.AuthorizationServer, tp trace.TracerProvider, lo
 }
 
 type wrapped struct {
-	authv3.AuthorizationServer
+	Decider
 	tracer trace.Tracer
 	log    *slog.Logger
 }
 
 var propagator = propagation.TraceContext{}
 
-// headerCarrier reads propagation headers from a CheckRequest's header map.
-type headerCarrier map[string]string
-
-func (c headerCarrier) Get(k string) string { return c[k] }
-func (c headerCarrier) Set(string, string)  {}
-func (c headerCarrier) Keys() []string {
-	keys := make([]string, 0, len(c))
-	for k := range c {
-		keys = append(keys, k)
-	}
-	return keys
+// headerCarrier reads propagation headers the way Check reads headers, so
+// traceparent is found in Envoy's header_map (encode_raw_headers) too.
+type headerCarrier struct {
+	r *authv3.AttributeContext_HttpRequest
 }
+
+func (c headerCarrier) Get(k string) string { return authz.RequestHeader(c.r, strings.ToLower(k)) }
+func (c headerCarrier) Set(string, string)  {}
+func (c headerCarrier) Keys() []string      { return propagator.Fields() }
 
 func (w *wrapped) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	httpReq := req.GetAttributes().GetRequest().GetHttp()
 	var span trace.Span
 	if w.tracer != nil {
-		ctx = propagator.Extract(ctx, headerCarrier(httpReq.GetHeaders()))
+		ctx = propagator.Extract(ctx, headerCarrier{httpReq})
 		ctx, span = w.tracer.Start(ctx, "sessiongate.Check", trace.WithSpanKind(trace.SpanKindServer),
 			trace.WithAttributes(
 				attribute.String("http.request.method", httpReq.GetMethod()),
@@ -108,31 +116,39 @@ func (w *wrapped) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 			))
 	}
 	start := time.Now()
-	resp, err := w.AuthorizationServer.Check(ctx, req)
+	resp, v := w.Decide(ctx, req)
 	status := decisionStatus(resp)
 	md := resp.GetDynamicMetadata().GetFields()
 	if span != nil {
-		span.SetAttributes(attribute.Int("sessiongate.decision.status", status))
+		span.SetAttributes(
+			attribute.String("sessiongate.decision", v.Decision.String()),
+			attribute.String("sessiongate.reason", v.Reason),
+			attribute.Int("sessiongate.rule", v.Rule),
+			attribute.Int("sessiongate.decision.status", status),
+		)
 		if ref := md["session_ref"].GetStringValue(); ref != "" {
 			span.SetAttributes(attribute.String("sessiongate.session_ref", ref))
 		}
-		if err != nil || status >= 500 {
-			span.SetStatus(codes.Error, "")
+		if v.Decision == authz.DecisionUnavailable {
+			span.SetStatus(codes.Error, v.Reason)
 		}
 		span.End()
 	}
 	if w.log != nil && w.log.Enabled(ctx, slog.LevelDebug) {
 		w.log.LogAttrs(ctx, slog.LevelDebug, "check",
-			slog.String("request_id", httpReq.GetHeaders()["x-request-id"]),
+			slog.String("request_id", authz.RequestHeader(httpReq, "x-request-id")),
 			slog.String("method", httpReq.GetMethod()),
 			slog.String("path", pathOnly(httpReq.GetPath())),
+			slog.String("decision", v.Decision.String()),
+			slog.String("reason", v.Reason),
+			slog.Int("rule", v.Rule),
 			slog.Int("status", status),
 			slog.String("subject", md["subject"].GetStringValue()),
 			slog.String("session_ref", md["session_ref"].GetStringValue()),
 			slog.Duration("latency", time.Since(start)),
 		)
 	}
-	return resp, err
+	return resp, nil
 }
 
 // decisionStatus is the HTTP status the decision means for the client: 200

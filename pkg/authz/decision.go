@@ -1,0 +1,66 @@
+package authz
+
+// Decision is what Check decided, before it is an answer. Metrics count it,
+// the trace and the debug log record it; none of them re-derives it from
+// the response, where a 403 cannot tell a role from a rule from CSRF.
+type Decision uint8
+
+// Decisions. Their String values are the result label of
+// sessiongate_check_decisions_total, which is product API: never rename one.
+const (
+	DecisionOK              Decision = iota // allowed, with a token
+	DecisionPublic                          // a public path: allowed, no token
+	DecisionBadRequest                      // a request not in the one canonical form (400)
+	DecisionUnauthenticated                 // no usable session (401, or the login redirect)
+	DecisionForbidden                       // the session lacks a role the rule requires (403)
+	DecisionDenied                          // a deny rule, or a bad context_extensions access (403)
+	DecisionCSRF                            // an unsafe cookie request from an origin not allowed (403)
+	DecisionUnavailable                     // the store failed or timed out, or signing failed (503)
+	DecisionLogout                          // the logout path (204 or 302)
+	DecisionCanceled                        // the caller went away before the answer (Envoy cancelled)
+
+	numDecisions
+)
+
+var decisionNames = [numDecisions]string{
+	DecisionOK:              "ok",
+	DecisionPublic:          "public",
+	DecisionBadRequest:      "bad_request",
+	DecisionUnauthenticated: "unauthenticated",
+	DecisionForbidden:       "forbidden",
+	DecisionDenied:          "denied",
+	DecisionCSRF:            "csrf",
+	DecisionUnavailable:     "unavailable",
+	DecisionLogout:          "logout",
+	DecisionCanceled:        "canceled",
+}
+
+func (d Decision) String() string {
+	if d < numDecisions {
+		return decisionNames[d]
+	}
+	return "unknown"
+}
+
+// Decisions lists every decision, for exporting each metric label at zero.
+func Decisions() []Decision {
+	out := make([]Decision, numDecisions)
+	for i := range out {
+		out[i] = Decision(i)
+	}
+	return out
+}
+
+// Verdict is a decision with why it was made. Reason is one of a fixed set
+// of strings, so a Verdict costs no allocation; it never holds request data.
+type Verdict struct {
+	Decision Decision
+	Reason   string
+	// Rule is the index of the route rule that applied, or -1 for none
+	// (no rule matched, or the request was refused before matching).
+	Rule int
+}
+
+func verdict(d Decision, reason string, rule int) Verdict {
+	return Verdict{Decision: d, Reason: reason, Rule: rule}
+}
