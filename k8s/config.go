@@ -44,7 +44,7 @@ func (c *SGConfig) Strings(key string) []string {
 	return out
 }
 
-// Defaults of the keys the manifests' checks read (README / issue 2).
+// Defaults of the keys the manifests' checks read (README, pkg/config).
 var configDefaults = map[string]any{
 	"grpc_addr":      ":9001",
 	"http_addr":      ":9002",

@@ -1,10 +1,7 @@
 package manifests_test
 
 // The contracts k8s/ is checked against. Keep them in step with the README's
-// config reference and pkg/config (the lead plans to replace knownConfigKeys
-// with pkg/config.Keys(): add `require github.com/sessiongate/sessiongate` with
-// `replace github.com/sessiongate/sessiongate => ../` to k8s/go.mod and return
-// config.Keys() here), and with the metric names pkg/ registers.
+// config reference and pkg/config, and with the metric names pkg/ registers.
 
 // knownConfigKeys: dotted keys; "[]" marks a list of objects.
 var knownConfigKeys = []string{

@@ -27,7 +27,7 @@ import (
 	"github.com/sessiongate/sessiongate/pkg/session"
 )
 
-// The bad-input catalog: every kind of hostile or broken input the issue
+// The bad-input catalog: every kind of hostile or broken input the threat model
 // names, sent to the Check API and to the admin API of one sessiongate
 // wired the way serve wires it (both over the same real Redis), with the
 // answer each must get written in the table. Besides its own status, every

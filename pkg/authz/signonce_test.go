@@ -24,7 +24,7 @@ func (c *countingSigner) Sign(cl token.Claims) (string, error) {
 	return c.Signer.Sign(cl)
 }
 
-// TestSignOncePerVersionAudienceLifetime proves the issue-5 promise: a
+// TestSignOncePerVersionAudienceLifetime proves the signing promise: a
 // session's token is signed at most once per (session version, audience,
 // signing key) and token lifetime, however many Checks, concurrent or not,
 // present the session; and that each of those changing does cause a fresh
