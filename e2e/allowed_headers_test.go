@@ -58,9 +58,23 @@ func checkReadHeaders(t *testing.T) []string {
 				if fd, ok := n.(*ast.FuncDecl); ok && fd.Name.Name == "get" && recvType(fd) == "headers" {
 					return false
 				}
+				// So does authz.RequestHeader; and the trace carrier's Get
+				// reads what its propagator names (handled below).
+				if fd, ok := n.(*ast.FuncDecl); ok && (fd.Name.Name == "RequestHeader" && fd.Recv == nil ||
+					fd.Name.Name == "Get" && recvType(fd) == "headerCarrier") {
+					return false
+				}
 				where := func() string { return fset.Position(n.Pos()).String() }
 				switch x := n.(type) {
 				case *ast.CallExpr:
+					// authz.RequestHeader(req, "name"), in authz or from tracing.
+					if funcName(x.Fun) == "RequestHeader" && len(x.Args) == 2 {
+						name, ok := stringLit(x.Args[1])
+						if !ok {
+							t.Errorf("%s: RequestHeader() with a non-literal header name; the allowed_headers check cannot follow it", where())
+						}
+						set[name] = true
+					}
 					// headers.get has one argument; the token cache's get has two.
 					if sel, ok := x.Fun.(*ast.SelectorExpr); ok && sel.Sel.Name == "get" && len(x.Args) == 1 {
 						name, ok := stringLit(x.Args[0])
@@ -309,4 +323,15 @@ func TestAllowedHeadersCoverCheck(t *testing.T) {
 			}
 		})
 	}
+}
+
+// funcName is the called function's name, bare or package-qualified.
+func funcName(fun ast.Expr) string {
+	switch f := fun.(type) {
+	case *ast.Ident:
+		return f.Name
+	case *ast.SelectorExpr:
+		return f.Sel.Name
+	}
+	return ""
 }
