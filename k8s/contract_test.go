@@ -42,6 +42,7 @@ var knownMetrics = map[string]string{
 	"sessiongate_store_duration_seconds":   "histogram", // {op}
 	"sessiongate_store_errors_total":       "counter",   // {op}
 	"sessiongate_store_canceled_total":     "counter",   // {op}
+	"sessiongate_shadow_decisions_total":   "counter",   // {rule,decision}
 	"sessiongate_sessions_created_total":   "counter",
 	"sessiongate_sessions_revoked_total":   "counter",
 	"sessiongate_token_cache_hits_total":   "counter",

@@ -182,7 +182,7 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 		LoginURL:     cfg.LoginURL,
 		LogoutPath:   cfg.Logout.Path,
 		LogoutURL:    cfg.Logout.RedirectURL,
-		CSRF:         authz.CSRF{Disabled: !cfg.CSRF.Enabled, AllowedOrigins: cfg.CSRF.AllowedOrigins},
+		CSRF:         authz.CSRF{Disabled: !cfg.CSRF.Enabled, AllowedOrigins: cfg.CSRF.AllowedOrigins, Shadow: cfg.CSRF.Shadow},
 		Metrics:      g.metrics,
 		Log:          log,
 	})
@@ -258,7 +258,7 @@ func authzRoutes(in []config.Route) ([]authz.Route, error) {
 		if err != nil {
 			return nil, fmt.Errorf("routes[%d].access: %w", i, err)
 		}
-		out = append(out, authz.Route{PathPrefix: r.PathPrefix, Methods: r.Methods, Access: a, Roles: r.Roles})
+		out = append(out, authz.Route{PathPrefix: r.PathPrefix, Methods: r.Methods, Access: a, Roles: r.Roles, Shadow: r.Shadow})
 	}
 	return out, nil
 }

@@ -26,6 +26,10 @@ type CSRF struct {
 	// requests with the cookie. Empty means only the request's own origin,
 	// scheme://host as Envoy saw it.
 	AllowedOrigins []string
+	// Shadow evaluates the check on every request it applies to and counts
+	// the outcome (sessiongate_shadow_decisions_total{rule="csrf"}), but
+	// refuses nothing.
+	Shadow bool
 }
 
 // safeMethod reports the methods RFC 9110 defines as safe. Everything else,

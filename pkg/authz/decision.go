@@ -59,6 +59,10 @@ type Verdict struct {
 	// Rule is the index of the route rule that applied, or -1 for none
 	// (no rule matched, or the request was refused before matching).
 	Rule int
+
+	// roles are the session's roles when a session was resolved (ok,
+	// forbidden): what a shadow rule's would-be decision needs.
+	roles []string
 }
 
 func verdict(d Decision, reason string, rule int) Verdict {

@@ -49,6 +49,9 @@ type Route struct {
 	Methods    []string
 	Access     Access
 	Roles      []string
+	// Shadow rules are evaluated and counted, never enforced: a request is
+	// decided as if they were absent. See shadow.go.
+	Shadow bool
 
 	folded string // PathPrefix as foldPath sees it; set by SetRoutes
 }
@@ -84,10 +87,10 @@ func (r *Route) matches(method, path string) bool {
 }
 
 // match returns the index of the first matching rule, or -1 (no rule:
-// authenticated, no roles).
+// authenticated, no roles). Shadow rules are not enforced: skipped.
 func match(routes []Route, method, path string) int {
 	for i := range routes {
-		if routes[i].matches(method, path) {
+		if !routes[i].Shadow && routes[i].matches(method, path) {
 			return i
 		}
 	}

@@ -80,6 +80,7 @@ type Server struct {
 
 	o           Options
 	routes      atomic.Pointer[[]Route]
+	shadows     atomic.Bool // some rule is a shadow rule
 	cache       *tokenCache
 	m           *metrics.Metrics
 	decisions   [numDecisions]prometheus.Counter
@@ -118,10 +119,13 @@ func New(o Options) *Server {
 // ones. It is how a config reload applies new rules without a restart.
 func (s *Server) SetRoutes(routes []Route) {
 	r := append([]Route(nil), routes...)
+	shadows := false
 	for i := range r {
 		r[i].folded = foldedPrefix(r[i].PathPrefix)
+		shadows = shadows || r[i].Shadow
 	}
 	s.routes.Store(&r)
+	s.shadows.Store(shadows)
 }
 
 // Check implements the ext_authz API.
@@ -137,6 +141,9 @@ func (s *Server) Decide(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 	resp, v := s.check(ctx, req)
 	s.decisions[v.Decision].Inc()
 	s.m.CheckDuration.Observe(time.Since(start).Seconds())
+	if s.shadows.Load() {
+		s.shadow(req, v)
+	}
 	return resp, v
 }
 
@@ -176,8 +183,13 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		return s.unauthenticated(httpReq, h), verdict(DecisionUnauthenticated, "no credential", pol.rule)
 	}
 	// Before the store: a forged cross-site request costs no round trip.
-	if cred.from == fromCookie && !s.o.CSRF.Disabled && !safeMethod(method) && s.csrfRefused(httpReq, h, true) {
-		return s.resp.csrf, verdict(DecisionCSRF, "unsafe cookie request from an origin not allowed", pol.rule)
+	if cred.from == fromCookie && !s.o.CSRF.Disabled && !safeMethod(method) {
+		refused := s.csrfRefused(httpReq, h, true)
+		if s.o.CSRF.Shadow {
+			s.shadowCSRF(httpReq, refused)
+		} else if refused {
+			return s.resp.csrf, verdict(DecisionCSRF, "unsafe cookie request from an origin not allowed", pol.rule)
+		}
 	}
 
 	ref := session.RefOf(cred.id)
@@ -200,9 +212,13 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		return s.resp.unavailable, verdict(DecisionUnavailable, "signing failed", pol.rule)
 	}
 	if len(pol.roles) > 0 && !session.HasAnyRole(c.roles, pol.roles) {
-		return s.resp.forbidden, verdict(DecisionForbidden, "missing role", pol.rule)
+		denied := verdict(DecisionForbidden, "missing role", pol.rule)
+		denied.roles = c.roles
+		return s.resp.forbidden, denied
 	}
-	return s.ok(c, cred), verdict(DecisionOK, "session valid", pol.rule)
+	allowed := verdict(DecisionOK, "session valid", pol.rule)
+	allowed.roles = c.roles
+	return s.ok(c, cred), allowed
 }
 
 // pathPolicy is what the route rules and Envoy's context_extensions say

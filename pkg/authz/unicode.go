@@ -193,7 +193,7 @@ func foldedPrefix(prefix string) string {
 func matchFolded(routes []Route, method, folded string) int {
 	for i := range routes {
 		r := &routes[i]
-		if r.forMethod(method) && strings.HasPrefix(folded, r.folded) {
+		if !r.Shadow && r.forMethod(method) && strings.HasPrefix(folded, r.folded) {
 			return i
 		}
 	}

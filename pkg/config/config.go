@@ -146,6 +146,9 @@ type Route struct {
 	Access     string   `yaml:"access"`
 	// Roles lets the request through if the session has any one of them.
 	Roles []string `yaml:"roles"`
+	// Shadow evaluates the rule and counts what it would decide, but decides
+	// every request as if the rule were absent: for rolling a rule out.
+	Shadow bool `yaml:"shadow"`
 }
 
 // Default returns the configuration used for every key that neither the file

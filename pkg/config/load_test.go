@@ -141,11 +141,13 @@ routes:
     methods: [get, Post]
     access: authenticated
     roles: [admin, ops]
+    shadow: true
   - path_prefix: /
     access: deny
 csrf:
   enabled: false
   allowed_origins: ["HTTPS://WWW.Example.com:443/", "http://localhost:8080"]
+  shadow: true
 admin:
   rate_limit: 2.5
   rate_burst: 5
@@ -184,10 +186,10 @@ func TestLoadFullFile(t *testing.T) {
 		Logout: Logout{Path: "/logout", RedirectURL: "/bye"},
 		Routes: []Route{
 			{PathPrefix: "/public", Access: "public"},
-			{PathPrefix: "/admin", Methods: []string{"GET", "POST"}, Access: "authenticated", Roles: []string{"admin", "ops"}},
+			{PathPrefix: "/admin", Methods: []string{"GET", "POST"}, Access: "authenticated", Roles: []string{"admin", "ops"}, Shadow: true},
 			{PathPrefix: "/", Access: "deny"},
 		},
-		CSRF:     CSRF{Enabled: false, AllowedOrigins: []string{"https://www.example.com", "http://localhost:8080"}},
+		CSRF:     CSRF{Enabled: false, AllowedOrigins: []string{"https://www.example.com", "http://localhost:8080"}, Shadow: true},
 		Admin:    Admin{RateLimit: 2.5, RateBurst: 5},
 		AdminTLS: AdminTLS{CertFile: "/tls/admin.crt", KeyFile: "/tls/admin.key", ClientCAFile: "/tls/clients-ca.pem", ClientCertAuthOnly: true},
 	}

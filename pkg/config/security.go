@@ -16,6 +16,9 @@ type CSRF struct {
 	// AllowedOrigins are scheme://host[:port] origins whose pages may send
 	// such requests; empty means the request's own origin only.
 	AllowedOrigins []string `yaml:"allowed_origins"`
+	// Shadow evaluates the check and counts what it would decide without
+	// refusing anything: for turning CSRF on without breaking traffic.
+	Shadow bool `yaml:"shadow"`
 }
 
 // Admin hardens the admin API beyond its bearer tokens.

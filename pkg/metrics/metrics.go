@@ -20,6 +20,7 @@ type Metrics struct {
 	StoreDuration    *prometheus.HistogramVec // sessiongate_store_duration_seconds{op}
 	StoreErrors      *prometheus.CounterVec   // sessiongate_store_errors_total{op}
 	StoreCanceled    *prometheus.CounterVec   // sessiongate_store_canceled_total{op}
+	ShadowDecisions  *prometheus.CounterVec   // sessiongate_shadow_decisions_total{rule,decision}
 	SessionsCreated  prometheus.Counter       // sessiongate_sessions_created_total
 	SessionsRevoked  prometheus.Counter       // sessiongate_sessions_revoked_total
 	TokenCacheHits   prometheus.Counter       // sessiongate_token_cache_hits_total
@@ -56,6 +57,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "sessiongate_store_canceled_total",
 			Help: "Session store calls abandoned because the caller went away (Envoy cancelled the Check), by operation.",
 		}, []string{"op"}),
+		ShadowDecisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sessiongate_shadow_decisions_total",
+			Help: "What shadow rules (rule: its index in routes) and the shadow CSRF check (rule: csrf) would have decided, had they been enforced.",
+		}, []string{"rule", "decision"}),
 		SessionsCreated: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sessiongate_sessions_created_total",
 			Help: "Sessions created through the admin API.",
@@ -78,7 +83,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Decisions, m.CheckDuration, m.StoreDuration, m.StoreErrors, m.StoreCanceled,
+		reg.MustRegister(m.Decisions, m.CheckDuration, m.StoreDuration, m.StoreErrors, m.StoreCanceled, m.ShadowDecisions,
 			m.SessionsCreated, m.SessionsRevoked, m.TokenCacheHits, m.TokenCacheMisses, m.StoreUp)
 	}
 	return m
