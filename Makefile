@@ -8,7 +8,7 @@ BIN       := bin/sessiongate
 FUZZTIME  ?= 30s
 BENCHCOUNT ?= 6
 
-.PHONY: all build run test test-unit test-faults soak deps-test redis e2e k8s-test bench fuzz loadtest image vet fmt clean
+.PHONY: all build run demo test test-unit test-faults soak deps-test redis e2e k8s-test bench fuzz loadtest image vet fmt clean
 
 all: build
 
@@ -18,6 +18,16 @@ build:
 ## run: serve with the embedded dev store, an ephemeral key and an open admin API on loopback
 run:
 	$(GO) run ./cmd/sessiongate serve --dev
+
+## demo: the whole flow on this machine, no Docker: redis-server, sessiongate, the demo login
+## service, the demo upstream and a real Envoy 1.40 as processes on fixed loopback ports (Envoy on
+## 8080; DEMO_FLAGS changes them, e.g. DEMO_FLAGS='-edge-port 18080'; logs in e2e/.run/demo).
+## Ctrl-C stops everything. Built first, then exec'd, so Ctrl-C reaches the demo itself.
+DEMO_FLAGS ?=
+demo: redis
+	@bash e2e/tools/install-envoy.sh >/dev/null
+	@cd e2e && $(GO) build -o .run/bin/demo ./cmd/demo
+	@cd e2e && exec ./.run/bin/demo $(DEMO_FLAGS)
 
 ## test: everything — unit, Redis-backed, Kubernetes manifests and the real-Envoy e2e suite
 test: vet test-unit test-faults k8s-test e2e
