@@ -114,7 +114,8 @@ k8s-test:
 ## FUZZPARALLEL workers (default 1: the machine is shared). Seed corpora in testdata/fuzz/
 ## run with every plain `go test`; a finding is written there and fails `make test` until fixed.
 FUZZPARALLEL ?= 1
-FUZZ_TARGETS := ./pkg/admin:FuzzAdminJSON ./pkg/authz:FuzzRoutePath ./pkg/authz:FuzzSessionCookie \
+FUZZ_TARGETS := ./pkg/admin:FuzzAdminJSON ./pkg/admin:FuzzClaimNameDifferential ./pkg/admin:FuzzListQuery ./pkg/verify:FuzzExactClaims \
+	./pkg/authz:FuzzRoutePath ./pkg/authz:FuzzSessionCookie \
 	./pkg/session:FuzzParseEntry ./pkg/session:FuzzValidID ./pkg/config:FuzzLoad
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \

@@ -18,7 +18,7 @@ const sessionUsage = `usage: sessiongate session [--config FILE] [--url URL] [--
 
 commands:
   create --subject S [--tenant T] [--role R]... [--claim K=V]... [--idle-timeout D] [--absolute-timeout D] [--device-name N]
-  list SUBJECT
+  list [--limit N] SUBJECT   (every session; N per request, 1..1000, default 100)
   revoke SESSION_REF
   revoke-user SUBJECT
   update-user SUBJECT [--role R]... [--no-roles] [--claim K=V]...
@@ -87,11 +87,19 @@ func sessionCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		return out.Encode(resp)
 	case "list":
-		subject, err := oneArg("list", "SUBJECT", args)
+		fs := flag.NewFlagSet("session list", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		limit := fs.Int("limit", 0, "sessions per request, 1..1000 (default: the server's, 100)")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		subject, err := oneArg("list", "SUBJECT", fs.Args())
 		if err != nil {
 			return err
 		}
-		ss, err := c.ListSessions(ctx, subject)
+		// The whole list, as before the API was paginated: the pages are
+		// joined here, so the output has no next_cursor.
+		ss, err := c.ListAllSessions(ctx, subject, *limit)
 		if err != nil {
 			return err
 		}

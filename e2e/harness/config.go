@@ -170,9 +170,9 @@ type SGRoute struct {
 // Routes of the harness configuration (the Compose configuration has the
 // same ones, in e2e/compose/sessiongate.yaml).
 var defaultRoutes = []SGRoute{
-	// Envoy does not even ask sessiongate for /public/ (ext_authz disabled
-	// on that route); /docs/ is public by sessiongate's decision, so both
-	// ways of being public are exercised.
+	// Envoy marks /public/ public itself (context_extensions access:
+	// public); /docs/ is public by sessiongate's own rule, so both ways of
+	// being public are exercised.
 	{PathPrefix: "/public/", Access: "public"},
 	{PathPrefix: "/docs/", Access: "public"},
 	{PathPrefix: "/deny/", Access: "deny"},

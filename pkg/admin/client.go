@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -46,12 +47,57 @@ func (c *Client) CreateSession(ctx context.Context, req CreateRequest) (CreateRe
 	return out, err
 }
 
-// ListSessions lists the live sessions of subject, oldest first.
+// ListSessions lists every live session of subject, oldest first, following
+// next_cursor page by page at the server's default page size.
 func (c *Client) ListSessions(ctx context.Context, subject string) ([]SessionInfo, error) {
-	var out ListResponse
-	err := c.do(ctx, http.MethodGet, userPath(subject), nil, &out, http.StatusOK)
-	return out.Sessions, err
+	return c.ListAllSessions(ctx, subject, 0)
 }
+
+// ListAllSessions is ListSessions with pages of limit sessions (0: the
+// server's default, DefaultPageLimit).
+func (c *Client) ListAllSessions(ctx context.Context, subject string, limit int) ([]SessionInfo, error) {
+	all := []SessionInfo{} // no sessions encode as [], as a single page did
+	cursor := ""
+	for {
+		p, err := c.ListSessionsPage(ctx, subject, limit, cursor)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, p.Sessions...)
+		if p.NextCursor == "" {
+			return all, nil
+		}
+		// A server handing back the cursor it was given would loop forever.
+		if p.NextCursor == cursor {
+			return nil, fmt.Errorf("admin api: list %s: next_cursor did not advance", subject)
+		}
+		cursor = p.NextCursor
+	}
+}
+
+// ListSessionsPage returns one page of subject's sessions: at most limit (0:
+// the server's default) from cursor ("" for the first page; then the
+// previous page's NextCursor, which is empty on the last page).
+func (c *Client) ListSessionsPage(ctx context.Context, subject string, limit int, cursor string) (ListResponse, error) {
+	q := url.Values{}
+	if limit != 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	path := userPath(subject)
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var out ListResponse
+	err := c.doMax(ctx, http.MethodGet, path, nil, &out, http.StatusOK, maxListResponse)
+	return out, err
+}
+
+// maxListResponse bounds one page's answer: MaxPageLimit sessions with the
+// longest device texts the API accepts, escaped, stay below it.
+const maxListResponse = 16 << 20
 
 // RevokeSession deletes one session by ref.
 func (c *Client) RevokeSession(ctx context.Context, ref string) error {
@@ -78,6 +124,12 @@ func userPath(subject string) string {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any, want int) error {
+	return c.doMax(ctx, method, path, in, out, want, 1<<20)
+}
+
+// doMax is do with a bound on the answer's size; a longer answer is an
+// error saying so, not a JSON syntax error from a cut-off body.
+func (c *Client) doMax(ctx context.Context, method, path string, in, out any, want int, maxBytes int64) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -101,9 +153,12 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any, want 
 		return fmt.Errorf("admin api %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBytes+1))
 	if err != nil {
 		return fmt.Errorf("admin api %s %s: read: %w", method, path, err)
+	}
+	if int64(len(data)) > maxBytes {
+		return fmt.Errorf("admin api %s %s: answer longer than %d bytes", method, path, maxBytes)
 	}
 	if resp.StatusCode != want {
 		var e ErrorResponse

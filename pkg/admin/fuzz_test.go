@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sessiongate/sessiongate/pkg/session"
+	"github.com/sessiongate/sessiongate/pkg/token"
 )
 
 // FuzzAdminJSON sends arbitrary bodies to the two endpoints that decode
@@ -92,6 +93,7 @@ func FuzzAdminJSON(f *testing.F) {
 			t.Fatalf("accepted a body that is not exactly one JSON value: %q", body)
 		}
 		checkKnownFields(t, body, update)
+		checkClaimNames(t, body)
 		if update {
 			return
 		}
@@ -132,6 +134,23 @@ func claimTexts(m map[string]string) []string {
 	return out
 }
 
+// checkClaimNames fails when an accepted body carries a custom claim name
+// the signer would refuse (one that is, or folds onto, an owned claim).
+func checkClaimNames(t *testing.T, body []byte) {
+	t.Helper()
+	var req struct {
+		Claims map[string]string `json:"claims"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		t.Fatalf("accepted body: %v", err)
+	}
+	for k := range req.Claims {
+		if err := token.CheckCustomClaim(k); err != nil {
+			t.Fatalf("accepted claim name %q: %v", k, err)
+		}
+	}
+}
+
 // checkKnownFields fails when an accepted body names a field the request
 // type does not have, at the top level or in device.
 func checkKnownFields(t *testing.T, body []byte, update bool) {
@@ -166,3 +185,48 @@ func checkKnownFields(t *testing.T, body []byte, update bool) {
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// FuzzListQuery sends arbitrary query strings to the session listing,
+// starting from listQueryCases with their cursors filled in. Whatever the
+// query (a cursor edited, cut, re-encoded, repeated), the answer is a 200
+// page within the limits or a 400 in the API's error shape: never a 5xx,
+// never a panic.
+func FuzzListQuery(f *testing.F) {
+	h, _ := listFixture(f)
+	for _, tc := range listQueryCases {
+		f.Add(cursorQuery(f, h, tc.query))
+	}
+	f.Fuzz(func(t *testing.T, query string) {
+		h, _ := listFixture(t)
+		rec := serveList(h, "alice", query)
+		switch rec.Code {
+		case http.StatusOK:
+			var out ListResponse
+			if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+				t.Fatalf("?%q: 200 with %q: %v", query, rec.Body, err)
+			}
+			seen := map[string]bool{}
+			for _, s := range out.Sessions {
+				if seen[s.SessionRef] {
+					t.Fatalf("?%q: %s twice in one page", query, s.SessionRef)
+				}
+				seen[s.SessionRef] = true
+			}
+			if len(out.Sessions) > 5 {
+				t.Fatalf("?%q: %d sessions; alice has 5", query, len(out.Sessions))
+			}
+			if out.NextCursor != "" {
+				if _, ok := decodeCursor("alice", out.NextCursor); !ok {
+					t.Fatalf("?%q: next_cursor %q does not decode", query, out.NextCursor)
+				}
+			}
+		case http.StatusBadRequest:
+			var e ErrorResponse
+			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error == "" {
+				t.Fatalf("?%q: 400 body %q is not the API's error JSON", query, rec.Body)
+			}
+		default:
+			t.Fatalf("?%q: status %d (%s)", query, rec.Code, strings.TrimSpace(rec.Body.String()))
+		}
+	})
+}

@@ -45,9 +45,12 @@ type SessionInfo struct {
 	Device     Device    `json:"device"`
 }
 
-// ListResponse is the answer to GET /v1/users/{subject}/sessions.
+// ListResponse is the answer to GET /v1/users/{subject}/sessions: one page,
+// oldest first. NextCursor, absent on the last page, is passed back as
+// ?cursor= for the next one; it is opaque and bound to the subject.
 type ListResponse struct {
-	Sessions []SessionInfo `json:"sessions"`
+	Sessions   []SessionInfo `json:"sessions"`
+	NextCursor string        `json:"next_cursor,omitempty"`
 }
 
 // UpdateRequest is the body of PATCH /v1/users/{subject}/sessions. Roles and

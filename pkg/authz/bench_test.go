@@ -264,3 +264,26 @@ func processCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkCheckPublic is a public path: without credentials the shared
+// answer; with the session cookie among others, an answer that takes it
+// out of the upstream request.
+func BenchmarkCheckPublic(b *testing.B) {
+	f := newFixture(b, session.NewMemoryStore(nil))
+	ctx := context.Background()
+	for _, bc := range []struct {
+		name string
+		opts []reqOpt
+	}{
+		{"bare", nil},
+		{"cookies", []reqOpt{withCookie("theme=dark; __Host-sid=ZCGeV77fE9EYNGb7Ybw-htAF4sx3gGbmcuX5CSyFJkk; lang=en")}},
+	} {
+		req := request("GET", "/public/app.css", bc.opts...)
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				f.srv.Check(ctx, req)
+			}
+		})
+	}
+}

@@ -21,16 +21,21 @@ type responses struct {
 	unavailable     *authv3.CheckResponse
 	logout          *authv3.CheckResponse
 	tokenHeader     string
+	// publicRemove are the headers a public answer removes: the token
+	// header, with the cookie, the authorization header, or both.
+	publicRemove [4][]string
 }
 
 func newResponses(o Options) responses {
-	r := responses{tokenHeader: o.TokenHeader}
+	t := o.TokenHeader
+	r := responses{tokenHeader: t}
+	r.publicRemove = [4][]string{{t}, {t, "cookie"}, {t, "authorization"}, {t, "cookie", "authorization"}}
 	// A public request still loses any client-sent token header: an upstream
 	// must never see a token sessiongate did not just sign.
 	r.public = &authv3.CheckResponse{
 		Status: &rpcstatus.Status{Code: int32(codes.OK)},
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-			HeadersToRemove: []string{o.TokenHeader},
+			HeadersToRemove: r.publicRemove[0],
 		}},
 	}
 	r.badRequest = denied(codes.InvalidArgument, typev3.StatusCode_BadRequest, `{"error":"bad_request"}`)
@@ -114,12 +119,18 @@ func (s *Server) public(h headers) *authv3.CheckResponse {
 	a := new(okAnswer)
 	var remove []string
 	a.http.Headers, remove = a.scrub(p, 0)
-	// The token header is always removed; the shared lists start with it.
-	switch {
-	case len(remove) == 0:
-		remove = s.resp.public.GetOkResponse().GetHeadersToRemove()
+	// The token header is always removed too.
+	switch len(remove) {
+	case 0:
+		remove = s.resp.publicRemove[0]
+	case 1:
+		if remove[0] == "cookie" {
+			remove = s.resp.publicRemove[1]
+		} else {
+			remove = s.resp.publicRemove[2]
+		}
 	default:
-		remove = append([]string{s.resp.tokenHeader}, remove...)
+		remove = s.resp.publicRemove[3]
 	}
 	a.http.HeadersToRemove = remove
 	a.allow.OkResponse = &a.http

@@ -194,7 +194,9 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	}
 	c, err := s.token(entry, audience, now)
 	if err != nil {
-		if errors.Is(err, session.ErrCorrupt) {
+		// A claim name the signer refuses came from the record: as corrupt
+		// as one the decoder refuses, and as much a 401.
+		if errors.Is(err, session.ErrCorrupt) || errors.Is(err, token.ErrInvalidClaimName) {
 			s.o.Log.Warn("check: corrupt session record", "session_ref", ref, "err", err)
 			return s.unauthenticated(httpReq, h), metrics.ResultUnauthenticated
 		}

@@ -162,6 +162,14 @@ func (s *instrumentedStore) List(ctx context.Context, subject string) ([]*sessio
 	return ss, err
 }
 
+// ListPage shares the "list" op: to an operator both are the admin listing.
+func (s *instrumentedStore) ListPage(ctx context.Context, subject string, after uint64, limit int) (session.Page, error) {
+	start := time.Now()
+	p, err := s.Store.ListPage(ctx, subject, after, limit)
+	s.m.storeOp("list").done(start, err)
+	return p, err
+}
+
 func (s *instrumentedStore) DeleteUser(ctx context.Context, subject string) (int, error) {
 	start := time.Now()
 	n, err := s.Store.DeleteUser(ctx, subject)

@@ -332,6 +332,137 @@ var conformanceCases = []struct {
 			}
 		}
 	}},
+	{"list pages walk 2500 sessions once each", func(t *testing.T, f storeFixture) {
+		const n = 2500
+		want := createMany(t, f.store, "pia", n)
+		var first []string
+		for _, limit := range []int{1000, 100, 7} {
+			got, sizes := walk(t, f.store, "pia", limit)
+			if !sameSet(got, want) {
+				t.Fatalf("limit %d: walk returned %d refs (%d distinct), want the %d created", limit, len(got), len(distinct(got)), n)
+			}
+			for i, size := range sizes {
+				if size != limit && i != len(sizes)-1 {
+					t.Fatalf("limit %d: page %d holds %d sessions with nothing stale in the index", limit, i, size)
+				}
+			}
+			// Every walk is in the same (index) order, whatever the page size.
+			if first == nil {
+				first = got
+			} else if !slices.Equal(got, first) {
+				t.Fatalf("limit %d: order differs from the limit-1000 walk", limit)
+			}
+		}
+	}},
+	{"list pages are oldest first", func(t *testing.T, f storeFixture) {
+		var refs []string
+		for i := range 5 {
+			s := newSession(t, "quinn", time.Minute, time.Hour)
+			s.CreatedAt = s.CreatedAt.Add(time.Duration(i) * time.Millisecond)
+			mustCreate(t, f.store, s, Limit{})
+			refs = append(refs, s.Ref)
+		}
+		got, sizes := walk(t, f.store, "quinn", 2)
+		if !slices.Equal(got, refs) || !slices.Equal(sizes, []int{2, 2, 1}) {
+			t.Fatalf("walk = %v in pages %v, want %v in pages [2 2 1]", got, sizes, refs)
+		}
+		// A page that ends exactly at the last session says so: no empty
+		// page to fetch after it.
+		if _, sizes := walk(t, f.store, "quinn", 5); !slices.Equal(sizes, []int{5}) {
+			t.Fatalf("limit 5 over 5 sessions: pages %v, want [5]", sizes)
+		}
+	}},
+	{"list pages skip expired sessions and keep going", func(t *testing.T, f storeFixture) {
+		ctx := context.Background()
+		// live, 10 expiring, live, live, 3 expiring, live: a run of stale
+		// index entries longer than a page's rounds can skip at limit 1.
+		var live []string
+		add := func(idle time.Duration) {
+			s := newSession(t, "rita", idle, time.Hour)
+			mustCreate(t, f.store, s, Limit{})
+			if idle > time.Second {
+				live = append(live, s.Ref)
+			}
+		}
+		add(time.Hour)
+		for range 10 {
+			add(300 * time.Millisecond)
+		}
+		add(time.Hour)
+		add(time.Hour)
+		for range 3 {
+			add(300 * time.Millisecond)
+		}
+		add(time.Hour)
+		time.Sleep(700 * time.Millisecond)
+		for _, limit := range []int{1, 2, 100} {
+			if got, _ := walk(t, f.store, "rita", limit); !slices.Equal(got, live) {
+				t.Fatalf("limit %d: walk = %v, want %v", limit, got, live)
+			}
+		}
+		// The walks pruned what they passed: now every page is full.
+		if _, sizes := walk(t, f.store, "rita", 1); !slices.Equal(sizes, []int{1, 1, 1, 1}) {
+			t.Fatalf("after pruning: pages %v, want [1 1 1 1]", sizes)
+		}
+		if p, err := f.store.ListPage(ctx, "rita", 0, 0); err == nil {
+			t.Fatalf("limit 0: page %+v, want an error", p)
+		}
+	}},
+	{"a list walk survives changes between pages", func(t *testing.T, f storeFixture) {
+		ctx := context.Background()
+		refs := createMany(t, f.store, "sam", 20)
+		p, err := f.store.ListPage(ctx, "sam", 0, 5)
+		if err != nil || len(p.Sessions) != 5 || p.Next == 0 {
+			t.Fatalf("first page = %d sessions, next %d, %v", len(p.Sessions), p.Next, err)
+		}
+		seen := refsOf(p.Sessions)
+		var unseen string
+		for _, ref := range refs {
+			if !slices.Contains(seen, ref) {
+				unseen = ref
+				break
+			}
+		}
+		for _, ref := range []string{seen[0], unseen} {
+			if err := f.store.Delete(ctx, ref); err != nil {
+				t.Fatal(err)
+			}
+		}
+		added := createMany(t, f.store, "sam", 2)
+		got := seen
+		for next := p.Next; next != 0; {
+			p, err := f.store.ListPage(ctx, "sam", next, 5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, refsOf(p.Sessions)...)
+			next = p.Next
+		}
+		if len(distinct(got)) != len(got) {
+			t.Fatalf("a session came back twice in one walk: %v", got)
+		}
+		if slices.Contains(got, unseen) {
+			t.Fatal("a session deleted before its page was listed on it")
+		}
+		for _, ref := range refs {
+			if ref != unseen && !slices.Contains(got, ref) {
+				t.Fatalf("session %s, live throughout, missing from the walk", ref)
+			}
+		}
+		for _, ref := range added {
+			if slices.Contains(got, ref) {
+				continue
+			}
+			// Allowed by the contract, but both stores append to the index.
+			t.Fatalf("session %s created during the walk missing", ref)
+		}
+		if p, err := f.store.ListPage(ctx, "sam", 1<<52, 5); err != nil || len(p.Sessions) != 0 || p.Next != 0 {
+			t.Fatalf("past the end: %+v, %v", p, err)
+		}
+		if p, err := f.store.ListPage(ctx, "nobody-sam", 0, 5); err != nil || len(p.Sessions) != 0 || p.Next != 0 {
+			t.Fatalf("unknown subject: %+v, %v", p, err)
+		}
+	}},
 	{"invalid sessions are refused", func(t *testing.T, f storeFixture) {
 		ctx := context.Background()
 		for name, mutate := range map[string]func(*Session){
@@ -360,6 +491,14 @@ var conformanceCases = []struct {
 			"too large":      fmt.Sprintf(`1:1:%d:60000:{"sub":"x","clm":{"a":"%s"}}`, far, make([]byte, MaxRecordSize)),
 			"negative idle":  fmt.Sprintf(`1:1:%d:-5:{"sub":"x","cat":1}`, far),
 			"number too big": fmt.Sprintf(`1:99999999999999999999999:%d:60000:{"sub":"x"}`, far),
+			// Custom claims that fold onto owned claims, written by an older
+			// version or by hand: signing them would hand a Go verifier
+			// another subject, audience, expiry or tenant.
+			"claim SUB":         fmt.Sprintf(`1:1:%d:60000:{"sub":"x","clm":{"SUB":"root","AUD":"billing","EXP":"9999999999"},"cat":1}`, far),
+			"claim long s":      fmt.Sprintf(`1:1:%d:60000:{"sub":"x","clm":{"\u017fub":"root"},"cat":1}`, far),
+			"claim Tenant":      fmt.Sprintf(`1:1:%d:60000:{"sub":"x","clm":{"Tenant":"othercorp"},"cat":1}`, far),
+			"claim exact roles": fmt.Sprintf(`1:1:%d:60000:{"sub":"x","clm":{"roles":"admin"},"cat":1}`, far),
+			"claim zero width":  fmt.Sprintf(`1:1:%d:60000:{"sub":"x","clm":{"s\u200bub":"root"},"cat":1}`, far),
 		} {
 			ref := RefOf(mustID(t))
 			f.putRaw(t, ref, "x", raw)
@@ -400,6 +539,93 @@ func mustCreate(t *testing.T, st Store, s *Session, l Limit) {
 	if _, err := st.Create(context.Background(), s, l); err != nil {
 		t.Fatalf("create: %v", err)
 	}
+}
+
+// createMany creates n sessions of subject, 8 at a time, and returns their
+// refs (in no particular order).
+func createMany(t *testing.T, st Store, subject string, n int) []string {
+	t.Helper()
+	refs := make([]string, n)
+	for i := range refs {
+		refs[i] = RefOf(mustID(t))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	work := make(chan int)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				now := time.Now().Truncate(time.Millisecond)
+				s := &Session{Ref: refs[i], Subject: subject, CreatedAt: now, ExpiresAt: now.Add(time.Hour), IdleTimeout: time.Hour}
+				if _, err := st.Create(context.Background(), s, Limit{}); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for i := range refs {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("create: %v", err)
+	}
+	return refs
+}
+
+// walk follows ListPage from the start to the end and returns every ref in
+// order and each page's size. It fails the test on a page over limit or a
+// walk that does not end.
+func walk(t *testing.T, st Store, subject string, limit int) (refs []string, sizes []int) {
+	t.Helper()
+	var next uint64
+	for {
+		p, err := st.ListPage(context.Background(), subject, next, limit)
+		if err != nil {
+			t.Fatalf("list page after %d: %v", next, err)
+		}
+		if len(p.Sessions) > limit {
+			t.Fatalf("page of %d sessions, limit %d", len(p.Sessions), limit)
+		}
+		if p.Next != 0 && p.Next <= next {
+			t.Fatalf("next %d does not move past %d", p.Next, next)
+		}
+		refs = append(refs, refsOf(p.Sessions)...)
+		sizes = append(sizes, len(p.Sessions))
+		if p.Next == 0 {
+			return refs, sizes
+		}
+		next = p.Next
+	}
+}
+
+func distinct(refs []string) map[string]bool {
+	m := make(map[string]bool, len(refs))
+	for _, r := range refs {
+		m[r] = true
+	}
+	return m
+}
+
+// sameSet reports whether got holds exactly want, each once.
+func sameSet(got, want []string) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	d := distinct(got)
+	if len(d) != len(got) {
+		return false
+	}
+	for _, w := range want {
+		if !d[w] {
+			return false
+		}
+	}
+	return true
 }
 
 func refsOf(ss []*Session) []string {

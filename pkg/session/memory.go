@@ -1,7 +1,10 @@
 package session
 
 import (
+	"cmp"
 	"context"
+	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -14,8 +17,11 @@ type MemoryStore struct {
 	now func() time.Time
 
 	mu       sync.Mutex
-	sessions map[string]memRecord           // by ref
-	users    map[string]map[string]struct{} // subject → refs
+	sessions map[string]memRecord         // by ref
+	users    map[string]map[string]uint64 // subject → ref → index position
+	// seq numbers index entries in insertion order, as the Redis index's
+	// scores do, so ListPage walks both stores the same way.
+	seq uint64
 }
 
 type memRecord struct {
@@ -32,7 +38,7 @@ func NewMemoryStore(now func() time.Time) *MemoryStore {
 	return &MemoryStore{
 		now:      now,
 		sessions: make(map[string]memRecord),
-		users:    make(map[string]map[string]struct{}),
+		users:    make(map[string]map[string]uint64),
 	}
 }
 
@@ -106,25 +112,30 @@ func (m *MemoryStore) Create(_ context.Context, s *Session, limit Limit) ([]stri
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	existing, err := m.liveSessions(s.Subject, now)
-	if err != nil {
-		return nil, err
-	}
 	var evicted []string
-	if limit.MaxPerUser > 0 && len(existing) >= limit.MaxPerUser {
-		if limit.Reject {
-			return nil, ErrLimit
+	if limit.MaxPerUser > 0 {
+		// Only a cap needs the existing sessions: decoding them all on every
+		// create made filling one subject quadratic.
+		existing, err := m.liveSessions(s.Subject, now)
+		if err != nil {
+			return nil, err
 		}
-		for _, old := range existing[:len(existing)-limit.MaxPerUser+1] {
-			m.drop(old.Ref, old.Subject)
-			evicted = append(evicted, old.Ref)
+		if len(existing) >= limit.MaxPerUser {
+			if limit.Reject {
+				return nil, ErrLimit
+			}
+			for _, old := range existing[:len(existing)-limit.MaxPerUser+1] {
+				m.drop(old.Ref, old.Subject)
+				evicted = append(evicted, old.Ref)
+			}
 		}
 	}
 	m.sessions[s.Ref] = memRecord{raw: raw, subject: s.Subject, expires: nextExpiry(now, s.ExpiresAt, s.IdleTimeout)}
 	if m.users[s.Subject] == nil {
-		m.users[s.Subject] = make(map[string]struct{})
+		m.users[s.Subject] = make(map[string]uint64)
 	}
-	m.users[s.Subject][s.Ref] = struct{}{}
+	m.seq++
+	m.users[s.Subject][s.Ref] = m.seq
 	return evicted, nil
 }
 
@@ -163,6 +174,49 @@ func (m *MemoryStore) List(_ context.Context, subject string) ([]*Session, error
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.liveSessions(subject, m.now())
+}
+
+// ListPage implements Store. The memory store prunes as it reads, so its
+// pages are only short at the end of a walk.
+func (m *MemoryStore) ListPage(_ context.Context, subject string, after uint64, limit int) (Page, error) {
+	if limit < 1 {
+		return Page{}, errPageLimit
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	type entry struct {
+		ref string
+		seq uint64
+	}
+	var rest []entry
+	for ref, seq := range m.users[subject] {
+		if seq > after {
+			rest = append(rest, entry{ref, seq})
+		}
+	}
+	slices.SortFunc(rest, func(a, b entry) int { return cmp.Compare(a.seq, b.seq) })
+	now := m.now()
+	var p Page
+	for i, e := range rest {
+		if len(p.Sessions) == limit {
+			p.Next = rest[i-1].seq
+			break
+		}
+		r, ok := m.live(e.ref, now)
+		if !ok {
+			continue
+		}
+		en, err := parseEntry(e.ref, r.raw)
+		if err != nil {
+			return Page{}, fmt.Errorf("session %s: %w", e.ref, err)
+		}
+		s, err := en.Session()
+		if err != nil {
+			return Page{}, fmt.Errorf("session %s: %w", e.ref, err)
+		}
+		p.Sessions = append(p.Sessions, s)
+	}
+	return p, nil
 }
 
 // DeleteUser implements Store.

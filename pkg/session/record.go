@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sessiongate/sessiongate/pkg/token"
 )
 
 // A stored record is a short text header followed by a JSON body:
@@ -58,6 +60,15 @@ func (e Entry) Session() (*Session, error) {
 	}
 	if !b.clean() {
 		return nil, fmt.Errorf("%w: control character in a value", ErrCorrupt)
+	}
+	// The admin API refuses such names; a record holding one was written by
+	// something else (an older version, or a hand in Redis), and signing it
+	// would let "SUB" or "\u017fub" stand in for sub at a verifier that
+	// decodes claims into a struct.
+	for k := range b.Claims {
+		if err := token.CheckCustomClaim(k); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
 	}
 	s := &Session{
 		Ref:         e.Ref,

@@ -31,6 +31,15 @@ func TestEntrySessionRefusesForeignRecords(t *testing.T) {
 		{"C1 control in device name", `{"sub":"a","dev":{"name":"x\u0085y"},"cat":1}`, false},
 		{"line separator in user agent", `{"sub":"a","dev":{"user_agent":"x\u2028y"},"cat":1}`, false},
 		{"DEL in device ip", `{"sub":"a","dev":{"ip":"1.2.3.4\u007f"},"cat":1}`, false},
+		{"custom claims", `{"sub":"a","clm":{"email":"a@example.com","urn:x:level":"2"},"cat":1}`, true},
+		{"claim SUB", `{"sub":"a","clm":{"SUB":"root"},"cat":1}`, false},
+		{"claim Aud", `{"sub":"a","clm":{"Aud":"billing"},"cat":1}`, false},
+		{"claim EXP", `{"sub":"a","clm":{"EXP":"9999999999"},"cat":1}`, false},
+		{"claim Tenant", `{"sub":"a","clm":{"Tenant":"othercorp"},"cat":1}`, false},
+		{"claim long s", `{"sub":"a","clm":{"\u017fub":"root"},"cat":1}`, false},
+		{"claim exact sid", `{"sub":"a","clm":{"sid":"x"},"cat":1}`, false},
+		{"claim zero width", `{"sub":"a","clm":{"ro\u200bles":"admin"},"cat":1}`, false},
+		{"claim empty name", `{"sub":"a","clm":{"":"x"},"cat":1}`, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

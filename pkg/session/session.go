@@ -156,6 +156,25 @@ type Update struct {
 	Claims map[string]string
 }
 
+// Page is one page of a subject's sessions, in index order (oldest first).
+type Page struct {
+	Sessions []*Session
+	// Next is the position to pass as ListPage's after for the following
+	// page; 0 when the walk is done. It is a position in the subject's
+	// index, not a count, so sessions created or deleted between pages do
+	// not shift it.
+	Next uint64
+}
+
+// errPageLimit refuses a page of no sessions: it could never make progress.
+var errPageLimit = errors.New("list page: limit must be at least 1")
+
+// Interface guards.
+var (
+	_ Store = (*MemoryStore)(nil)
+	_ Store = (*RedisStore)(nil)
+)
+
 // Store is the contract both stores meet; the conformance tests hold them to
 // it. Everything is keyed by ref or subject, never by session ID.
 type Store interface {
@@ -170,6 +189,15 @@ type Store interface {
 	Delete(ctx context.Context, ref string) error
 	// List returns the live sessions of subject, oldest first.
 	List(ctx context.Context, subject string) ([]*Session, error)
+	// ListPage returns at most limit (≥ 1) live sessions of subject from
+	// the position after (0: the start), and where the next page starts.
+	// Positions only grow along a walk, so following Next from 0 never
+	// returns a session twice, and returns every session that lives
+	// throughout the walk; one created during it may or may not appear.
+	// Index entries of expired sessions are skipped (and pruned) without
+	// ending the walk: a page may hold fewer than limit sessions, even
+	// none, while Next is not 0. Only Next == 0 means done.
+	ListPage(ctx context.Context, subject string, after uint64, limit int) (Page, error)
 	// DeleteUser removes every session of subject and returns how many.
 	DeleteUser(ctx context.Context, subject string) (int, error)
 	// UpdateUser applies u to every session of subject, bumping each version.

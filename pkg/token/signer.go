@@ -15,29 +15,17 @@ import (
 type Claims struct {
 	Subject, Tenant, SessionRef, Audience, ID string // ID = jti
 	Roles                                     []string
-	// Custom holds free-form string claims. Entries whose name is a reserved
-	// claim (see IsReservedClaim) are dropped: a session attribute must never
-	// be able to spoof the issuer, audience, expiry, subject or roles.
+	// Custom holds free-form string claims. Every name must pass
+	// CheckCustomClaim, or Sign fails: a session attribute must never be
+	// able to spoof the issuer, audience, expiry, subject or roles, not even
+	// for a verifier that matches names case-insensitively.
 	Custom                         map[string]string
 	IssuedAt, NotBefore, ExpiresAt time.Time
 }
 
-// reserved are the claim names the Signer owns; Custom can never set them.
-var reserved = map[string]struct{}{
-	"iss": {}, "sub": {}, "aud": {}, "exp": {}, "iat": {}, "nbf": {},
-	"jti": {}, "sid": {}, "tenant": {}, "roles": {},
-}
-
-// IsReservedClaim reports whether name is a claim that Claims.Custom cannot
-// set. Configuration code can use it to reject such mappings at startup
-// rather than having them silently dropped at signing time.
-func IsReservedClaim(name string) bool {
-	_, ok := reserved[name]
-	return ok
-}
-
 // wireClaims fixes the JSON shape and member order of the payload. Times are
 // NumericDate seconds, aud is a single string, roles is always an array.
+// Its JSON names are exactly ownedClaims.
 type wireClaims struct {
 	Iss    string   `json:"iss,omitempty"`
 	Sub    string   `json:"sub,omitempty"`
@@ -159,26 +147,17 @@ func (s *Signer) Sign(c Claims) (string, error) {
 	return b.String(), nil
 }
 
-// appendCustom merges non-reserved custom claims into the already encoded
-// payload object. The map is only copied when it actually contains reserved
-// names, which is the rare (misconfiguration) case.
+// appendCustom merges the custom claims into the already encoded payload
+// object. A name CheckCustomClaim refuses fails the whole token rather than
+// being dropped: it can only come from a record the admin API did not
+// write, which is corrupt, not something to sign around.
 func appendCustom(payload []byte, custom map[string]string) ([]byte, error) {
-	filtered := custom
 	for k := range custom {
-		if IsReservedClaim(k) {
-			filtered = make(map[string]string, len(custom))
-			for k, v := range custom {
-				if !IsReservedClaim(k) {
-					filtered[k] = v
-				}
-			}
-			break
+		if err := CheckCustomClaim(k); err != nil {
+			return nil, err
 		}
 	}
-	if len(filtered) == 0 {
-		return payload, nil
-	}
-	extra, err := json.Marshal(filtered) // sorted keys: deterministic payload
+	extra, err := json.Marshal(custom) // sorted keys: deterministic payload
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,8 @@
 // look at the client's session cookie or talk to Redis itself. Only
 // asymmetric algorithms (ES256, EdDSA, RS256) are accepted, so holding the
 // JWKS never allows minting tokens, and "none"/HMAC tokens are always
-// rejected.
+// rejected. Header and claims are read exactly (see exact.go): what this
+// package checks and returns is what every strict parser would read.
 package verify
 
 import (
@@ -17,11 +18,11 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/MicahParks/jwkset"
@@ -38,6 +39,13 @@ const (
 	DefaultUnknownKIDRefreshInterval = 30 * time.Second
 	DefaultHTTPTimeout               = 10 * time.Second
 )
+
+// unknownKIDBurst is how many unknown-kid refreshes may happen back to back
+// before the UnknownKIDRefreshInterval rate applies. With a burst of one, a
+// single forged kid would use up the refresh and make the first token of a
+// genuine rotation wait the whole interval; a few in hand let the real new
+// key through while forged kids still cost at most that many fetches.
+const unknownKIDBurst = 3
 
 // maxTokenBytes bounds the work an unauthenticated caller can make us do
 // (base64 + JSON decoding) before any signature check. sessiongate tokens
@@ -75,9 +83,9 @@ type Options struct {
 	// (default 10m). It bounds how long a key removed from sessiongate keeps
 	// being accepted.
 	RefreshInterval time.Duration
-	// UnknownKIDRefreshInterval is the minimum time between JWKS refetches
-	// triggered by tokens with an unknown kid (default 30s). It stops forged
-	// kids from turning every request into a JWKS fetch.
+	// UnknownKIDRefreshInterval is the rate of JWKS refetches triggered by
+	// tokens with an unknown kid (default one per 30s, after a burst of 3).
+	// It stops forged kids from turning every request into a JWKS fetch.
 	UnknownKIDRefreshInterval time.Duration
 	// HTTPTimeout bounds each JWKS fetch, including the wait for the
 	// unknown-kid rate limiter (default 10s).
@@ -86,8 +94,10 @@ type Options struct {
 	// startup. By default New succeeds, logs the error and fetches again on
 	// the first token, so a service can start before sessiongate.
 	RequireInitialFetch bool
-	// Logger receives JWKS refresh failures (Warn) and token rejection
-	// reasons (Debug). Tokens are never logged. Default slog.Default().
+	// Logger receives JWKS refresh failures (Warn), published keys refused
+	// for carrying private key material (Error, once per key per fetch) and
+	// token rejection reasons (Debug). Tokens are never logged. Default
+	// slog.Default().
 	Logger *slog.Logger
 }
 
@@ -113,8 +123,14 @@ func New(ctx context.Context, opts Options) (*Verifier, error) {
 	}
 	url := opts.JWKSURL
 	log := opts.Logger
+	hc := *opts.HTTPClient
+	base := hc.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	hc.Transport = &jwksFilter{base: base, log: log}
 	store, err := jwkset.NewStorageFromHTTP(url, jwkset.HTTPClientStorageOptions{
-		Client:                    opts.HTTPClient,
+		Client:                    &hc,
 		Ctx:                       ctx,
 		HTTPTimeout:               opts.HTTPTimeout,
 		NoErrorReturnFirstHTTPReq: !opts.RequireInitialFetch,
@@ -132,7 +148,7 @@ func New(ctx context.Context, opts Options) (*Verifier, error) {
 	client, err := jwkset.NewHTTPClient(jwkset.HTTPClientOptions{
 		HTTPURLs:          map[string]jwkset.Storage{url: store},
 		RateLimitWaitMax:  opts.HTTPTimeout,
-		RefreshUnknownKID: rate.NewLimiter(rate.Every(opts.UnknownKIDRefreshInterval), 1),
+		RefreshUnknownKID: rate.NewLimiter(rate.Every(opts.UnknownKIDRefreshInterval), unknownKIDBurst),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("verify: JWKS client for %s: %w", url, err)
@@ -229,9 +245,15 @@ func (v *Verifier) VerifyContext(ctx context.Context, token string) (*Claims, er
 	if len(token) > maxTokenBytes {
 		return nil, fmt.Errorf("%w: token larger than %d bytes", ErrInvalidToken, maxTokenBytes)
 	}
-	var pc parsedClaims
+	// golang-jwt reads the header into a map, where a repeated member
+	// silently keeps its last value; read it exactly first.
+	header, _, _ := strings.Cut(token, ".")
+	if err := checkHeader(header); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	var ec exactClaims
 	kf := v.keyfuncCtx(ctx)
-	_, err := v.parser.ParseWithClaims(token, &pc, func(t *jwt.Token) (any, error) {
+	_, err := v.parser.ParseWithClaims(token, &ec, func(t *jwt.Token) (any, error) {
 		// sessiongate always sets kid; requiring it avoids keyfunc's
 		// try-every-key fallback.
 		if kid, _ := t.Header["kid"].(string); kid == "" {
@@ -249,7 +271,8 @@ func (v *Verifier) VerifyContext(ctx context.Context, token string) (*Claims, er
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
-	return pc.claims(), nil
+	c := ec.c
+	return &c, nil
 }
 
 // checkKeyForAlg pins each alg to one key type and strength, independently
@@ -282,6 +305,8 @@ type Claims struct {
 	ID         string // jti
 	Roles      []string
 	// Custom holds every other string-valued claim sessiongate added.
+	// Names are exact (case-sensitive); a token whose claim names repeat,
+	// or fold onto a claim above without being it, is refused.
 	Custom                         map[string]string
 	IssuedAt, NotBefore, ExpiresAt time.Time
 }
@@ -312,74 +337,4 @@ func NewContext(ctx context.Context, c *Claims) context.Context {
 func FromContext(ctx context.Context) (*Claims, bool) {
 	c, ok := ctx.Value(ctxKey{}).(*Claims)
 	return c, ok && c != nil
-}
-
-// reserved claims are decoded into typed fields and never into Custom; the
-// list matches what sessiongate's signer refuses to let Custom override.
-var reserved = map[string]bool{
-	"iss": true, "sub": true, "aud": true, "exp": true, "iat": true, "nbf": true,
-	"jti": true, "sid": true, "tenant": true, "roles": true,
-}
-
-// parsedClaims implements jwt.Claims (through RegisteredClaims) so that
-// golang-jwt validates exp/nbf/iat/iss/aud, while decoding the
-// sessiongate-specific claims strictly: a wrongly typed roles or tenant
-// makes the token malformed instead of silently empty.
-type parsedClaims struct {
-	wire
-	custom map[string]string
-}
-
-type wire struct {
-	jwt.RegisteredClaims
-	SessionRef string   `json:"sid"`
-	Tenant     string   `json:"tenant"`
-	Roles      []string `json:"roles"`
-}
-
-func (p *parsedClaims) UnmarshalJSON(b []byte) error {
-	if err := json.Unmarshal(b, &p.wire); err != nil {
-		return err
-	}
-	var all map[string]json.RawMessage
-	if err := json.Unmarshal(b, &all); err != nil {
-		return err
-	}
-	for k, raw := range all {
-		if reserved[k] {
-			continue
-		}
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			continue // sessiongate only emits string custom claims
-		}
-		if p.custom == nil {
-			p.custom = make(map[string]string, len(all))
-		}
-		p.custom[k] = s
-	}
-	return nil
-}
-
-func (p *parsedClaims) claims() *Claims {
-	c := &Claims{
-		Issuer:     p.Issuer,
-		Subject:    p.Subject,
-		Audience:   []string(p.Audience),
-		Tenant:     p.Tenant,
-		SessionRef: p.SessionRef,
-		ID:         p.ID,
-		Roles:      p.Roles,
-		Custom:     p.custom,
-	}
-	if p.IssuedAt != nil {
-		c.IssuedAt = p.IssuedAt.Time
-	}
-	if p.NotBefore != nil {
-		c.NotBefore = p.NotBefore.Time
-	}
-	if p.ExpiresAt != nil {
-		c.ExpiresAt = p.ExpiresAt.Time
-	}
-	return c
 }
