@@ -29,7 +29,7 @@ var contract = sync.OnceValues(func() (*openapi3.T, error) {
 	return doc, doc.Validate(context.Background())
 })
 
-func contractRouter(t *testing.T) (*openapi3.T, routers.Router) {
+func contractRouter(t testing.TB) (*openapi3.T, routers.Router) {
 	t.Helper()
 	doc, err := contract()
 	if err != nil {
@@ -47,7 +47,7 @@ func contractRouter(t *testing.T) (*openapi3.T, routers.Router) {
 // refused by the handler too (4xx); every response, errors included, must
 // match the document's status codes, headers and schemas. The handler tests'
 // fixtures (newServer, serveList) put it in front of the real handler.
-func contractHandler(t *testing.T, next http.Handler) http.Handler {
+func contractHandler(t testing.TB, next http.Handler) http.Handler {
 	t.Helper()
 	_, router := contractRouter(t)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
