@@ -75,8 +75,8 @@ func main() {
 
 type options struct {
 	repo, out, layoutDir, sbomOut, base string
-	version, revision, source, arch    string
-	epoch                              time.Time
+	version, revision, source, arch     string
+	epoch                               time.Time
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -506,7 +506,7 @@ func SPDX(bin string, o options) ([]byte, error) {
 			m = d.Replace
 		}
 		p := pkg{SPDXID: id(m.Path), Name: m.Path, Version: m.Version,
-			Download: "https://proxy.golang.org/" + m.Path + "/@v/" + m.Version + ".zip",
+			Download:     "https://proxy.golang.org/" + m.Path + "/@v/" + m.Version + ".zip",
 			ExternalRefs: []ref{purl(m.Path, m.Version)}}
 		if m.Sum != "" {
 			p.Comment = "go.sum " + m.Sum
