@@ -7,6 +7,12 @@
 #
 # Ports: 9001 ext_authz gRPC + grpc.health.v1, 9002 JWKS/health/metrics HTTP,
 # 9003 admin API (keep it off public networks).
+#
+# Without Docker, `make image-oci` builds the same image (image/: same base
+# user, entrypoint, command, binary path, ports and labels, checked by
+# image/TestDockerfileAgrees) with go-containerregistry, plus an SPDX SBOM.
+# Where gcr.io is unreachable it builds a distroless-equivalent base from
+# Debian's CA bundle and a nonroot (65532) passwd/group instead of pulling it.
 
 ARG GO_VERSION=1.26
 
@@ -29,6 +35,13 @@ RUN --mount=type=cache,target=/go/pkg/mod \
 
 # static: no libc, no shell, CA certificates (for rediss://) and tzdata only.
 FROM gcr.io/distroless/static-debian12:nonroot
+ARG VERSION=dev
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title=sessiongate \
+      org.opencontainers.image.source=https://github.com/sessiongate/sessiongate \
+      org.opencontainers.image.revision=${REVISION} \
+      org.opencontainers.image.version=${VERSION} \
+      org.opencontainers.image.base.name=gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/sessiongate /usr/local/bin/sessiongate
 USER nonroot:nonroot
 EXPOSE 9001 9002 9003

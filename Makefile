@@ -8,7 +8,7 @@ BIN       := bin/sessiongate
 FUZZTIME  ?= 30s
 BENCHCOUNT ?= 6
 
-.PHONY: all build run test test-unit test-faults soak deps-test redis e2e k8s-test bench fuzz loadtest image vet fmt clean
+.PHONY: all build run demo image-oci image-test test test-unit test-faults soak deps-test redis e2e k8s-test bench fuzz loadtest image vet fmt clean
 
 all: build
 
@@ -19,11 +19,21 @@ build:
 run:
 	$(GO) run ./cmd/sessiongate serve --dev
 
+## demo: the whole flow on this machine, no Docker: redis-server, sessiongate, the demo login
+## service, the demo upstream and a real Envoy 1.40 as processes on fixed loopback ports (Envoy on
+## 8080; DEMO_FLAGS changes them, e.g. DEMO_FLAGS='-edge-port 18080'; logs in e2e/.run/demo).
+## Ctrl-C stops everything. Built first, then exec'd, so Ctrl-C reaches the demo itself.
+DEMO_FLAGS ?=
+demo: redis
+	@bash e2e/tools/install-envoy.sh >/dev/null
+	@cd e2e && $(GO) build -o .run/bin/demo ./cmd/demo
+	@cd e2e && exec ./.run/bin/demo $(DEMO_FLAGS)
+
 ## test: everything — unit, Redis-backed, Kubernetes manifests and the real-Envoy e2e suite
-test: vet test-unit test-faults k8s-test e2e
+test: vet test-unit test-faults k8s-test image-test e2e
 
 vet:
-	@bad=$$(gofmt -l cmd pkg e2e k8s 2>/dev/null); if [ -n "$$bad" ]; then echo "gofmt needed: $$bad"; exit 1; fi
+	@bad=$$(gofmt -l cmd pkg e2e k8s image 2>/dev/null); if [ -n "$$bad" ]; then echo "gofmt needed: $$bad"; exit 1; fi
 	$(GO) vet ./...
 
 test-unit: redis
@@ -80,7 +90,21 @@ loadtest: redis
 
 ## image: build the container image (needs a Docker engine; not used in CI here)
 image:
-	docker build --build-arg VERSION=$(VERSION) -t ghcr.io/sessiongate/sessiongate:$(VERSION) .
+	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$$(git rev-parse HEAD) -t ghcr.io/sessiongate/sessiongate:$(VERSION) .
+
+## image-oci: the same image without a container engine (go-containerregistry, own Go module in
+## image/): dist/sessiongate-oci.tar (docker load-able), the OCI layout dist/oci, the SPDX SBOM
+## dist/sessiongate.spdx.json; prints the digest. IMAGE_BASE=<tarball or OCI layout> replaces the
+## built-in distroless-equivalent base (e.g. gcr.io/distroless/static-debian12:nonroot via crane pull).
+IMAGE_BASE ?=
+image-oci:
+	cd image && $(GO) run . -repo .. -version $(VERSION) -out ../dist/sessiongate-oci.tar -layout ../dist/oci \
+		-sbom ../dist/sessiongate.spdx.json $(if $(IMAGE_BASE),-base $(abspath $(IMAGE_BASE)))
+
+## image-test: build the image into a temp dir and inspect it (config, labels, no shell, the
+## binary's version, SBOM, --base, agreement with the Dockerfile)
+image-test:
+	cd image && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 ## k8s-test: render every kustomization in k8s/ and strictly validate every object (own Go module)
 k8s-test:

@@ -1,39 +1,13 @@
 package manifests_test
 
-// The contracts k8s/ is checked against. Keep them in step with the README's
-// config reference and pkg/config, and with the metric names pkg/ registers.
+// The contracts k8s/ is checked against: the config keys come from
+// pkg/config itself (the root module, through the replace directive in
+// go.mod), so a manifest cannot use a key the binary does not know.
 
-// knownConfigKeys: dotted keys; "[]" marks a list of objects.
-var knownConfigKeys = []string{
-	"grpc_addr",
-	"http_addr",
-	"admin_addr",
-	"admin_token_file",
-	"login_url",
-	"log_level",
-	"redis.url",
-	"redis.timeout",
-	"cookie.name",
-	"cookie.same_site",
-	"cookie.domain",
-	"session.idle_timeout",
-	"session.absolute_timeout",
-	"session.max_per_user",
-	"session.on_limit",
-	"token.header",
-	"token.issuer",
-	"token.audience",
-	"token.ttl",
-	"token.signing_keys",
-	"token.verification_keys",
-	"token.jwks_max_age",
-	"logout.path",
-	"logout.redirect_url",
-	"routes[].path_prefix",
-	"routes[].methods",
-	"routes[].access",
-	"routes[].roles",
-}
+import "github.com/sessiongate/sessiongate/pkg/config"
+
+// knownConfigKeys: dotted keys; "routes" covers its items.
+var knownConfigKeys = config.Keys()
 
 // knownMetrics: the Prometheus metrics sessiongate exports on :9002/metrics.
 var knownMetrics = map[string]string{

@@ -223,3 +223,17 @@ func (t *Tree) checkIstio() {
 		}
 	}
 }
+
+// ParseMeshConfigYAML decodes a mesh config fragment (YAML) strictly into
+// Istio's MeshConfig.
+func ParseMeshConfigYAML(data string) (*meshv1alpha1.MeshConfig, error) {
+	j, err := yaml.YAMLToJSONStrict([]byte(data))
+	if err != nil {
+		return nil, err
+	}
+	mc := &meshv1alpha1.MeshConfig{}
+	if err := strictProtoJSON(j, mc); err != nil {
+		return nil, err
+	}
+	return mc, nil
+}

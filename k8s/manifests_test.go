@@ -30,10 +30,13 @@ func root(t *testing.T) string {
 	return wd
 }
 
-// TestManifests renders every kustomization under k8s/, decodes every object
-// strictly into its typed struct and checks all invariants.
+// TestManifests renders every kustomization under k8s/ and the Helm chart
+// with each of its ci/ values files, decodes every object strictly into its
+// typed struct and checks all invariants.
 func TestManifests(t *testing.T) {
-	if err := manifests.ValidateDir(root(t), opts()); err != nil {
+	o := opts()
+	o.Charts = chartRenders(t)
+	if err := manifests.ValidateDir(root(t), o); err != nil {
 		for _, e := range strings.Split(err.Error(), "\n") {
 			t.Error(e)
 		}

@@ -127,8 +127,14 @@ func (t *Tree) checkObservability() {
 			t.errf("%s: invalid or empty selector", md)
 			continue
 		}
+		// A chart's monitor selects within its own render; the standalone
+		// one in observability/ must fit the base and every overlay.
+		fromChart := strings.HasPrefix(md.Source, "helm/")
 		for _, rel := range sortedKeys(t.Renders) {
-			if !strings.HasPrefix(rel, "base") && !strings.HasPrefix(rel, "overlays/") {
+			if fromChart && rel != md.Source {
+				continue
+			}
+			if !fromChart && !strings.HasPrefix(rel, "base") && !strings.HasPrefix(rel, "overlays/") {
 				continue
 			}
 			var matched []*corev1.Service

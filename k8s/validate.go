@@ -29,6 +29,10 @@ type Options struct {
 	// WantKustomizations, if set, must all be found and rendered (guards
 	// against a discovery bug silently validating nothing).
 	WantKustomizations []string
+	// Charts are Helm chart renders, validated like the kustomizations. The
+	// charts' own directory (helm/ under the root) is not walked as plain
+	// manifests: its templates are not YAML until rendered.
+	Charts []ChartRender
 }
 
 // Tree is everything found under the k8s/ root.
@@ -101,6 +105,9 @@ func (t *Tree) load() {
 		name := info.Name()
 		if info.IsDir() {
 			if p != t.Root && (strings.HasPrefix(name, ".") || name == "testdata") {
+				return filepath.SkipDir
+			}
+			if t.rel(p) == "helm" {
 				return filepath.SkipDir
 			}
 			return nil
@@ -192,6 +199,7 @@ func (t *Tree) load() {
 		}
 		t.Renders[rel] = docs
 	}
+	t.loadCharts()
 	for _, want := range t.opts.WantKustomizations {
 		if _, ok := t.Renders[want]; !ok {
 			t.errf("kustomization %s was not found or did not render", want)

@@ -509,8 +509,8 @@ func (t *Tree) checkSessiongateContainer(ix *renderIndex, where string, d Doc, d
 			cfg.Values[k] = "<from " + e.Name + ">"
 		}
 	}
-	if cfg.String("redis.url") == "" {
-		t.errf("%s: redis.url is set neither in the config nor by SESSIONGATE_REDIS_URL", where)
+	if cfg.String("redis.url") == "" && cfg.String("redis.sentinel.master_name") == "" && len(cfg.Strings("redis.cluster_addrs")) == 0 {
+		t.errf("%s: no Redis: redis.url (config or SESSIONGATE_REDIS_URL), redis.sentinel.master_name or redis.cluster_addrs must be set", where)
 	}
 
 	// Listen addresses vs declared ports.

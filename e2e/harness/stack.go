@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/sessiongate/sessiongate/pkg/admin"
@@ -38,11 +37,30 @@ type Options struct {
 	// UpstreamArgs are appended to the upstream's command line (a later
 	// flag wins over the harness's own).
 	UpstreamArgs []string
+	// Ports, if set, are used instead of free ones (make demo: fixed ports
+	// a person can type).
+	Ports *Ports
+	// Dir, if set, holds the logs, keys and configs instead of
+	// e2e/.run/<test name>. It is emptied first.
+	Dir string
+}
+
+// TB is the part of testing.TB the harness uses. A *testing.T is one; so is
+// the demo command's runner, which keeps the stack up outside a test.
+type TB interface {
+	Helper()
+	Cleanup(func())
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Logf(format string, args ...any)
+	Failed() bool
+	Name() string
 }
 
 // Stack is one running end-to-end stack, owned by one test.
 type Stack struct {
-	t     testing.TB
+	t     TB
 	Bin   Binaries
 	Dir   string
 	Ports Ports
@@ -60,21 +78,26 @@ type Stack struct {
 
 // Start builds (once) and starts the whole stack for t. Everything it starts
 // is stopped in t.Cleanup; on failure the process logs' tails are printed.
-func Start(t testing.TB, opts Options) *Stack {
+func Start(t TB, opts Options) *Stack {
 	t.Helper()
 	bin, err := Build()
 	if err != nil {
 		t.Fatalf("e2e prerequisites: %v", err)
 	}
-	dir := filepath.Join(bin.RunDir, sanitize(t.Name()))
+	dir := opts.Dir
+	if dir == "" {
+		dir = filepath.Join(bin.RunDir, sanitize(t.Name()))
+	}
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	ports, err := newPorts()
-	if err != nil {
+	var ports Ports
+	if opts.Ports != nil {
+		ports = *opts.Ports
+	} else if ports, err = newPorts(); err != nil {
 		t.Fatal(err)
 	}
 	s := &Stack{
@@ -331,3 +354,7 @@ func randomToken() string {
 	}
 	return base64.RawURLEncoding.EncodeToString(b)
 }
+
+// DemoReadyLine is the last line `make demo` prints once every process is
+// ready; its test waits for it.
+const DemoReadyLine = "demo: ready"

@@ -198,7 +198,7 @@ func FuzzListQuery(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, query string) {
 		h, _ := listFixture(t)
-		rec := serveList(h, "alice", query)
+		rec := serveList(t, h, "alice", query)
 		switch rec.Code {
 		case http.StatusOK:
 			var out ListResponse

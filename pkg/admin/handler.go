@@ -19,6 +19,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/sessiongate/sessiongate/api"
 	"github.com/sessiongate/sessiongate/pkg/session"
 	"github.com/sessiongate/sessiongate/pkg/token"
 )
@@ -110,12 +111,33 @@ func NewHandler(o Options) *Handler {
 		h.limiter = newSourceLimiter(o.RateLimit, o.RateBurst)
 	}
 	h.SetTokens(nil)
-	h.mux.HandleFunc("POST /v1/sessions", h.create)
-	h.mux.HandleFunc("GET /v1/users/{subject}/sessions", h.list)
-	h.mux.HandleFunc("DELETE /v1/sessions/{ref}", h.revoke)
-	h.mux.HandleFunc("DELETE /v1/users/{subject}/sessions", h.revokeUser)
-	h.mux.HandleFunc("PATCH /v1/users/{subject}/sessions", h.updateUser)
+	for pattern, f := range h.routes() {
+		h.mux.HandleFunc(pattern, f)
+	}
 	return h
+}
+
+// routes is every endpoint, as ServeMux patterns; api/openapi.yaml must
+// describe exactly these (TestOpenAPIRoutes).
+func (h *Handler) routes() map[string]http.HandlerFunc {
+	return map[string]http.HandlerFunc{
+		"POST /v1/sessions":                   h.create,
+		"GET /v1/users/{subject}/sessions":    h.list,
+		"DELETE /v1/sessions/{ref}":           h.revoke,
+		"DELETE /v1/users/{subject}/sessions": h.revokeUser,
+		"PATCH /v1/users/{subject}/sessions":  h.updateUser,
+		"GET /v1/openapi.yaml":                serveOpenAPI,
+	}
+}
+
+// serveOpenAPI answers with the embedded contract. It sits behind the same
+// credential as every other endpoint: the document is public in the
+// repository, so nothing is gained by opening it, and the admin port then
+// answers nothing at all to a caller without a credential.
+func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/yaml")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(api.OpenAPI)
 }
 
 // SetTokens replaces the accepted bearer tokens; several may be valid at once

@@ -31,7 +31,7 @@ func newServer(t *testing.T, store Sessions, mutate ...func(*Options)) (*httptes
 	}
 	h := NewHandler(o)
 	h.SetTokens([]string{"old-token-0123456789", testToken})
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(contractHandler(t, h))
 	t.Cleanup(srv.Close)
 	return srv, NewClient(srv.URL, testToken, srv.Client())
 }

@@ -97,7 +97,7 @@ func listFixture(t testing.TB) (*Handler, session.Store) {
 func cursorQuery(t testing.TB, h *Handler, q string) string {
 	t.Helper()
 	first := func(subject string) string {
-		rec := serveList(h, subject, "limit=2")
+		rec := serveList(t, h, subject, "limit=2")
 		var out ListResponse
 		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.NextCursor == "" {
 			t.Fatalf("first page of %s: %d %s", subject, rec.Code, rec.Body)
@@ -133,11 +133,12 @@ func encodeCursorHead(subject string, version byte, pos uint64) string {
 	return base64.RawURLEncoding.EncodeToString(c)
 }
 
-func serveList(h http.Handler, subject, rawQuery string) *httptest.ResponseRecorder {
+func serveList(t testing.TB, h http.Handler, subject, rawQuery string) *httptest.ResponseRecorder {
+	t.Helper()
 	req := httptest.NewRequest(http.MethodGet, "/v1/users/"+subject+"/sessions", nil)
 	req.URL.RawQuery = rawQuery
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
+	contractHandler(t, h).ServeHTTP(rec, req)
 	return rec
 }
 
@@ -146,7 +147,7 @@ func TestListQueryValidation(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h, _ := listFixture(t)
 			q := cursorQuery(t, h, tc.query)
-			rec := serveList(h, "alice", q)
+			rec := serveList(t, h, "alice", q)
 			if rec.Code != tc.want {
 				t.Fatalf("?%s: status %d (%s), want %d", q, rec.Code, strings.TrimSpace(rec.Body.String()), tc.want)
 			}
@@ -173,7 +174,7 @@ func TestListQueryValidation(t *testing.T) {
 // absent, not empty).
 func TestListCursorIsStableAndOpaque(t *testing.T) {
 	h, _ := listFixture(t)
-	rec := serveList(h, "alice", "limit=4")
+	rec := serveList(t, h, "alice", "limit=4")
 	var out map[string]json.RawMessage
 	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
 		t.Fatal(err)
@@ -182,7 +183,7 @@ func TestListCursorIsStableAndOpaque(t *testing.T) {
 	if err := json.Unmarshal(out["next_cursor"], &c); err != nil || c == "" || strings.ContainsAny(c, "+/=%&? ") {
 		t.Fatalf("next_cursor %s", out["next_cursor"])
 	}
-	rec = serveList(h, "alice", "limit=4&cursor="+c)
+	rec = serveList(t, h, "alice", "limit=4&cursor="+c)
 	out = nil
 	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
 		t.Fatal(err)
