@@ -24,7 +24,8 @@ import (
 // ...); build adds the live dependencies (store, signer, metrics, logger)
 // and the side effects: connecting, reading files, logging.
 func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*gate, error) {
-	g := &gate{cfg: cfg, configPath: configPath, dev: dev, log: log, registry: prometheus.NewRegistry(), overrides: func(*config.Config) {}}
+	g := &gate{cfg: cfg, configPath: configPath, dev: dev, log: log, registry: prometheus.NewRegistry(), overrides: func(*config.Config) {},
+		files: newWatcher(log)}
 	g.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	g.metrics = metrics.New(g.registry)
 
@@ -34,11 +35,20 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 	}
 	g.store = g.metrics.Store(store)
 
-	keys, err := loadKeys(cfg, log)
-	if err != nil {
-		return nil, err
+	if len(cfg.Token.SigningKeys) == 0 {
+		// Only reachable with --dev.
+		keys, err := devKeys(log)
+		if err != nil {
+			return nil, err
+		}
+		g.signer = token.NewSigner(keys, cfg.Token.Issuer)
+	} else {
+		// The watcher's first load puts the keys in before anything signs.
+		g.signer = token.NewSigner(nil, cfg.Token.Issuer)
+		if err := g.files.start(g.keySet(keyFiles(cfg))); err != nil {
+			return nil, fmt.Errorf("load signing keys: %w", err)
+		}
 	}
-	g.signer = token.NewSigner(keys, cfg.Token.Issuer)
 
 	ao, err := authzOptions(cfg)
 	if err != nil {
@@ -57,15 +67,13 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 	do.Store, do.Log = g.store, log
 	g.admin = admin.NewHandler(do)
 
-	var tokens []string
 	if cfg.AdminTokenFile != "" {
-		if tokens, err = readAdminTokens(cfg.AdminTokenFile); err != nil {
+		if err := g.files.start(g.adminTokenSet(cfg.AdminTokenFile)); err != nil {
 			return nil, err
 		}
 	}
-	g.admin.SetTokens(tokens)
 	if files, ok := adminTLSFiles(cfg); ok {
-		if g.adminTLS, err = admin.ServerTLS(files, token.DefaultWatchInterval, log); err != nil {
+		if err := g.files.start(g.adminTLSSet(files)); err != nil {
 			return nil, err
 		}
 	}
@@ -111,25 +119,17 @@ func redisOptions(r config.Redis) session.RedisOptions {
 	}
 }
 
-// loadKeys reads the signing keys, or makes an ephemeral one in dev mode.
-func loadKeys(cfg *config.Config, log *slog.Logger) (*token.KeySet, error) {
-	if len(cfg.Token.SigningKeys) == 0 {
-		// Only reachable with --dev.
-		k, err := token.GenerateKey(token.AlgES256)
-		if err != nil {
-			return nil, err
-		}
-		ks, err := token.NewKeySet(k, "")
-		if err != nil {
-			return nil, err
-		}
-		log.Warn("dev mode: ephemeral ES256 signing key; tokens stop verifying after a restart", "kid", ks.ActiveKID())
-		return ks, nil
-	}
-	ks, err := keyFiles(cfg).Load()
+// devKeys makes the ephemeral signing key of dev mode.
+func devKeys(log *slog.Logger) (*token.KeySet, error) {
+	k, err := token.GenerateKey(token.AlgES256)
 	if err != nil {
-		return nil, fmt.Errorf("load signing keys: %w", err)
+		return nil, err
 	}
+	ks, err := token.NewKeySet(k, "")
+	if err != nil {
+		return nil, err
+	}
+	log.Warn("dev mode: ephemeral ES256 signing key; tokens stop verifying after a restart", "kid", ks.ActiveKID())
 	return ks, nil
 }
 

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -105,14 +104,12 @@ type gate struct {
 	signer     *token.Signer
 	authz      *authz.Server
 	admin      *admin.Handler
-	adminTLS   *tls.Config // nil: the admin API speaks plain HTTP
+	adminTLS   atomic.Pointer[tls.Config] // nil: the admin API speaks plain HTTP
+	files      *watcher
 	metrics    *metrics.Metrics
 	registry   *prometheus.Registry
 	health     *health.Server
 	ready      atomic.Bool
-
-	keyWatchMu   sync.Mutex
-	stopKeyWatch context.CancelFunc
 }
 
 // run serves until ctx ends, then shuts down gracefully: readiness goes
@@ -132,8 +129,8 @@ func (g *gate) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen admin_addr %s: %w", cfg.AdminAddr, err)
 	}
-	if g.adminTLS != nil {
-		adminLis = tls.NewListener(adminLis, g.adminTLS)
+	if g.adminTLS.Load() != nil {
+		adminLis = tls.NewListener(adminLis, g.adminListenerTLS())
 	}
 
 	gs := grpc.NewServer(authz.ServerOptions()...) // the transport settings the benchmarks measure
@@ -152,12 +149,7 @@ func (g *gate) run(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
 	go g.probeStore(bg)
-	if len(cfg.Token.SigningKeys) > 0 {
-		g.watchKeys(bg, keyFiles(cfg))
-	}
-	if cfg.AdminTokenFile != "" {
-		go g.watchAdminTokens(bg, token.DefaultWatchInterval)
-	}
+	go g.files.run(bg, watchInterval)
 	go g.reloadOnSIGHUP(bg)
 
 	errc := make(chan error, 3)

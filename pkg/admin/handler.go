@@ -52,7 +52,7 @@ type Options struct {
 	RateBurst int
 	// ClientCertAuthOnly accepts a request whose connection presented a
 	// verified client certificate without a bearer token. It only makes
-	// sense with ServerTLS and a client CA; without one no request has a
+	// sense with TLS (TLSFiles) and a client CA; without one no request has a
 	// verified certificate and tokens stay required.
 	ClientCertAuthOnly bool
 	Log                *slog.Logger
