@@ -380,7 +380,8 @@ func validClaims(claims map[string]string) error {
 	return nil
 }
 
-// validText refuses control characters and invalid UTF-8 in anything stored:
+// validText refuses control characters (session.ControlRune, which the
+// record decoder applies too) and invalid UTF-8 in anything stored:
 // such values end up in JWT claims, logs and admin listings, and there is no
 // legitimate use for them.
 func validText(name, v string, limit int) error {
@@ -391,7 +392,7 @@ func validText(name, v string, limit int) error {
 		return fmt.Errorf("%s: not valid UTF-8", name)
 	}
 	for _, r := range v {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029' {
+		if session.ControlRune(r) {
 			return fmt.Errorf("%s: control character", name)
 		}
 	}
