@@ -205,7 +205,7 @@ func adminOptions(cfg *config.Config) (admin.Options, error) {
 // false means the admin API speaks plain HTTP.
 func adminTLSFiles(cfg *config.Config) (admin.TLSFiles, bool) {
 	t := cfg.AdminTLS
-	return admin.TLSFiles{CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile}, t.CertFile != ""
+	return admin.TLSFiles{CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile}, t.On()
 }
 
 func isLoopback(addr string) bool {

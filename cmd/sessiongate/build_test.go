@@ -1,10 +1,13 @@
 package main
 
 import (
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sessiongate/sessiongate/pkg/admin"
 	"github.com/sessiongate/sessiongate/pkg/authz"
@@ -68,7 +71,7 @@ func TestAuthzOptions(t *testing.T) {
 			c.Redis.Timeout = 40 * time.Millisecond
 			c.LoginURL = "https://login.example.com/"
 			c.Logout = config.Logout{Path: "/bye", RedirectURL: "https://example.com/"}
-			c.CSRF = config.CSRF{Enabled: false, AllowedOrigins: []string{"https://app.example.com"}}
+			c.CSRF = config.CSRF{Enabled: false, AllowedOrigins: []string{"HTTPS://App.example.com:443/"}}
 			c.Routes = []config.Route{
 				{PathPrefix: "/public/", Access: "public"},
 				{PathPrefix: "/admin/", Methods: []string{"POST"}, Access: "authenticated", Roles: []string{"admin"}},
@@ -80,7 +83,7 @@ func TestAuthzOptions(t *testing.T) {
 			o.StoreTimeout = 40 * time.Millisecond
 			o.LoginURL = "https://login.example.com/"
 			o.LogoutPath, o.LogoutURL = "/bye", "https://example.com/"
-			o.CSRF = authz.CSRF{Disabled: true, AllowedOrigins: []string{"https://app.example.com"}}
+			o.CSRF = authz.CSRF{Disabled: true, AllowedOrigins: []string{"HTTPS://App.example.com:443/"}} // authz.New normalises
 			o.Routes = []authz.Route{
 				{PathPrefix: "/public/", Access: authz.Public},
 				{PathPrefix: "/admin/", Methods: []string{"POST"}, Access: authz.Authenticated, Roles: []string{"admin"}},
@@ -197,5 +200,62 @@ func TestFileOptions(t *testing.T) {
 	files, on := adminTLSFiles(c)
 	if wantFiles := (admin.TLSFiles{CertFile: "s.crt", KeyFile: "s.key", ClientCAFile: "ca.pem"}); !on || files != wantFiles {
 		t.Errorf("adminTLSFiles = %+v %v, want %+v true", files, on, wantFiles)
+	}
+}
+
+// TestRedisTLSOnAgrees: config (which validates) and the session client
+// (which dials) each decide whether Redis TLS is on, from the config's keys
+// and from the options redisOptions maps them to. For every combination of
+// the TLS keys on every topology they must agree: config.Redis.TLSOn exactly
+// when the client is built with TLS, or refuses a plain redis:// URL.
+func TestRedisTLSOnAgrees(t *testing.T) {
+	dir := t.TempDir()
+	pair := selfSigned(t, "redis.internal")
+	caFile, certFile, keyFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	writeFile(t, caFile, string(pair[0]))
+	writeFile(t, certFile, string(pair[0]))
+	writeFile(t, keyFile, string(pair[1]))
+	topologies := map[string]config.Redis{
+		"redis url":  {URL: "redis://127.0.0.1:1"},
+		"rediss url": {URL: "rediss://127.0.0.1:1"},
+		"sentinel":   {Sentinel: config.RedisSentinel{MasterName: "m", Addrs: []string{"127.0.0.1:1"}}},
+		"cluster":    {ClusterAddrs: []string{"127.0.0.1:1"}},
+	}
+	for name, topo := range topologies {
+		for mask := range 16 {
+			r := topo
+			r.Timeout = time.Second
+			r.TLS.Enabled = mask&1 != 0
+			if mask&2 != 0 {
+				r.TLS.ServerName = "redis.internal"
+			}
+			if mask&4 != 0 {
+				r.TLS.CAFile = caFile
+			}
+			if mask&8 != 0 {
+				r.TLS.CertFile, r.TLS.KeyFile = certFile, keyFile
+			}
+			var clientTLS bool
+			c, err := redisOptions(r).NewClient()
+			switch {
+			case err != nil && strings.Contains(err.Error(), "use rediss://"):
+				clientTLS = true
+			case err != nil:
+				t.Fatalf("%s %+v: %v", name, r.TLS, err)
+			default:
+				switch c := c.(type) {
+				case *redis.Client:
+					clientTLS = c.Options().TLSConfig != nil
+				case *redis.ClusterClient:
+					clientTLS = c.Options().TLSConfig != nil
+				default:
+					t.Fatalf("%s: client %T", name, c)
+				}
+				c.Close()
+			}
+			if on := r.TLSOn(); on != clientTLS {
+				t.Errorf("%s %+v: config TLSOn %v, client TLS %v", name, r.TLS, on, clientTLS)
+			}
+		}
 	}
 }
