@@ -22,7 +22,7 @@ import (
 
 const hardeningAdminToken = "hardening-admin-token-0123456789"
 
-// TestServeSecurityDefaults checks issue 6's CSRF and admin hardening as
+// TestServeSecurityDefaults checks the CSRF and admin hardening as
 // serve wires them from config, not as the packages do in isolation: with a
 // config that says nothing about them, CSRF is on for cookie sessions and
 // off for bearer ones, the admin API rate-limits per source before it

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -12,16 +11,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -109,182 +104,12 @@ type gate struct {
 	signer     *token.Signer
 	authz      *authz.Server
 	admin      *admin.Handler
-	adminTLS   *tls.Config // nil: the admin API speaks plain HTTP
+	adminTLS   atomic.Pointer[tls.Config] // nil: the admin API speaks plain HTTP
+	files      *watcher
 	metrics    *metrics.Metrics
 	registry   *prometheus.Registry
 	health     *health.Server
 	ready      atomic.Bool
-
-	keyWatchMu   sync.Mutex
-	stopKeyWatch context.CancelFunc
-}
-
-func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*gate, error) {
-	g := &gate{cfg: cfg, configPath: configPath, dev: dev, log: log, registry: prometheus.NewRegistry(), overrides: func(*config.Config) {}}
-	g.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	g.metrics = metrics.New(g.registry)
-
-	var store session.Store
-	if !cfg.Redis.Configured() {
-		// Only reachable with --dev: Validate requires a Redis topology otherwise.
-		log.Warn("dev mode: sessions are kept in process memory; single replica only, lost on restart")
-		store = session.NewMemoryStore(nil)
-	} else {
-		r := cfg.Redis
-		rdb, err := session.RedisOptions{
-			URL:            r.URL,
-			SentinelMaster: r.Sentinel.MasterName, SentinelAddrs: r.Sentinel.Addrs,
-			SentinelUsername: r.Sentinel.Username, SentinelPassword: r.Sentinel.Password,
-			ClusterAddrs: r.ClusterAddrs,
-			Username:     r.Username, PasswordFile: r.PasswordFile,
-			TLS: session.RedisTLS{Enabled: r.TLS.Enabled, CAFile: r.TLS.CAFile, CertFile: r.TLS.CertFile,
-				KeyFile: r.TLS.KeyFile, ServerName: r.TLS.ServerName},
-			Timeout: r.Timeout,
-		}.NewClient()
-		if err != nil {
-			return nil, err
-		}
-		rs := session.NewRedisStore(rdb)
-		// Before the first Check: loads the scripts and initialises the
-		// warm pool, so no early Check pays NOSCRIPT plus a handshake
-		// inside redis.timeout. A Redis that is down now is not fatal:
-		// readiness stays off until it answers, and the scripts then
-		// load on first use.
-		wctx, cancel := context.WithTimeout(context.Background(), max(10*r.Timeout, 2*time.Second))
-		if err := rs.Warm(wctx); err != nil {
-			log.Warn("redis: warm-up failed; first calls may be slower", "err", err)
-		}
-		cancel()
-		store = rs
-	}
-	g.store = g.metrics.Store(store)
-
-	keys, err := loadKeys(cfg, log)
-	if err != nil {
-		return nil, err
-	}
-	g.signer = token.NewSigner(keys, cfg.Token.Issuer)
-
-	routes, err := authzRoutes(cfg.Routes)
-	if err != nil {
-		return nil, err
-	}
-	cookie := session.Cookie{Name: cfg.Cookie.Name, SameSite: cfg.Cookie.SameSite, Domain: cfg.Cookie.Domain}
-	g.authz = authz.New(authz.Options{
-		Sessions:     g.store,
-		Signer:       g.signer,
-		Routes:       routes,
-		Cookie:       cookie,
-		TokenHeader:  cfg.Token.Header,
-		Audience:     cfg.Token.Audience,
-		TokenTTL:     cfg.Token.TTL,
-		StoreTimeout: cfg.Redis.Timeout,
-		LoginURL:     cfg.LoginURL,
-		LogoutPath:   cfg.Logout.Path,
-		LogoutURL:    cfg.Logout.RedirectURL,
-		CSRF:         authz.CSRF{Disabled: !cfg.CSRF.Enabled, AllowedOrigins: cfg.CSRF.AllowedOrigins, Shadow: cfg.CSRF.Shadow},
-		Metrics:      g.metrics,
-		Log:          log,
-	})
-
-	open := false
-	var tokens []string
-	if cfg.AdminTokenFile != "" {
-		if tokens, err = readAdminTokens(cfg.AdminTokenFile); err != nil {
-			return nil, err
-		}
-	} else if !cfg.AdminTLS.ClientCertAuthOnly {
-		// Only reachable with --dev. An unauthenticated admin API is tolerable
-		// on loopback for a developer, never on a network interface.
-		if !isLoopback(cfg.AdminAddr) {
-			return nil, fmt.Errorf("dev mode without admin_token_file: admin_addr %q must be a loopback address", cfg.AdminAddr)
-		}
-		log.Warn("dev mode: admin API open without a token on loopback", "addr", cfg.AdminAddr)
-		open = true
-	}
-	g.admin = admin.NewHandler(admin.Options{
-		Store:           g.store,
-		Cookie:          cookie,
-		IdleTimeout:     cfg.Session.IdleTimeout,
-		AbsoluteTimeout: cfg.Session.AbsoluteTimeout,
-		Limit:           session.Limit{MaxPerUser: cfg.Session.MaxPerUser, Reject: cfg.Session.OnLimit == "reject"},
-		Open:            open,
-		Log:             log,
-
-		RateLimit:          cfg.Admin.RateLimit,
-		RateBurst:          cfg.Admin.RateBurst,
-		ClientCertAuthOnly: cfg.AdminTLS.ClientCertAuthOnly,
-	})
-	g.admin.SetTokens(tokens)
-	if t := cfg.AdminTLS; t.CertFile != "" {
-		files := admin.TLSFiles{CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile}
-		if g.adminTLS, err = admin.ServerTLS(files, token.DefaultWatchInterval, log); err != nil {
-			return nil, err
-		}
-	}
-	g.health = health.NewServer()
-	return g, nil
-}
-
-func loadKeys(cfg *config.Config, log *slog.Logger) (*token.KeySet, error) {
-	if len(cfg.Token.SigningKeys) == 0 {
-		// Only reachable with --dev.
-		k, err := token.GenerateKey(token.AlgES256)
-		if err != nil {
-			return nil, err
-		}
-		ks, err := token.NewKeySet(k, "")
-		if err != nil {
-			return nil, err
-		}
-		log.Warn("dev mode: ephemeral ES256 signing key; tokens stop verifying after a restart", "kid", ks.ActiveKID())
-		return ks, nil
-	}
-	ks, err := keyFiles(cfg).Load()
-	if err != nil {
-		return nil, fmt.Errorf("load signing keys: %w", err)
-	}
-	return ks, nil
-}
-
-func keyFiles(cfg *config.Config) token.KeyFiles {
-	return token.KeyFiles{Signing: cfg.Token.SigningKeys, Verification: cfg.Token.VerificationKeys, KIDs: cfg.Token.KeyIDs}
-}
-
-func authzRoutes(in []config.Route) ([]authz.Route, error) {
-	out := make([]authz.Route, 0, len(in))
-	for i, r := range in {
-		a, err := authz.ParseAccess(r.Access)
-		if err != nil {
-			return nil, fmt.Errorf("routes[%d].access: %w", i, err)
-		}
-		out = append(out, authz.Route{PathPrefix: r.PathPrefix, Methods: r.Methods, Access: a, Roles: r.Roles, Shadow: r.Shadow})
-	}
-	return out, nil
-}
-
-func readAdminTokens(path string) ([]string, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read admin_token_file: %w", err)
-	}
-	tokens, err := admin.ParseTokenFile(data)
-	if err != nil {
-		return nil, fmt.Errorf("admin_token_file %s: %w", path, err)
-	}
-	return tokens, nil
-}
-
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // run serves until ctx ends, then shuts down gracefully: readiness goes
@@ -304,8 +129,8 @@ func (g *gate) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen admin_addr %s: %w", cfg.AdminAddr, err)
 	}
-	if g.adminTLS != nil {
-		adminLis = tls.NewListener(adminLis, g.adminTLS)
+	if g.adminTLS.Load() != nil {
+		adminLis = tls.NewListener(adminLis, g.adminListenerTLS())
 	}
 
 	gs := grpc.NewServer(authz.ServerOptions()...) // the transport settings the benchmarks measure
@@ -324,12 +149,7 @@ func (g *gate) run(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
 	go g.probeStore(bg)
-	if len(cfg.Token.SigningKeys) > 0 {
-		g.watchKeys(bg, keyFiles(cfg))
-	}
-	if cfg.AdminTokenFile != "" {
-		go g.watchAdminTokens(bg, token.DefaultWatchInterval)
-	}
+	go g.files.run(bg, watchInterval)
 	go g.reloadOnSIGHUP(bg)
 
 	errc := make(chan error, 3)
@@ -433,106 +253,6 @@ func (g *gate) probeStore(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-	}
-}
-
-// reloadOnSIGHUP re-reads keys and the config file. What is safe to change
-// live is applied (keys, routes); everything else needs a restart and is
-// reported as such.
-func (g *gate) reloadOnSIGHUP(ctx context.Context) {
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGHUP)
-	defer signal.Stop(ch)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ch:
-			g.reload(ctx)
-		}
-	}
-}
-
-// watchKeys (re)starts the key file watcher on files; a SIGHUP that changes
-// the configured key files moves the watch to the new ones.
-func (g *gate) watchKeys(ctx context.Context, files token.KeyFiles) {
-	g.keyWatchMu.Lock()
-	defer g.keyWatchMu.Unlock()
-	if g.stopKeyWatch != nil {
-		g.stopKeyWatch()
-	}
-	wctx, cancel := context.WithCancel(ctx)
-	g.stopKeyWatch = cancel
-	go token.WatchKeys(wctx, files, token.DefaultWatchInterval, g.log, g.signer.SetKeys)
-}
-
-// reload applies what is safe to change live from the config file and the
-// files it names: signing keys (including a changed list of key files, which
-// is how the rotation runbook moves from step to step), route rules and
-// admin tokens. An invalid config or key file changes nothing.
-func (g *gate) reload(ctx context.Context) {
-	g.log.Info("SIGHUP: reloading")
-	cfg := g.cfg
-	if g.configPath != "" {
-		next, err := config.Load(g.configPath, os.Environ())
-		if err == nil {
-			g.overrides(next)
-			err = next.Validate(g.dev)
-		}
-		if err != nil {
-			g.log.Error("config reload failed; keeping current config", "err", err)
-			return
-		}
-		cfg = next
-	}
-	routes, err := authzRoutes(cfg.Routes)
-	if err != nil {
-		g.log.Error("config reload failed; keeping current config", "err", err)
-		return
-	}
-	if len(cfg.Token.SigningKeys) > 0 {
-		files := keyFiles(cfg)
-		if err := token.Reload(files, g.log, g.signer.SetKeys); err == nil {
-			g.watchKeys(ctx, files)
-		}
-	}
-	g.authz.SetRoutes(routes)
-	if cfg.AdminTokenFile != "" {
-		if tokens, err := readAdminTokens(cfg.AdminTokenFile); err != nil {
-			g.log.Error("admin token reload failed; keeping current tokens", "err", err)
-		} else {
-			g.admin.SetTokens(tokens)
-		}
-	}
-	g.log.Info("reloaded: signing keys, routes and admin tokens applied; other keys need a restart")
-}
-
-// watchAdminTokens re-reads the admin token file when its content changes,
-// like the key files: a Kubernetes Secret update rotates admin tokens without
-// a signal, which a distroless pod cannot easily be sent. A bad file is
-// logged and the current tokens stay.
-func (g *gate) watchAdminTokens(ctx context.Context, interval time.Duration) {
-	last, _ := os.ReadFile(g.cfg.AdminTokenFile)
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		data, err := os.ReadFile(g.cfg.AdminTokenFile)
-		if err != nil || bytes.Equal(data, last) {
-			continue
-		}
-		last = data
-		tokens, err := admin.ParseTokenFile(data)
-		if err != nil {
-			g.log.Error("admin token file changed but is invalid; keeping current tokens", "err", err)
-			continue
-		}
-		g.admin.SetTokens(tokens)
-		g.log.Info("admin tokens reloaded", "count", len(tokens))
 	}
 }
 

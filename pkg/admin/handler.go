@@ -1,18 +1,15 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net/http"
-	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -53,7 +50,7 @@ type Options struct {
 	RateBurst int
 	// ClientCertAuthOnly accepts a request whose connection presented a
 	// verified client certificate without a bearer token. It only makes
-	// sense with ServerTLS and a client CA; without one no request has a
+	// sense with TLS (TLSFiles) and a client CA; without one no request has a
 	// verified certificate and tokens stay required.
 	ClientCertAuthOnly bool
 	Log                *slog.Logger
@@ -121,11 +118,11 @@ func NewHandler(o Options) *Handler {
 // describe exactly these (TestOpenAPIRoutes).
 func (h *Handler) routes() map[string]http.HandlerFunc {
 	return map[string]http.HandlerFunc{
-		"POST /v1/sessions":                   h.create,
-		"GET /v1/users/{subject}/sessions":    h.list,
-		"DELETE /v1/sessions/{ref}":           h.revoke,
-		"DELETE /v1/users/{subject}/sessions": h.revokeUser,
-		"PATCH /v1/users/{subject}/sessions":  h.updateUser,
+		"POST /v1/sessions":                   h.handle(h.create),
+		"GET /v1/users/{subject}/sessions":    h.handle(h.list),
+		"DELETE /v1/sessions/{ref}":           h.handle(h.revoke),
+		"DELETE /v1/users/{subject}/sessions": h.handle(h.revokeUser),
+		"PATCH /v1/users/{subject}/sessions":  h.handle(h.updateUser),
 		"GET /v1/openapi.yaml":                serveOpenAPI,
 	}
 }
@@ -179,8 +176,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if h.limiter != nil {
 		if ok, wait := h.limiter.allow(r.RemoteAddr, time.Now()); !ok {
-			w.Header().Set("Retry-After", strconv.Itoa(retryAfter(wait)))
-			writeError(w, http.StatusTooManyRequests, "rate limited")
+			h.serveError(w, r, &httpError{code: http.StatusTooManyRequests, msg: "rate limited", retry: wait})
 			return
 		}
 	}
@@ -188,9 +184,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.o.Open {
 		var ok bool
 		if who, ok = h.authenticate(r); !ok {
-			h.o.Log.Warn("admin: unauthorized request", "remote", r.RemoteAddr, "method", r.Method, "client_cn", clientCN(r))
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sessiongate-admin"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized")
+			h.serveError(w, r, &httpError{code: http.StatusUnauthorized, msg: "unauthorized",
+				logMsg: "admin: unauthorized request", level: slog.LevelWarn})
 			return
 		}
 	}
@@ -231,10 +227,10 @@ func (h *Handler) ctx(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.Context(), h.o.StoreTimeout)
 }
 
-func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) create(w http.ResponseWriter, r *http.Request) error {
 	var req CreateRequest
-	if !decode(w, r, &req) {
-		return
+	if err := decode(r, &req); err != nil {
+		return err
 	}
 	idle, abs, err := h.timeouts(req)
 	if err == nil {
@@ -244,14 +240,11 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 		err = checkSize(req)
 	}
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
+		return badRequest(err)
 	}
 	id, err := session.NewID()
 	if err != nil {
-		h.o.Log.Error("admin: generate session id", "err", err)
-		writeError(w, http.StatusInternalServerError, "internal error")
-		return
+		return internalError("admin: generate session id", err)
 	}
 	now := h.o.Now().Truncate(time.Millisecond)
 	s := &session.Session{
@@ -272,12 +265,9 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 	evicted, err := h.o.Store.Create(ctx, s, h.o.Limit)
 	if errors.Is(err, session.ErrLimit) {
 		h.audit(r, "create_rejected", req.Subject, "")
-		writeError(w, http.StatusConflict, "session limit reached")
-		return
 	}
 	if err != nil {
-		h.storeError(w, "create", err)
-		return
+		return storeError("create", err)
 	}
 	h.audit(r, "create", req.Subject, s.Ref)
 	for _, ref := range evicted {
@@ -289,6 +279,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 		SetCookie:  h.o.Cookie.Set(id, abs),
 		ExpiresAt:  s.ExpiresAt.UTC(),
 	})
+	return nil
 }
 
 // timeouts resolves a request's timeouts against the configured ones, which
@@ -411,7 +402,8 @@ func validClaims(claims map[string]string) error {
 	return nil
 }
 
-// validText refuses control characters and invalid UTF-8 in anything stored:
+// validText refuses control characters (session.ControlRune, which the
+// record decoder applies too) and invalid UTF-8 in anything stored:
 // such values end up in JWT claims, logs and admin listings, and there is no
 // legitimate use for them.
 func validText(name, v string, limit int) error {
@@ -422,75 +414,66 @@ func validText(name, v string, limit int) error {
 		return fmt.Errorf("%s: not valid UTF-8", name)
 	}
 	for _, r := range v {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029' {
+		if session.ControlRune(r) {
 			return fmt.Errorf("%s: control character", name)
 		}
 	}
 	return nil
 }
 
-// subjectParam returns the {subject} of the request path, or answers 400 and
-// reports false when it is not a valid subject.
-func subjectParam(w http.ResponseWriter, r *http.Request) (string, bool) {
+// subjectParam returns the {subject} of the request path, or a 400 when it
+// is not a valid subject.
+func subjectParam(r *http.Request) (string, error) {
 	subject := r.PathValue("subject")
 	if err := validSubject(subject); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return "", false
+		return "", badRequest(err)
 	}
-	return subject, true
+	return subject, nil
 }
 
-func (h *Handler) revoke(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) revoke(w http.ResponseWriter, r *http.Request) error {
 	ref := r.PathValue("ref")
 	if !session.ValidRef(ref) {
-		writeError(w, http.StatusBadRequest, "session_ref: malformed")
-		return
+		return errStatus(http.StatusBadRequest, "session_ref: malformed")
 	}
 	ctx, cancel := h.ctx(r)
 	defer cancel()
-	err := h.o.Store.Delete(ctx, ref)
-	if errors.Is(err, session.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "session not found")
-		return
-	}
-	if err != nil {
-		h.storeError(w, "revoke", err)
-		return
+	if err := h.o.Store.Delete(ctx, ref); err != nil {
+		return storeError("revoke", err)
 	}
 	h.audit(r, "revoke", "", ref)
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
-func (h *Handler) revokeUser(w http.ResponseWriter, r *http.Request) {
-	subject, ok := subjectParam(w, r)
-	if !ok {
-		return
+func (h *Handler) revokeUser(w http.ResponseWriter, r *http.Request) error {
+	subject, err := subjectParam(r)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := h.ctx(r)
 	defer cancel()
 	n, err := h.o.Store.DeleteUser(ctx, subject)
 	if err != nil {
-		h.storeError(w, "revoke_user", err)
-		return
+		return storeError("revoke_user", err)
 	}
 	h.audit(r, "revoke_user", subject, "", "revoked", n)
 	writeJSON(w, http.StatusOK, RevokeResponse{Revoked: n})
+	return nil
 }
 
-func (h *Handler) updateUser(w http.ResponseWriter, r *http.Request) {
-	subject, ok := subjectParam(w, r)
-	if !ok {
-		return
+func (h *Handler) updateUser(w http.ResponseWriter, r *http.Request) error {
+	subject, err := subjectParam(r)
+	if err != nil {
+		return err
 	}
 	var req UpdateRequest
-	if !decode(w, r, &req) {
-		return
+	if err := decode(r, &req); err != nil {
+		return err
 	}
 	if req.Roles == nil && req.Claims == nil {
-		writeError(w, http.StatusBadRequest, "nothing to update: give roles and/or claims")
-		return
+		return errStatus(http.StatusBadRequest, "nothing to update: give roles and/or claims")
 	}
-	var err error
 	if req.Roles != nil {
 		err = validRoles(*req.Roles)
 	}
@@ -507,24 +490,17 @@ func (h *Handler) updateUser(w http.ResponseWriter, r *http.Request) {
 		err = checkPermissionsSize(roles, req.Claims)
 	}
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
+		return badRequest(err)
 	}
 	ctx, cancel := h.ctx(r)
 	defer cancel()
 	n, err := h.o.Store.UpdateUser(ctx, subject, session.Update{Roles: req.Roles, Claims: req.Claims})
 	if err != nil {
-		h.storeError(w, "update_user", err)
-		return
+		return storeError("update_user", err)
 	}
 	h.audit(r, "update_user", subject, "", "updated", n)
 	writeJSON(w, http.StatusOK, UpdateResponse{Updated: n})
-}
-
-func (h *Handler) storeError(w http.ResponseWriter, op string, err error) {
-	h.o.Log.Error("admin: store", "op", op, "err", err)
-	w.Header().Set("Retry-After", "1")
-	writeError(w, http.StatusServiceUnavailable, "session store unavailable")
+	return nil
 }
 
 // audit logs every mutation: who (remote address, the credential that
@@ -545,142 +521,8 @@ func (h *Handler) audit(r *http.Request, action, subject, ref string, extra ...a
 	h.o.Log.Info("admin audit", args...)
 }
 
-// decode reads a JSON body strictly: unknown fields, a repeated key, bytes
-// that are not UTF-8 and trailing data are all 400. encoding/json alone
-// would keep the last of two "subject" keys and turn invalid UTF-8 into
-// U+FFFD, so what it stored could differ from what a proxy or log in front
-// of it read.
-func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		writeError(w, http.StatusUnsupportedMediaType, "content-type must be application/json")
-		return false
-	}
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, "body too large")
-			return false
-		}
-		writeError(w, http.StatusBadRequest, "read body: "+err.Error())
-		return false
-	}
-	if !utf8.Valid(body) {
-		writeError(w, http.StatusBadRequest, "invalid json: not valid UTF-8")
-		return false
-	}
-	if err := checkDuplicateKeys(body); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid json: "+err.Error())
-		return false
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid json: "+err.Error())
-		return false
-	}
-	// dec.More is not enough here: at the top level it reports false for a
-	// stray "]" or "}", which would let `{...}]` through. Only the end of
-	// the body may follow the value.
-	if _, err := dec.Token(); err != io.EOF {
-		writeError(w, http.StatusBadRequest, "invalid json: trailing data")
-		return false
-	}
-	if err := exactFields(body, reflect.TypeOf(v)); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid json: "+err.Error())
-		return false
-	}
-	return true
-}
-
-// exactFields refuses an object key that is not exactly the JSON name of a
-// field of t, recursing into struct-typed fields; maps (claims) keep any key.
-// encoding/json matches names case-insensitively, with Unicode folding
-// ("SUBJECT", "\u017Fubject" are "subject"), and keeps the last of two
-// spellings, so {"subject":"alice","Subject":"mallory"} would pass the
-// duplicate-key check and store mallory while a log or proxy reads alice.
-func exactFields(raw []byte, t reflect.Type) error {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if t.Kind() != reflect.Struct {
-		return nil
-	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
-		return nil // null or not an object: the typed decode has judged it
-	}
-	fields := make(map[string]reflect.Type, t.NumField())
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {
-			fields[name] = f.Type
-		}
-	}
-	for k, v := range obj {
-		ft, ok := fields[k]
-		if !ok {
-			return fmt.Errorf("unknown field %q", k)
-		}
-		if err := exactFields(v, ft); err != nil {
-			return fmt.Errorf("%s: %w", k, err)
-		}
-	}
-	return nil
-}
-
-// checkDuplicateKeys walks the JSON tokens and refuses an object that names
-// a key twice. Syntax errors are left to the real decode.
-func checkDuplicateKeys(body []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	type frame struct {
-		keys   map[string]bool
-		object bool
-		key    bool // the next string token in this object is a key
-	}
-	var stack []frame
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil
-		}
-		var top *frame
-		if len(stack) > 0 {
-			top = &stack[len(stack)-1]
-		}
-		if top != nil && top.object && top.key {
-			if d, ok := tok.(json.Delim); ok && d == '}' {
-				stack = stack[:len(stack)-1]
-				continue
-			}
-			k, _ := tok.(string)
-			if top.keys[k] {
-				return fmt.Errorf("duplicate key %q", k)
-			}
-			top.keys[k] = true
-			top.key = false
-			continue
-		}
-		if top != nil && top.object {
-			top.key = true // this token is the value; the next is a key
-		}
-		switch tok {
-		case json.Delim('{'):
-			stack = append(stack, frame{keys: map[string]bool{}, object: true, key: true})
-		case json.Delim('['):
-			stack = append(stack, frame{})
-		case json.Delim('}'), json.Delim(']'):
-			stack = stack[:len(stack)-1]
-		}
-	}
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, ErrorResponse{Error: msg})
 }

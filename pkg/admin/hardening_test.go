@@ -222,7 +222,7 @@ func TestStrictJSON(t *testing.T) {
 	}
 }
 
-// TestMutualTLS runs the handler behind ServerTLS as serve does.
+// TestMutualTLS runs the handler behind the TLS config TLSFiles.Load makes, as serve does.
 func TestMutualTLS(t *testing.T) {
 	dir := t.TempDir()
 	ca := newCA(t, "sessiongate test CA")
@@ -242,7 +242,7 @@ func TestMutualTLS(t *testing.T) {
 	}{{"token also required", false}, {"client cert alone", true}} {
 		t.Run(mode.name, func(t *testing.T) {
 			var logs logtest.Buffer
-			cfg, err := ServerTLS(files, time.Minute, nil)
+			cfg, err := files.Load()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -296,20 +296,16 @@ func TestMutualTLS(t *testing.T) {
 	}
 }
 
-// TestServerTLSReload: a renewed certificate is served without a restart;
-// a broken file keeps the old one.
-func TestServerTLSReload(t *testing.T) {
+// TestTLSFilesLoad: a renewed certificate is read as such; a broken file is
+// an error (serve then keeps the certificate it has, or refuses to start).
+func TestTLSFilesLoad(t *testing.T) {
 	dir := t.TempDir()
 	ca := newCA(t, "reload CA")
 	ca.issue(t, dir, "server", "127.0.0.1", true)
 	files := TLSFiles{CertFile: filepath.Join(dir, "server.crt"), KeyFile: filepath.Join(dir, "server.key")}
-	cfg, err := ServerTLS(files, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
 	serial := func() *big.Int {
 		t.Helper()
-		c, err := cfg.GetConfigForClient(&tls.ClientHelloInfo{})
+		c, err := files.Load()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -318,16 +314,22 @@ func TestServerTLSReload(t *testing.T) {
 	}
 	first := serial()
 	ca.issue(t, dir, "server", "127.0.0.1", true)
-	second := serial()
-	if first.Cmp(second) == 0 {
-		t.Fatal("renewed certificate not picked up")
+	if serial().Cmp(first) == 0 {
+		t.Fatal("renewed certificate not read")
+	}
+	writePEM(t, filepath.Join(dir, "ca.pem"), "CERTIFICATE", ca.der)
+	withCA := files
+	withCA.ClientCAFile = filepath.Join(dir, "ca.pem")
+	if c, err := withCA.Load(); err != nil || c.ClientAuth != tls.RequireAndVerifyClientCert {
+		t.Fatalf("with a client CA: %v, %v", c, err)
+	}
+	os.WriteFile(withCA.ClientCAFile, []byte("garbage"), 0o600)
+	if _, err := withCA.Load(); err == nil || !strings.Contains(err.Error(), "ca.pem") {
+		t.Fatalf("broken client CA: err = %v", err)
 	}
 	os.WriteFile(files.CertFile, []byte("garbage"), 0o600)
-	if serial().Cmp(second) != 0 {
-		t.Fatal("a broken certificate file replaced the working one")
-	}
-	if _, err := ServerTLS(TLSFiles{CertFile: files.CertFile, KeyFile: files.KeyFile}, 0, nil); err == nil {
-		t.Fatal("ServerTLS accepted a broken certificate at start")
+	if _, err := files.Load(); err == nil || !strings.Contains(err.Error(), "server.crt") {
+		t.Fatalf("broken certificate: err = %v", err)
 	}
 }
 

@@ -125,22 +125,20 @@ func decodeCursor(subject, c string) (uint64, bool) {
 	return pos, pos != 0 // the store never hands out 0: it means the start
 }
 
-func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
-	subject, ok := subjectParam(w, r)
-	if !ok {
-		return
+func (h *Handler) list(w http.ResponseWriter, r *http.Request) error {
+	subject, err := subjectParam(r)
+	if err != nil {
+		return err
 	}
 	limit, after, err := listPage(r, subject)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
+		return badRequest(err)
 	}
 	ctx, cancel := h.ctx(r)
 	defer cancel()
 	p, err := h.o.Store.ListPage(ctx, subject, after, limit)
 	if err != nil {
-		h.storeError(w, "list", err)
-		return
+		return storeError("list", err)
 	}
 	out := ListResponse{Sessions: make([]SessionInfo, 0, len(p.Sessions))}
 	for _, s := range p.Sessions {
@@ -155,4 +153,5 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 		out.NextCursor = encodeCursor(subject, p.Next)
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
 }

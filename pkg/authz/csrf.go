@@ -96,8 +96,8 @@ func trimDefaultPort(hostport, scheme string) string {
 }
 
 // NormalizeOrigin puts an origin into the form browsers send: lower case,
-// no trailing slash, no default port. Config and New both use it, so an
-// operator's "https://App.example.com:443/" still matches.
+// no trailing slash, no default port. New applies it to the configured
+// origins, so an operator's "https://App.example.com:443/" still matches.
 func NormalizeOrigin(o string) string {
 	o = strings.TrimRight(strings.ToLower(strings.TrimSpace(o)), "/")
 	scheme, host, ok := strings.Cut(o, "://")

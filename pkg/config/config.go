@@ -91,7 +91,9 @@ func (r Redis) Configured() bool {
 	return r.URL != "" || r.Sentinel.MasterName != "" || len(r.Sentinel.Addrs) > 0 || len(r.ClusterAddrs) > 0
 }
 
-// TLSOn reports whether connections to Redis use TLS.
+// TLSOn reports whether connections to Redis use TLS. The session client
+// decides the same from the options it is given; a test in cmd/sessiongate
+// holds the two to one answer for every combination of keys.
 func (r Redis) TLSOn() bool {
 	t := r.TLS
 	return strings.HasPrefix(strings.ToLower(r.URL), "rediss://") || t.Enabled || t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != ""

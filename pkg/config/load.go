@@ -267,7 +267,6 @@ func yamlMsg(err error) string {
 // spelling the rest of sessiongate compares against.
 func (c *Config) normalize() {
 	c.LogLevel = strings.ToLower(c.LogLevel)
-	c.normalizeSecurity()
 	for _, s := range []string{"Lax", "Strict", "None"} {
 		if strings.EqualFold(c.Cookie.SameSite, s) {
 			c.Cookie.SameSite = s

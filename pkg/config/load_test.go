@@ -189,7 +189,8 @@ func TestLoadFullFile(t *testing.T) {
 			{PathPrefix: "/admin", Methods: []string{"GET", "POST"}, Access: "authenticated", Roles: []string{"admin", "ops"}, Shadow: true},
 			{PathPrefix: "/", Access: "deny"},
 		},
-		CSRF:     CSRF{Enabled: false, AllowedOrigins: []string{"https://www.example.com", "http://localhost:8080"}, Shadow: true},
+		// Origins are kept as written; authz.New normalises them.
+		CSRF:     CSRF{Enabled: false, AllowedOrigins: []string{"HTTPS://WWW.Example.com:443/", "http://localhost:8080"}, Shadow: true},
 		Admin:    Admin{RateLimit: 2.5, RateBurst: 5},
 		AdminTLS: AdminTLS{CertFile: "/tls/admin.crt", KeyFile: "/tls/admin.key", ClientCAFile: "/tls/clients-ca.pem", ClientCertAuthOnly: true},
 	}

@@ -40,6 +40,10 @@ type AdminTLS struct {
 	ClientCertAuthOnly bool `yaml:"client_cert_auth_only"`
 }
 
+// On reports whether the admin API is served over TLS: a certificate is
+// configured (Validate requires its key with it).
+func (t AdminTLS) On() bool { return t.CertFile != "" }
+
 func (c *Config) validateSecurity(v *validator) {
 	for i, o := range c.CSRF.AllowedOrigins {
 		v.check(fmt.Sprintf("csrf.allowed_origins[%d]", i), checkOrigin(o))
@@ -59,7 +63,7 @@ func (c *Config) validateSecurity(v *validator) {
 	if (t.CertFile == "") != (t.KeyFile == "") {
 		v.fail("admin_tls.key_file", "admin_tls.cert_file and admin_tls.key_file go together")
 	}
-	if t.ClientCAFile != "" && t.CertFile == "" {
+	if t.ClientCAFile != "" && !t.On() {
 		v.fail("admin_tls.client_ca_file", "needs admin_tls.cert_file and admin_tls.key_file: client certificates are a TLS feature")
 	}
 	if t.ClientCertAuthOnly && t.ClientCAFile == "" {
@@ -72,39 +76,17 @@ func (c *Config) validateSecurity(v *validator) {
 // checkOrigin accepts what a browser sends in Origin: scheme://host[:port],
 // http or https, nothing after the host. "*" and "null" are refused: the
 // first would switch the check off, the second names every sandboxed page.
+// Case, surrounding space, trailing slashes and a default port are allowed:
+// authz.NormalizeOrigin, the one rule for them, removes them.
 func checkOrigin(o string) error {
-	u, err := url.Parse(o)
+	u, err := url.Parse(strings.TrimSpace(o))
 	switch {
 	case err != nil:
 	case u.Scheme != "http" && u.Scheme != "https":
 	case u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "":
-	case u.Path != "" && u.Path != "/":
+	case strings.Trim(u.Path, "/") != "":
 	default:
 		return nil
 	}
 	return fmt.Errorf(`must be an origin like "https://app.example.com" (scheme, host, optional port), got %q`, o)
-}
-
-func (c *Config) normalizeSecurity() {
-	for i, o := range c.CSRF.AllowedOrigins {
-		c.CSRF.AllowedOrigins[i] = normalizeOrigin(o)
-	}
-}
-
-// normalizeOrigin puts an origin in the form browsers send it: lower case,
-// no trailing slash, no default port. (pkg/authz applies the same rule;
-// config does not import it.)
-func normalizeOrigin(o string) string {
-	o = strings.TrimRight(strings.ToLower(strings.TrimSpace(o)), "/")
-	scheme, host, ok := strings.Cut(o, "://")
-	if !ok {
-		return o
-	}
-	switch {
-	case scheme == "https" && strings.HasSuffix(host, ":443"):
-		host = strings.TrimSuffix(host, ":443")
-	case scheme == "http" && strings.HasSuffix(host, ":80"):
-		host = strings.TrimSuffix(host, ":80")
-	}
-	return scheme + "://" + host
 }

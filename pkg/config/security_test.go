@@ -16,6 +16,9 @@ func TestValidateSecurity(t *testing.T) {
 		{"origins", func(c *Config) {
 			c.CSRF.AllowedOrigins = []string{"https://app.example.com", "http://localhost:8080", "https://a.example/"}
 		}, ""},
+		{"origins as an operator may spell them", func(c *Config) {
+			c.CSRF.AllowedOrigins = []string{"HTTPS://App.Example.com:443//", " http://localhost:8080 "}
+		}, ""},
 		{"origin with path", func(c *Config) { c.CSRF.AllowedOrigins = []string{"https://app.example.com/app"} }, "csrf.allowed_origins[0]"},
 		{"wildcard origin", func(c *Config) { c.CSRF.AllowedOrigins = []string{"*"} }, "csrf.allowed_origins[0]"},
 		{"null origin", func(c *Config) { c.CSRF.AllowedOrigins = []string{"null"} }, "csrf.allowed_origins[0]"},
@@ -71,7 +74,8 @@ func TestSecurityEnv(t *testing.T) {
 		"SESSIONGATE_ADMIN_TLS_CLIENT_CERT_AUTH_ONLY=true",
 	})
 	want := Default()
-	want.CSRF = CSRF{Enabled: false, AllowedOrigins: []string{"https://a.example.com", "http://b.example.com:8080"}}
+	// Origins are kept as written; authz.New normalises them.
+	want.CSRF = CSRF{Enabled: false, AllowedOrigins: []string{"https://A.example.com:443", "http://b.example.com:8080"}}
 	want.Admin = Admin{RateLimit: 0.5, RateBurst: 3}
 	want.AdminTLS = AdminTLS{CertFile: "/c", KeyFile: "/k", ClientCAFile: "/ca", ClientCertAuthOnly: true}
 	if !reflect.DeepEqual(*c, want) {

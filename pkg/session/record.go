@@ -87,7 +87,16 @@ func (e Entry) Session() (*Session, error) {
 	return s, nil
 }
 
-// clean reports whether no value holds a control character. The admin API
+// ControlRune reports whether r may not appear in a stored session value:
+// C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
+// The admin API refuses values holding one on create and update, and the
+// record decoder refuses records holding one: both ask this function, so
+// what one accepts the other reads.
+func ControlRune(r rune) bool {
+	return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029'
+}
+
+// clean reports whether no value holds a control character (ControlRune). The admin API
 // never stores one, so a record that does was written by something else;
 // its values would go into signed claims and into Envoy's dynamic metadata
 // (and so its access log), where a CR or LF is a log or header injection
@@ -96,7 +105,7 @@ func (e Entry) Session() (*Session, error) {
 func (b *recordBody) clean() bool {
 	ok := func(v string) bool {
 		for _, r := range v {
-			if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029' {
+			if ControlRune(r) {
 				return false
 			}
 		}

@@ -54,6 +54,9 @@ type RedisTLS struct {
 	ServerName string // name expected in every node's certificate; empty = the dialled host
 }
 
+// on reports whether TLS is configured by the options alone; a rediss://
+// URL turns it on too. config.Redis.TLSOn answers the same for the config
+// keys (a test in cmd/sessiongate holds them together).
 func (t RedisTLS) on() bool {
 	return t.Enabled || t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != ""
 }

@@ -415,10 +415,6 @@ func (f KeyFiles) Load() (*KeySet, error) {
 	return ks, nil
 }
 
-func (f KeyFiles) all() []string {
-	return append(append([]string(nil), f.Signing...), f.Verification...)
-}
-
 // readKeyFile parses exactly one key from a PEM file and checks it against
 // the key policy, so that the caller can attribute any problem to the file.
 func readKeyFile(path string, allowPublic bool) (crypto.PublicKey, error) {

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc/health"
+
+	"github.com/sessiongate/sessiongate/pkg/admin"
+	"github.com/sessiongate/sessiongate/pkg/authz"
+	"github.com/sessiongate/sessiongate/pkg/config"
+	"github.com/sessiongate/sessiongate/pkg/metrics"
+	"github.com/sessiongate/sessiongate/pkg/session"
+	"github.com/sessiongate/sessiongate/pkg/token"
+)
+
+// build wires the components. What each one is told is decided by a pure
+// function of the config below (redisOptions, authzOptions, adminOptions,
+// ...); build adds the live dependencies (store, signer, metrics, logger)
+// and the side effects: connecting, reading files, logging.
+func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*gate, error) {
+	g := &gate{cfg: cfg, configPath: configPath, dev: dev, log: log, registry: prometheus.NewRegistry(), overrides: func(*config.Config) {},
+		files: newWatcher(log)}
+	g.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	g.metrics = metrics.New(g.registry)
+
+	store, err := newStore(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	g.store = g.metrics.Store(store)
+
+	if len(cfg.Token.SigningKeys) == 0 {
+		// Only reachable with --dev.
+		keys, err := devKeys(log)
+		if err != nil {
+			return nil, err
+		}
+		g.signer = token.NewSigner(keys, cfg.Token.Issuer)
+	} else {
+		// The watcher's first load puts the keys in before anything signs.
+		g.signer = token.NewSigner(nil, cfg.Token.Issuer)
+		if err := g.files.start(g.keySet(keyFiles(cfg))); err != nil {
+			return nil, fmt.Errorf("load signing keys: %w", err)
+		}
+	}
+
+	ao, err := authzOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ao.Sessions, ao.Signer, ao.Metrics, ao.Log = g.store, g.signer, g.metrics, log
+	g.authz = authz.New(ao)
+
+	do, err := adminOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if do.Open {
+		log.Warn("dev mode: admin API open without a token on loopback", "addr", cfg.AdminAddr)
+	}
+	do.Store, do.Log = g.store, log
+	g.admin = admin.NewHandler(do)
+
+	if cfg.AdminTokenFile != "" {
+		if err := g.files.start(g.adminTokenSet(cfg.AdminTokenFile)); err != nil {
+			return nil, err
+		}
+	}
+	if files, ok := adminTLSFiles(cfg); ok {
+		if err := g.files.start(g.adminTLSSet(files)); err != nil {
+			return nil, err
+		}
+	}
+	g.health = health.NewServer()
+	return g, nil
+}
+
+// newStore connects the session store: Redis, or process memory in dev mode.
+func newStore(cfg *config.Config, log *slog.Logger) (session.Store, error) {
+	if !cfg.Redis.Configured() {
+		// Only reachable with --dev: Validate requires a Redis topology otherwise.
+		log.Warn("dev mode: sessions are kept in process memory; single replica only, lost on restart")
+		return session.NewMemoryStore(nil), nil
+	}
+	rdb, err := redisOptions(cfg.Redis).NewClient()
+	if err != nil {
+		return nil, err
+	}
+	rs := session.NewRedisStore(rdb)
+	// Before the first Check: loads the scripts and initialises the warm
+	// pool, so no early Check pays NOSCRIPT plus a handshake inside
+	// redis.timeout. A Redis that is down now is not fatal: readiness stays
+	// off until it answers, and the scripts then load on first use.
+	wctx, cancel := context.WithTimeout(context.Background(), max(10*cfg.Redis.Timeout, 2*time.Second))
+	if err := rs.Warm(wctx); err != nil {
+		log.Warn("redis: warm-up failed; first calls may be slower", "err", err)
+	}
+	cancel()
+	return rs, nil
+}
+
+// redisOptions maps redis.* to the Redis client's options.
+func redisOptions(r config.Redis) session.RedisOptions {
+	return session.RedisOptions{
+		URL:            r.URL,
+		SentinelMaster: r.Sentinel.MasterName, SentinelAddrs: r.Sentinel.Addrs,
+		SentinelUsername: r.Sentinel.Username, SentinelPassword: r.Sentinel.Password,
+		ClusterAddrs: r.ClusterAddrs,
+		Username:     r.Username, PasswordFile: r.PasswordFile,
+		TLS: session.RedisTLS{Enabled: r.TLS.Enabled, CAFile: r.TLS.CAFile, CertFile: r.TLS.CertFile,
+			KeyFile: r.TLS.KeyFile, ServerName: r.TLS.ServerName},
+		Timeout: r.Timeout,
+	}
+}
+
+// devKeys makes the ephemeral signing key of dev mode.
+func devKeys(log *slog.Logger) (*token.KeySet, error) {
+	k, err := token.GenerateKey(token.AlgES256)
+	if err != nil {
+		return nil, err
+	}
+	ks, err := token.NewKeySet(k, "")
+	if err != nil {
+		return nil, err
+	}
+	log.Warn("dev mode: ephemeral ES256 signing key; tokens stop verifying after a restart", "kid", ks.ActiveKID())
+	return ks, nil
+}
+
+// keyFiles maps token.signing_keys, verification_keys and key_ids to the
+// files the signer's key set is read from.
+func keyFiles(cfg *config.Config) token.KeyFiles {
+	return token.KeyFiles{Signing: cfg.Token.SigningKeys, Verification: cfg.Token.VerificationKeys, KIDs: cfg.Token.KeyIDs}
+}
+
+// cookie maps cookie.* to the session cookie both authz and admin render.
+func cookie(cfg *config.Config) session.Cookie {
+	return session.Cookie{Name: cfg.Cookie.Name, SameSite: cfg.Cookie.SameSite, Domain: cfg.Cookie.Domain}
+}
+
+// authzOptions maps the config to the Check server's options; the caller
+// adds Sessions, Signer, Metrics and Log.
+func authzOptions(cfg *config.Config) (authz.Options, error) {
+	routes, err := authzRoutes(cfg.Routes)
+	if err != nil {
+		return authz.Options{}, err
+	}
+	return authz.Options{
+		Routes:       routes,
+		Cookie:       cookie(cfg),
+		TokenHeader:  cfg.Token.Header,
+		Audience:     cfg.Token.Audience,
+		TokenTTL:     cfg.Token.TTL,
+		StoreTimeout: cfg.Redis.Timeout,
+		LoginURL:     cfg.LoginURL,
+		LogoutPath:   cfg.Logout.Path,
+		LogoutURL:    cfg.Logout.RedirectURL,
+		CSRF:         authz.CSRF{Disabled: !cfg.CSRF.Enabled, AllowedOrigins: cfg.CSRF.AllowedOrigins, Shadow: cfg.CSRF.Shadow},
+	}, nil
+}
+
+// authzRoutes maps routes to the Check server's rules; they are also what a
+// reload swaps in.
+func authzRoutes(in []config.Route) ([]authz.Route, error) {
+	out := make([]authz.Route, 0, len(in))
+	for i, r := range in {
+		a, err := authz.ParseAccess(r.Access)
+		if err != nil {
+			return nil, fmt.Errorf("routes[%d].access: %w", i, err)
+		}
+		out = append(out, authz.Route{PathPrefix: r.PathPrefix, Methods: r.Methods, Access: a, Roles: r.Roles, Shadow: r.Shadow})
+	}
+	return out, nil
+}
+
+// adminOptions maps the config to the admin API's options; the caller adds
+// Store and Log. Without a token file or client-certificate auth (only
+// possible with --dev) the API is open, which is refused anywhere but on
+// loopback.
+func adminOptions(cfg *config.Config) (admin.Options, error) {
+	open := cfg.AdminTokenFile == "" && !cfg.AdminTLS.ClientCertAuthOnly
+	if open && !isLoopback(cfg.AdminAddr) {
+		return admin.Options{}, fmt.Errorf("dev mode without admin_token_file: admin_addr %q must be a loopback address", cfg.AdminAddr)
+	}
+	return admin.Options{
+		Cookie:          cookie(cfg),
+		IdleTimeout:     cfg.Session.IdleTimeout,
+		AbsoluteTimeout: cfg.Session.AbsoluteTimeout,
+		Limit:           session.Limit{MaxPerUser: cfg.Session.MaxPerUser, Reject: cfg.Session.OnLimit == "reject"},
+		Open:            open,
+
+		RateLimit:          cfg.Admin.RateLimit,
+		RateBurst:          cfg.Admin.RateBurst,
+		ClientCertAuthOnly: cfg.AdminTLS.ClientCertAuthOnly,
+	}, nil
+}
+
+// adminTLSFiles maps admin_tls.* to the admin listener's certificate files;
+// false means the admin API speaks plain HTTP.
+func adminTLSFiles(cfg *config.Config) (admin.TLSFiles, bool) {
+	t := cfg.AdminTLS
+	return admin.TLSFiles{CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile}, t.On()
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
