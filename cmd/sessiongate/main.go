@@ -29,6 +29,7 @@ commands:
   serve     run the ext_authz gRPC server, JWKS/health/metrics HTTP server and admin API
   keygen    write a new PEM private signing key to stdout
   session   create, list, revoke and update sessions through the admin API
+  explain   show which rule applies to a request and what Check decides, and why
   version   print the version
 `
 
@@ -36,7 +37,15 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
+	var exit exitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		if exit.msg != "" {
+			fmt.Fprintln(os.Stderr, "sessiongate:", exit.msg)
+		}
+		os.Exit(exit.code)
+	default:
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "sessiongate:", err)
 		}
@@ -56,6 +65,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return keygen(rest, stdout, stderr)
 	case "session":
 		return sessionCmd(ctx, rest, stdout, stderr)
+	case "explain":
+		return explain(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, version)
 		return nil

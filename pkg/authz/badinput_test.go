@@ -502,7 +502,11 @@ func (c *catalog) runCheck(t *testing.T, tc badInput) {
 		req.Attributes.ContextExtensions = in.ext
 	}
 
-	resp := c.f.check(t, req)
+	resp, v := c.f.srv.Decide(context.Background(), req)
+	// explain runs the same decision code: the same verdict and status.
+	if e := c.f.srv.Explain(context.Background(), req); e.Decision != v.Decision.String() || e.Status != status(resp) || e.Rule != v.Rule {
+		t.Fatalf("explain says %s/%d (rule %d), Check %v/%d (rule %d)", e.Decision, e.Status, e.Rule, v.Decision, status(resp), v.Rule)
+	}
 	// gRPC marshals the answer before Envoy sees it; one that cannot be
 	// marshalled is an error, and an error may be an allow.
 	if _, err := proto.Marshal(resp); err != nil {

@@ -28,6 +28,16 @@ type Explanation struct {
 	Status     int    `json:"status"`
 	// Allowed: the request would reach the upstream (OK or public).
 	Allowed bool `json:"allowed"`
+	// Shadow is the shadow rule that applies, if any: counted, not
+	// enforced.
+	Shadow *ShadowExplanation `json:"shadow,omitempty"`
+}
+
+// ShadowExplanation is a shadow rule and what it would have decided.
+type ShadowExplanation struct {
+	Rule     int    `json:"rule"`
+	RuleText string `json:"rule_text"`
+	Decision string `json:"decision"`
 }
 
 // Explain runs Check's decision for req without counting it in the
@@ -59,6 +69,9 @@ func (s *Server) Explain(ctx context.Context, req *authv3.CheckRequest) Explanat
 	if v.Rule >= 0 && v.Rule < len(routes) {
 		e.RuleText = fmt.Sprintf("routes[%d]: %s", v.Rule, routes[v.Rule])
 	}
+	if rule, d, ok := s.shadowFor(req, v); ok {
+		e.Shadow = &ShadowExplanation{Rule: rule, RuleText: fmt.Sprintf("routes[%d]: %s", rule, routes[rule]), Decision: d}
+	}
 	return e
 }
 
@@ -72,6 +85,9 @@ func (r Route) String() string {
 	fmt.Fprintf(&b, ", access %s", r.Access)
 	if len(r.Roles) > 0 {
 		fmt.Fprintf(&b, ", roles [%s]", strings.Join(r.Roles, ", "))
+	}
+	if r.Shadow {
+		b.WriteString(", shadow")
 	}
 	return b.String()
 }

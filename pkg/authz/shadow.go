@@ -30,14 +30,22 @@ const shadowUnverified = "unverified"
 // shadow counts what the first shadow rule that applies to req would have
 // decided, given the verdict the enforced rules reached.
 func (s *Server) shadow(req *authv3.CheckRequest, v Verdict) {
+	if rule, decision, ok := s.shadowFor(req, v); ok {
+		s.recordShadow(req.GetAttributes().GetRequest().GetHttp(), strconv.Itoa(rule), decision)
+	}
+}
+
+// shadowFor returns the shadow rule that applies to req, if any, and the
+// decision it would have made.
+func (s *Server) shadowFor(req *authv3.CheckRequest, v Verdict) (rule int, decision string, ok bool) {
 	switch v.Decision {
 	case DecisionBadRequest, DecisionLogout:
-		return // refused before any rule, or not a routed request
+		return 0, "", false // refused before any rule, or not a routed request
 	}
 	httpReq := req.GetAttributes().GetRequest().GetHttp()
 	path, ok, _ := cleanPath(httpReq.GetPath())
 	if !ok {
-		return
+		return 0, "", false
 	}
 	routes := *s.routes.Load()
 	method := httpReq.GetMethod()
@@ -46,11 +54,12 @@ func (s *Server) shadow(req *authv3.CheckRequest, v Verdict) {
 		if !r.matches(method, path) {
 			continue
 		}
-		if r.Shadow {
-			s.recordShadow(httpReq, strconv.Itoa(i), s.wouldBe(r, v, httpReq))
+		if !r.Shadow {
+			return 0, "", false // the first rule that applies is enforced
 		}
-		return // the first rule that applies, shadow or not, is the one
+		return i, s.wouldBe(r, v, httpReq), true
 	}
+	return 0, "", false
 }
 
 // wouldBe is the decision r would have given the request.
