@@ -33,7 +33,7 @@ demo: redis
 test: vet test-unit test-faults k8s-test image-test e2e
 
 vet:
-	@bad=$$(gofmt -l cmd pkg e2e k8s image 2>/dev/null); if [ -n "$$bad" ]; then echo "gofmt needed: $$bad"; exit 1; fi
+	@bad=$$(gofmt -l cmd pkg internal e2e k8s image 2>/dev/null); if [ -n "$$bad" ]; then echo "gofmt needed: $$bad"; exit 1; fi
 	$(GO) vet ./...
 
 test-unit: redis
@@ -46,16 +46,16 @@ test-unit: redis
 ## down, which the tests cause on purpose) are filtered out.
 test-faults: SHELL := /bin/bash
 test-faults: redis
-	$(GO) vet -tags faults ./pkg/faults/
+	$(GO) vet -tags faults ./internal/faults/
 	$(GO) test -race -count=1 -timeout 5m -run 'TestConformance|TestRedisClusterSubjectAcrossSlots|TestRedisFirstTouchIsOneRoundTrip|TestRedisNoscriptFallbackReloads|TestRedisTouchIsBoundedWhenRedisStalls' ./pkg/session/
-	set -o pipefail; SOAK_DURATION=30s $(GO) test -tags faults -race -count=1 -timeout 10m -v ./pkg/faults/ 2>&1 | grep -v '^redis: '
+	set -o pipefail; SOAK_DURATION=30s $(GO) test -tags faults -race -count=1 -timeout 10m -v ./internal/faults/ 2>&1 | grep -v '^redis: '
 
 ## soak: a steady mix of Check, create and revoke against real Redis for SOAK_DURATION (default
 ## 3m); heap, goroutines and Redis memory must stay flat, with zero errors.
 SOAK_DURATION ?= 3m
 soak: SHELL := /bin/bash
 soak: redis
-	set -o pipefail; SOAK_DURATION=$(SOAK_DURATION) $(GO) test -tags faults -race -count=1 -timeout 60m -v -run '^TestSoak$$' ./pkg/faults/ 2>&1 | grep -v '^redis: '
+	set -o pipefail; SOAK_DURATION=$(SOAK_DURATION) $(GO) test -tags faults -race -count=1 -timeout 60m -v -run '^TestSoak$$' ./internal/faults/ 2>&1 | grep -v '^redis: '
 
 ## redis: make sure redis-server is on PATH (installs Debian's package when root)
 redis:

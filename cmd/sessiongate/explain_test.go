@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessiongate/sessiongate/pkg/redistest"
+	"github.com/sessiongate/sessiongate/internal/redistest"
 	"github.com/sessiongate/sessiongate/pkg/session"
 )
 
@@ -63,7 +63,7 @@ routes:
 		t.Fatal(err)
 	}
 	ttl := func() time.Duration {
-		d, err := rdb.PTTL(context.Background(), "sg:s:"+ref).Result()
+		d, err := rdb.PTTL(context.Background(), session.RecordKey(ref)).Result()
 		if err != nil {
 			t.Fatal(err)
 		}

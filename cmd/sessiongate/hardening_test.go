@@ -16,8 +16,8 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 
-	"github.com/sessiongate/sessiongate/pkg/logtest"
-	"github.com/sessiongate/sessiongate/pkg/redistest"
+	"github.com/sessiongate/sessiongate/internal/logtest"
+	"github.com/sessiongate/sessiongate/internal/redistest"
 )
 
 const hardeningAdminToken = "hardening-admin-token-0123456789"

@@ -24,9 +24,9 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/sessiongate/sessiongate/internal/logtest"
+	"github.com/sessiongate/sessiongate/internal/redistest"
 	"github.com/sessiongate/sessiongate/pkg/admin"
-	"github.com/sessiongate/sessiongate/pkg/logtest"
-	"github.com/sessiongate/sessiongate/pkg/redistest"
 	"github.com/sessiongate/sessiongate/pkg/session"
 	"github.com/sessiongate/sessiongate/pkg/token"
 )

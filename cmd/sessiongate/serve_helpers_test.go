@@ -14,8 +14,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/sessiongate/sessiongate/pkg/logtest"
-	"github.com/sessiongate/sessiongate/pkg/redistest"
+	"github.com/sessiongate/sessiongate/internal/logtest"
+	"github.com/sessiongate/sessiongate/internal/redistest"
 )
 
 // Fixtures shared by the tests that run the real serve command in this

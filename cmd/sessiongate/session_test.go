@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessiongate/sessiongate/internal/redistest"
 	"github.com/sessiongate/sessiongate/pkg/admin"
-	"github.com/sessiongate/sessiongate/pkg/redistest"
 )
 
 // TestSessionListFollowsCursors runs `session list` against the real serve

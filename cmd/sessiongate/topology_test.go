@@ -12,7 +12,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
-	"github.com/sessiongate/sessiongate/pkg/redistest"
+	"github.com/sessiongate/sessiongate/internal/redistest"
 )
 
 // TestServeRedisTopologies runs the real serve command against Redis
@@ -40,7 +40,7 @@ func TestServeRedisTopologies(t *testing.T) {
 			// redis.timeout is generous: this test is about wiring the
 			// topologies through the config, and on a loaded 2-core machine
 			// a 250 ms bound has failed it with a correct fail-closed 503.
-			// The latency bound has its own tests (pkg/faults, pkg/session).
+			// The latency bound has its own tests (internal/faults, pkg/session).
 			writeFile(t, cfgPath, fmt.Sprintf("grpc_addr: %q\nhttp_addr: %q\nadmin_addr: %q\nadmin_token_file: %q\ntoken:\n  signing_keys: [%q]\nredis:\n  timeout: 1s\n%s",
 				grpcAddr, httpAddr, adminAddr, tokenPath, keyPath, redisYAML(t)))
 

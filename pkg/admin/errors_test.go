@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessiongate/sessiongate/pkg/logtest"
+	"github.com/sessiongate/sessiongate/internal/logtest"
 	"github.com/sessiongate/sessiongate/pkg/session"
 )
 

@@ -21,9 +21,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/sessiongate/sessiongate/internal/logtest"
+	"github.com/sessiongate/sessiongate/internal/redistest"
 	"github.com/sessiongate/sessiongate/pkg/admin"
-	"github.com/sessiongate/sessiongate/pkg/logtest"
-	"github.com/sessiongate/sessiongate/pkg/redistest"
 	"github.com/sessiongate/sessiongate/pkg/session"
 )
 
@@ -440,13 +440,13 @@ func newCatalog(t *testing.T) *catalog {
 		"crlfclaim":    head + `{"sub":"alice","clm":{"org":"acme\nx: y"},"cat":1}`,
 	} {
 		sid := newID(t)
-		if err := rdb.Set(ctx, "sg:s:"+session.RefOf(sid), raw, time.Hour).Err(); err != nil {
+		if err := rdb.Set(ctx, session.RecordKey(session.RefOf(sid)), raw, time.Hour).Err(); err != nil {
 			t.Fatalf("write %s record: %v", name, err)
 		}
 		c.ids[name] = sid
 	}
 	wrong := newID(t)
-	if err := rdb.RPush(ctx, "sg:s:"+session.RefOf(wrong), "x").Err(); err != nil {
+	if err := rdb.RPush(ctx, session.RecordKey(session.RefOf(wrong)), "x").Err(); err != nil {
 		t.Fatal(err)
 	}
 	c.ids["wrongtype"] = wrong

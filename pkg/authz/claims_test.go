@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sessiongate/sessiongate/pkg/logtest"
+	"github.com/sessiongate/sessiongate/internal/logtest"
 )
 
 // TestCheckRefusesRecordsWithFoldedClaims: a record in the store whose

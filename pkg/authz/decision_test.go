@@ -9,7 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/sessiongate/sessiongate/pkg/logtest"
+	"github.com/sessiongate/sessiongate/internal/logtest"
 	"github.com/sessiongate/sessiongate/pkg/metrics"
 	"github.com/sessiongate/sessiongate/pkg/session"
 )

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessiongate/sessiongate/pkg/redistest"
+	"github.com/sessiongate/sessiongate/internal/redistest"
 )
 
 // benchSession is a realistic record: one role, one custom claim and the

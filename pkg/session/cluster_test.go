@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessiongate/sessiongate/pkg/redistest"
+	"github.com/sessiongate/sessiongate/internal/redistest"
 )
 
 // TestRedisClusterSubjectAcrossSlots pins down what the Cluster design

@@ -32,3 +32,7 @@ func (m *MemoryStore) Peek(_ context.Context, ref string) (Entry, error) {
 	}
 	return parseEntry(ref, r.raw)
 }
+
+// RecordKey is the Redis key that holds the record of the session ref, for
+// tools and tests that reach Redis directly; the layout is in the README.
+func RecordKey(ref string) string { return sessionKey(ref) }

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessiongate/sessiongate/pkg/redistest"
+	"github.com/sessiongate/sessiongate/internal/redistest"
 )
 
 // redisACL is the least a Redis ACL user needs for sessiongate: its keys,

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessiongate/sessiongate/pkg/redistest"
+	"github.com/sessiongate/sessiongate/internal/redistest"
 )
 
 // TestRedisConcurrentTouches covers the batched touch path (Touch with

@@ -14,7 +14,7 @@ import (
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/sessiongate/sessiongate/pkg/logtest"
+	"github.com/sessiongate/sessiongate/internal/logtest"
 	"github.com/sessiongate/sessiongate/pkg/token"
 	"github.com/sessiongate/sessiongate/pkg/verify"
 )

@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/sessiongate/sessiongate/pkg/redistest"
+	"github.com/sessiongate/sessiongate/internal/redistest"
 	"github.com/sessiongate/sessiongate/pkg/session"
 )
 

@@ -20,9 +20,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sessiongate/sessiongate/internal/redistest"
 	"github.com/sessiongate/sessiongate/pkg/admin"
 	"github.com/sessiongate/sessiongate/pkg/authz"
-	"github.com/sessiongate/sessiongate/pkg/redistest"
 	"github.com/sessiongate/sessiongate/pkg/session"
 	"github.com/sessiongate/sessiongate/pkg/token"
 )

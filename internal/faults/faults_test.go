@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessiongate/sessiongate/pkg/redistest"
+	"github.com/sessiongate/sessiongate/internal/redistest"
 	"github.com/sessiongate/sessiongate/pkg/session"
 )
 
@@ -152,7 +152,7 @@ func TestFaultClusterMasterKilled(t *testing.T) {
 	r.revoke(nil)
 
 	ctx := context.Background()
-	victim, replicas, err := c.MasterOf(ctx, "sg:s:"+session.RefOf(r.pool.Live()[0].ID))
+	victim, replicas, err := c.MasterOf(ctx, session.RecordKey(session.RefOf(r.pool.Live()[0].ID)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestFaultRedisMaxmemory(t *testing.T) {
 	// Kept out of the pool until its TTL has been watched: a Check from
 	// the load would slide it too and hide whether this one did.
 	shortEntry := &Entry{ID: short.SessionID}
-	shortKey := "sg:s:" + short.SessionRef
+	shortKey := session.RecordKey(short.SessionRef)
 
 	l, before := r.startLoad()
 
