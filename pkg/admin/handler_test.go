@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessiongate/sessiongate/internal/redistest"
+	"github.com/sessiongate/sessiongate/internal/testenv"
 	"github.com/sessiongate/sessiongate/pkg/session"
 )
 
@@ -208,13 +208,7 @@ func TestErrors(t *testing.T) {
 }
 
 func TestStoreDownIs503(t *testing.T) {
-	r := redistest.Start(t)
-	rdb, err := session.NewRedisClient(r.URL(), 100*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := session.NewRedisStore(rdb)
-	t.Cleanup(func() { st.Close() })
+	st, r, _ := testenv.RedisStore(t, 100*time.Millisecond)
 	srv, _ := newServer(t, st)
 	r.Stop()
 	for _, c := range []struct{ method, path, body string }{

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessiongate/sessiongate/internal/redistest"
+	"github.com/sessiongate/sessiongate/internal/testenv"
 	"github.com/sessiongate/sessiongate/pkg/session"
 )
 
@@ -196,13 +196,7 @@ func TestListCursorIsStableAndOpaque(t *testing.T) {
 // TestListPagesOverRedis walks 2 500 sessions of one subject in real Redis
 // through the HTTP API at three page sizes: each session exactly once.
 func TestListPagesOverRedis(t *testing.T) {
-	r := redistest.Start(t)
-	rdb, err := session.NewRedisClient(r.URL(), 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rdb.Close() })
-	st := session.NewRedisStore(rdb)
+	st, _, _ := testenv.RedisStore(t, 2*time.Second)
 	const n = 2500
 	want := make(map[string]bool, n)
 	var mu sync.Mutex

@@ -22,7 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/sessiongate/sessiongate/internal/logtest"
-	"github.com/sessiongate/sessiongate/internal/redistest"
+	"github.com/sessiongate/sessiongate/internal/testenv"
 	"github.com/sessiongate/sessiongate/pkg/admin"
 	"github.com/sessiongate/sessiongate/pkg/session"
 )
@@ -380,13 +380,7 @@ type catalog struct {
 
 func newCatalog(t *testing.T) *catalog {
 	t.Helper()
-	srv := redistest.Start(t)
-	rdb, err := session.NewRedisClient(srv.URL(), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := session.NewRedisStore(rdb)
-	t.Cleanup(func() { store.Close() })
+	store, _, rdb := testenv.RedisStore(t, time.Second)
 
 	logs := &logtest.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/sessiongate/sessiongate/internal/redistest"
+	"github.com/sessiongate/sessiongate/internal/testenv"
 	"github.com/sessiongate/sessiongate/pkg/session"
 )
 
@@ -41,13 +41,7 @@ func BenchmarkCheck(b *testing.B) {
 	}
 	b.Run("warm/memory", func(b *testing.B) { run(b, session.NewMemoryStore(nil)) })
 	b.Run("redis", func(b *testing.B) {
-		srv := redistest.Start(b)
-		rdb, err := session.NewRedisClient(srv.URL(), time.Second)
-		if err != nil {
-			b.Fatal(err)
-		}
-		st := session.NewRedisStore(rdb)
-		b.Cleanup(func() { st.Close() })
+		st, _, _ := testenv.RedisStore(b, time.Second)
 		run(b, st)
 	})
 }
@@ -216,13 +210,7 @@ func BenchmarkCheckGRPC(b *testing.B) {
 		run(b, noopServer{}, []*authv3.CheckRequest{request("GET", "/api/items")})
 	})
 	b.Run("redis", func(b *testing.B) {
-		srv := redistest.Start(b)
-		rdb, err := session.NewRedisClient(srv.URL(), time.Second)
-		if err != nil {
-			b.Fatal(err)
-		}
-		st := session.NewRedisStore(rdb)
-		b.Cleanup(func() { st.Close() })
+		st, _, _ := testenv.RedisStore(b, time.Second)
 		f := newFixture(b, st, benchStoreTimeout)
 		reqs := make([]*authv3.CheckRequest, 256)
 		for i := range reqs {

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/sessiongate/sessiongate/internal/redistest"
+	"github.com/sessiongate/sessiongate/internal/testenv"
 	"github.com/sessiongate/sessiongate/pkg/session"
 	"github.com/sessiongate/sessiongate/pkg/token"
 )
@@ -84,13 +85,7 @@ func stores(t *testing.T) map[string]func(*testing.T) session.Store {
 	return map[string]func(*testing.T) session.Store{
 		"memory": func(*testing.T) session.Store { return session.NewMemoryStore(nil) },
 		"redis": func(t *testing.T) session.Store {
-			srv := redistest.Start(t)
-			rdb, err := session.NewRedisClient(srv.URL(), time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			st := session.NewRedisStore(rdb)
-			t.Cleanup(func() { st.Close() })
+			st, _, _ := testenv.RedisStore(t, time.Second)
 			return st
 		},
 	}
@@ -531,13 +526,7 @@ func TestLogoutRedirect(t *testing.T) {
 // answers 503 with Retry-After, within about redis.timeout, and recovers
 // when Redis does.
 func TestCheckStoreDown(t *testing.T) {
-	srv := redistest.Start(t)
-	rdb, err := session.NewRedisClient(srv.URL(), 100*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := session.NewRedisStore(rdb)
-	t.Cleanup(func() { st.Close() })
+	st, srv, _ := testenv.RedisStore(t, 100*time.Millisecond)
 	f := newFixture(t, st)
 	id := f.login(t, "alice", nil, nil)
 	req := request("GET", "/api/x", withCookie("__Host-sid="+id))
