@@ -28,6 +28,25 @@ type Metrics struct {
 	StoreUp          prometheus.Gauge         // sessiongate_store_up
 }
 
+// Catalog lists every metric sessiongate exports, by name, with its
+// Prometheus type: what dashboards, alerts and the Kubernetes checks may
+// name. A test holds it to what New registers.
+func Catalog() map[string]string {
+	return map[string]string{
+		"sessiongate_check_decisions_total":    "counter",
+		"sessiongate_check_duration_seconds":   "histogram",
+		"sessiongate_store_duration_seconds":   "histogram",
+		"sessiongate_store_errors_total":       "counter",
+		"sessiongate_store_canceled_total":     "counter",
+		"sessiongate_shadow_decisions_total":   "counter",
+		"sessiongate_sessions_created_total":   "counter",
+		"sessiongate_sessions_revoked_total":   "counter",
+		"sessiongate_token_cache_hits_total":   "counter",
+		"sessiongate_token_cache_misses_total": "counter",
+		"sessiongate_store_up":                 "gauge",
+	}
+}
+
 // New creates the collectors and registers them with reg (nil: not
 // registered, for tests and benchmarks).
 func New(reg prometheus.Registerer) *Metrics {

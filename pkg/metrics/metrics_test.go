@@ -3,6 +3,8 @@ package metrics
 import (
 	"context"
 	"errors"
+	"reflect"
+	"regexp"
 	"testing"
 	"time"
 
@@ -41,5 +43,56 @@ func TestInstrumentedStoreCounts(t *testing.T) {
 	}
 	if got := testutil.CollectAndCount(m.StoreDuration); got < 3 {
 		t.Errorf("store duration series = %d", got)
+	}
+}
+
+// The catalog names exactly the collectors New creates, each with its type:
+// every field of Metrics is described, and its Go type gives the metric's.
+func TestCatalogIsWhatNewRegisters(t *testing.T) {
+	m := New(nil)
+	fqName := regexp.MustCompile(`fqName: "([^"]+)"`)
+	got := map[string]string{}
+	v := reflect.ValueOf(m).Elem()
+	for i := range v.NumField() {
+		c, ok := v.Field(i).Interface().(prometheus.Collector)
+		if !ok {
+			continue
+		}
+		var typ string
+		// A Gauge has every method of a Counter: ask for it first.
+		switch c.(type) {
+		case *prometheus.GaugeVec, prometheus.Gauge:
+			typ = "gauge"
+		case *prometheus.CounterVec, prometheus.Counter:
+			typ = "counter"
+		case *prometheus.HistogramVec, prometheus.Histogram:
+			typ = "histogram"
+		default:
+			t.Fatalf("field %s: collector of unknown type %T", v.Type().Field(i).Name, c)
+		}
+		ch := make(chan *prometheus.Desc, 4)
+		c.Describe(ch)
+		close(ch)
+		for d := range ch {
+			match := fqName.FindStringSubmatch(d.String())
+			if match == nil {
+				t.Fatalf("cannot read the name of %s", d)
+			}
+			got[match[1]] = typ
+		}
+	}
+	want := Catalog()
+	for name, typ := range got {
+		if want[name] != typ {
+			t.Errorf("New creates %s (%s); the catalog has it as %q", name, typ, want[name])
+		}
+	}
+	for name := range want {
+		if _, ok := got[name]; !ok {
+			t.Errorf("the catalog names %s, which New does not create", name)
+		}
+	}
+	if len(got) == 0 {
+		t.Fatal("no collector found: the test reads nothing")
 	}
 }
