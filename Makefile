@@ -38,6 +38,8 @@ vet:
 
 test-unit: redis
 	$(GO) test -race -count=1 ./...
+	@echo "differential tests ran against these parsers:"
+	@$(GO) test -count=1 -v -run 'Differential' ./pkg/authz/ ./pkg/admin/ | grep -E 'differential parser|parsers:' | sed 's/^ *[a-z_]*_test.go:[0-9]*: /  /' | sort -u
 
 ## test-faults: Redis topologies (standalone, Sentinel, Cluster, TLS+ACL) through the session
 ## conformance suite, then the fault tests (SIGSTOP, SIGKILL+restart, Sentinel failover, Cluster

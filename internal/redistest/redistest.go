@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -58,14 +59,44 @@ func Binary(t testing.TB) string {
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+//
+// It is taken below the kernel's ephemeral range: a port from that range
+// (what listening on :0 gives) can be handed, between this check and
+// redis-server's bind, to any outgoing connection on the machine as its
+// source port, and a busy test run makes thousands of those. Below the
+// range only another listener can take it.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	lo, hi := 10000, ephemeralLow()-1
+	for range 200 {
+		p := lo + rand.IntN(hi-lo+1)
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return p
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("find free port: %v", err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux
+// default 32768).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 10100 {
+				return n
+			}
+		}
+	}
+	return 32768
 }
 
 // Start runs a fresh redis-server for the test; extra are additional

@@ -4,7 +4,7 @@
 package testenv
 
 import (
-	"net"
+	"strconv"
 	"testing"
 	"time"
 
@@ -30,13 +30,9 @@ func RedisStore(t testing.TB, timeout time.Duration) (*session.RedisStore, *redi
 	return st, srv, rdb
 }
 
-// FreeAddr returns a loopback address nothing listens on right now.
+// FreeAddr returns a loopback address nothing listens on right now, with a
+// port below the ephemeral range (see redistest.FreePort).
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return "127.0.0.1:" + strconv.Itoa(redistest.FreePort(t))
 }
