@@ -109,7 +109,7 @@ return 1
 var touchSHA any = touchScript.Hash()
 
 // scripts are every Lua script the store runs; Warm loads them all.
-var scripts = []*redis.Script{touchScript, indexAddScript, casScript}
+var scripts = []*redis.Script{touchScript, indexAddScript, casScript, slideScript}
 
 // RedisStore keeps sessions in Redis: standalone, Sentinel or Cluster,
 // through go-redis's UniversalClient.
@@ -132,6 +132,14 @@ type RedisStore struct {
 	// flight has nothing to share a batch with and skips the batcher's
 	// hand-off (about 40 µs on a lone Check).
 	touching atomic.Int64
+
+	// The local session cache (redis_cache.go), nil unless EnableCache.
+	cache      *localCache
+	cacheOpts  CacheOptions
+	slideArg   any // slideScript's ARGV[1], boxed once
+	tracker    *tracker
+	slides     chan *cacheEntry
+	slidesDone chan struct{}
 }
 
 // touchQueueBound caps the touches queued for the batcher. A stalled Redis
@@ -259,6 +267,13 @@ func (r *RedisStore) run(ctx context.Context, sc *redis.Script, keys []string, a
 	if !redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
 		return cmd
 	}
+	r.reloadScripts(ctx)
+	return sc.Eval(ctx, r.rdb, keys, args...)
+}
+
+// reloadScripts starts one background reload of every script, unless one
+// is running.
+func (r *RedisStore) reloadScripts(ctx context.Context) {
 	if r.reloading.CompareAndSwap(false, true) {
 		go func() {
 			defer r.reloading.Store(false)
@@ -268,7 +283,6 @@ func (r *RedisStore) run(ctx context.Context, sc *redis.Script, keys []string, a
 			_ = r.Warm(rctx)
 		}()
 	}
-	return sc.Eval(ctx, r.rdb, keys, args...)
 }
 
 func sessionKey(ref string) string    { return sessionPrefix + ref }
@@ -407,6 +421,7 @@ func (r *RedisStore) liveRefs(ctx context.Context, uk string) ([]string, error) 
 // remove deletes sessions and their index entries, session keys first so a
 // failure in between leaves only a stale index entry, which readers prune.
 func (r *RedisStore) remove(ctx context.Context, uk string, refs []string) error {
+	defer r.syncCache(ctx)
 	return overRefs(ctx, r, uk, refs, delCmd, "delete sessions", "unindex sessions",
 		func(int, string, *redis.IntCmd) (refVerdict, error) { return dropRef, nil })
 }
@@ -482,6 +497,9 @@ func overRefs[C redis.Cmder](ctx context.Context, r *RedisStore, uk string, refs
 
 // Touch implements Store.
 func (r *RedisStore) Touch(ctx context.Context, ref string) (Entry, error) {
+	if r.cache != nil {
+		return r.touchCached(ctx, r.cache, ref)
+	}
 	v, err := r.touch(ctx, sessionKey(ref))
 	if err != nil {
 		if isNil(err) {
@@ -523,6 +541,7 @@ func (r *RedisStore) touch(ctx context.Context, key string) (string, error) {
 
 // Delete implements Store.
 func (r *RedisStore) Delete(ctx context.Context, ref string) error {
+	defer r.syncCache(ctx)
 	v, err := r.rdb.GetDel(ctx, sessionKey(ref)).Result()
 	if err != nil {
 		if isNil(err) {
@@ -675,6 +694,7 @@ func (r *RedisStore) ListPage(ctx context.Context, subject string, after uint64,
 // DeleteUser implements Store. Only the refs it read are removed from the
 // index, so a login racing with it keeps its entry.
 func (r *RedisStore) DeleteUser(ctx context.Context, subject string) (int, error) {
+	defer r.syncCache(ctx)
 	uk := userKey(subject)
 	refs, err := r.indexRefs(ctx, uk)
 	if err != nil || len(refs) == 0 {
@@ -692,6 +712,7 @@ func (r *RedisStore) DeleteUser(ctx context.Context, subject string) (int, error
 // UpdateUser implements Store. Each record is replaced by compare-and-swap so
 // a concurrent update is never lost; a session deleted meanwhile stays deleted.
 func (r *RedisStore) UpdateUser(ctx context.Context, subject string, u Update) (int, error) {
+	defer r.syncCache(ctx)
 	ss, raws, err := r.sessions(ctx, subject)
 	if err != nil {
 		return 0, err
@@ -761,4 +782,7 @@ func (r *RedisStore) Ping(ctx context.Context) error {
 }
 
 // Close implements Store.
-func (r *RedisStore) Close() error { return r.rdb.Close() }
+func (r *RedisStore) Close() error {
+	r.closeCache()
+	return r.rdb.Close()
+}
