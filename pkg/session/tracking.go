@@ -453,4 +453,3 @@ func (w *dialWatch) ProcessHook(next redis.ProcessHook) redis.ProcessHook { retu
 func (w *dialWatch) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
 }
-
