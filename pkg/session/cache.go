@@ -38,11 +38,18 @@ type localCache struct {
 	// the oldest answered heartbeat across the nodes plus cacheLease; 0 (or
 	// the past) while the link is not confirmed.
 	freshUntil atomic.Int64
+	// guards are the invalidation connections; an entry is served only
+	// while every one is quiet (see guardConn).
+	guards atomic.Pointer[[]*guardConn]
 
 	shards   [cacheShards]cacheShard
 	shardCap int
 
 	hits, misses, invalidations atomic.Uint64
+
+	// onInvalidate, if set (tests), is called after an invalidation dropped
+	// an entry or a placeholder.
+	onInvalidate func(ref string)
 }
 
 // cacheShards spreads the lock: Checks on 2 cores rarely contend, but the
@@ -96,9 +103,20 @@ func (c *localCache) shard(ref string) *cacheShard {
 func (c *localCache) servable(now int64) bool { return now < c.freshUntil.Load() }
 
 // get returns the ready entry for ref if it may be served at clock now.
+// The links are checked quiet before the lookup: every invalidation that
+// reached this process before then has been applied.
 func (c *localCache) get(ref string, now int64) *cacheEntry {
 	if !c.servable(now) {
 		return nil
+	}
+	gs := c.guards.Load()
+	if gs == nil {
+		return nil
+	}
+	for _, g := range *gs {
+		if !g.quiet() {
+			return nil
+		}
 	}
 	s := c.shard(ref)
 	s.mu.RLock()
@@ -176,6 +194,9 @@ func (c *localCache) invalidate(ref string) {
 	s.mu.Unlock()
 	if ok && p.ready {
 		c.invalidations.Add(1)
+	}
+	if ok && c.onInvalidate != nil {
+		c.onInvalidate(ref)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -67,6 +68,8 @@ type trackedNode struct {
 	remote atomic.Pointer[string]
 	// ps is the current subscription, closed to force a reconnect.
 	ps atomic.Pointer[redis.PubSub]
+	// guard is the current connection, as the Check path inspects it.
+	guard atomic.Pointer[guardConn]
 	// freshAt is the send time of the last answered PING on the current
 	// connection; 0 while the node is not confirmed. Guarded by t.mu.
 	freshAt int64
@@ -90,13 +93,22 @@ func newTracker(c *localCache, masters func(context.Context) (map[string]*redis.
 // close stops every reader and closes their connections.
 func (t *tracker) close() {
 	t.stop()
-	t.done.Wait()
+	t.cache.dropAll() // before any connection closes (see guardConn)
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, n := range t.nodes {
+	nodes := t.nodes
+	t.nodes = nil
+	t.mu.Unlock()
+	for _, n := range nodes {
+		n.cancel()
+		// A reader blocked in Read does not see ctx; closing unblocks it.
+		if ps := n.ps.Load(); ps != nil {
+			ps.Close()
+		}
+	}
+	t.done.Wait()
+	for _, n := range nodes {
 		n.client.Close()
 	}
-	t.nodes = nil
 	t.cache.dropAll()
 }
 
@@ -131,6 +143,7 @@ func (t *tracker) sync(ctx context.Context) {
 	changed := false
 	for k, n := range t.nodes {
 		if _, ok := want[k]; !ok {
+			t.cache.dropAll() // before the connection closes (see guardConn)
 			n.cancel()
 			n.client.Close()
 			delete(t.nodes, k)
@@ -150,10 +163,11 @@ func (t *tracker) sync(ctx context.Context) {
 		for _, n := range t.nodes {
 			if ra := n.remote.Load(); ra != nil && *ra != da {
 				n.remote.Store(nil)
+				n.freshAt = 0
+				t.cache.dropAll() // before the connection closes (see guardConn)
 				if ps := n.ps.Load(); ps != nil {
 					ps.Close() // the reader fails and reconnects through the client's Sentinel
 				}
-				n.freshAt = 0
 				changed = true
 			}
 		}
@@ -175,11 +189,14 @@ func (t *tracker) start(ctx context.Context, key string, base *redis.Options) *t
 	dial := o.Dialer // set by go-redis when the client was made: TLS, or Sentinel's master
 	o.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		cn, err := dial(ctx, network, addr)
-		if err == nil {
-			ra := cn.RemoteAddr().String()
-			n.remote.Store(&ra)
+		if err != nil {
+			return nil, err
 		}
-		return cn, err
+		ra := cn.RemoteAddr().String()
+		n.remote.Store(&ra)
+		g := newGuardConn(cn)
+		n.guard.Store(g)
+		return g, nil
 	}
 	o.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
 		id, err := cn.ClientID(ctx).Result()
@@ -200,6 +217,10 @@ func (n *trackedNode) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		ps := n.client.Subscribe(ctx, invalidateChannel)
 		n.ps.Store(ps)
+		if ctx.Err() != nil { // closed between the check and the Store
+			ps.Close()
+			return
+		}
 		n.read(ctx, ps)
 		ps.Close()
 		n.down()
@@ -385,14 +406,20 @@ func (t *tracker) publishLocked() {
 		return
 	}
 	oldest := int64(0)
+	gs := make([]*guardConn, 0, len(t.nodes))
 	for _, n := range t.nodes {
-		if n.freshAt == 0 {
+		g := n.guard.Load()
+		if n.freshAt == 0 || g == nil {
 			t.cache.setFreshUntil(0)
 			return
 		}
 		if oldest == 0 || n.freshAt < oldest {
 			oldest = n.freshAt
 		}
+		gs = append(gs, g)
+	}
+	if cur := t.cache.guards.Load(); cur == nil || !slices.Equal(*cur, gs) {
+		t.cache.guards.Store(&gs)
 	}
 	t.cache.setFreshUntil(oldest + int64(cacheLease))
 }
