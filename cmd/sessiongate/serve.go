@@ -145,6 +145,13 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 			return nil, err
 		}
 		rs := session.NewRedisStore(rdb)
+		if cfg.Cache.Enabled {
+			co := session.CacheOptions{MaxEntries: cfg.Cache.MaxEntries, SlideInterval: cfg.Session.SlideInterval, Timeout: r.Timeout}
+			if err := rs.EnableCache(co); err != nil {
+				return nil, err
+			}
+			metrics.RegisterCache(g.registry, rs.CacheStats)
+		}
 		// Before the first Check: loads the scripts and initialises the
 		// warm pool, so no early Check pays NOSCRIPT plus a handshake
 		// inside redis.timeout. A Redis that is down now is not fatal:

@@ -43,3 +43,40 @@ func TestInstrumentedStoreCounts(t *testing.T) {
 		t.Errorf("store duration series = %d", got)
 	}
 }
+
+func TestRegisterCacheReadsStats(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	stats := session.CacheStats{Hits: 7, Misses: 3, Invalidations: 2, TrackingUp: true}
+	RegisterCache(reg, func() session.CacheStats { return stats })
+	want := map[string]float64{
+		"sessiongate_cache_hits_total":          7,
+		"sessiongate_cache_misses_total":        3,
+		"sessiongate_cache_invalidations_total": 2,
+		"sessiongate_cache_tracking_up":         1,
+	}
+	check := func() {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]float64{}
+		for _, mf := range mfs {
+			m := mf.GetMetric()[0]
+			if c := m.GetCounter(); c != nil {
+				got[mf.GetName()] = c.GetValue()
+			} else {
+				got[mf.GetName()] = m.GetGauge().GetValue()
+			}
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("%s = %v, want %v", k, got[k], v)
+			}
+		}
+	}
+	check()
+	stats.TrackingUp = false
+	want["sessiongate_cache_tracking_up"] = 0
+	check()
+}
