@@ -41,7 +41,8 @@ const (
 )
 
 // rig is one sessiongate, minus the network: the real Check server and
-// admin API over a real RedisStore.
+// admin API over a real RedisStore, with the session cache on as serve has
+// it by default.
 type rig struct {
 	t      *testing.T
 	store  session.Store
@@ -61,6 +62,9 @@ func newRig(t *testing.T, o session.RedisOptions) *rig {
 	}
 	store := session.NewRedisStore(rdb)
 	t.Cleanup(func() { store.Close() })
+	if err := store.EnableCache(session.CacheOptions{MaxEntries: 100_000, Timeout: storeTimeout}); err != nil {
+		t.Fatal(err)
+	}
 	// As serve does before its first Check. Retried: on a loaded host one
 	// PING can miss the 100 ms read timeout, and serve would only log it.
 	var werr error
