@@ -118,6 +118,15 @@ func runCache(ctx context.Context, st *stack, o options, ids []string, reqs []*a
 	for i := range cr.runs {
 		cr.runs[i].name = names[i]
 	}
+	// Steady state is the point: every replica reads each session once
+	// before anything is counted.
+	for i, target := range targets[1:] {
+		logf("cache: priming %s", names[i+1])
+		if _, err := (GRPCLoad{Target: target, Conns: 4, Concurrency: 16, Duration: time.Second,
+			MaxRequests: 4 * len(reqs), Requests: reqs, OK: isAllow}).Run(ctx); err != nil {
+			return err
+		}
+	}
 	for round := range o.rounds {
 		for i, target := range targets {
 			watch := map[string]int{"loadgen": 0, "server": pids[i]}

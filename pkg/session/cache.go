@@ -103,8 +103,8 @@ func (c *localCache) shard(ref string) *cacheShard {
 func (c *localCache) servable(now int64) bool { return now < c.freshUntil.Load() }
 
 // get returns the ready entry for ref if it may be served at clock now.
-// The links are checked quiet before the lookup: every invalidation that
-// reached this process before then has been applied.
+// The links are checked clear of ref before the lookup: every invalidation
+// of ref that reached this process before then has been applied.
 func (c *localCache) get(ref string, now int64) *cacheEntry {
 	if !c.servable(now) {
 		return nil
@@ -114,7 +114,7 @@ func (c *localCache) get(ref string, now int64) *cacheEntry {
 		return nil
 	}
 	for _, g := range *gs {
-		if !g.quiet() {
+		if !g.clear(ref) {
 			return nil
 		}
 	}
