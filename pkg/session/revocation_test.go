@@ -15,18 +15,18 @@ import (
 )
 
 // revocationTrials is how many revoke-then-check trials
-// TestCacheRevocationAcrossReplicas runs: SESSIONGATE_REVOKE_TRIALS, 500 by
+// TestCacheRevocationAcrossReplicas runs: REVOCATION_TRIALS, 500 by
 // default so make test stays short; the figures in SECURITY.md and
-// docs/BENCHMARKS.md are from SESSIONGATE_REVOKE_TRIALS=10000.
+// docs/BENCHMARKS.md are from REVOCATION_TRIALS=10000.
 func revocationTrials(t *testing.T) int {
 	t.Helper()
-	v := os.Getenv("SESSIONGATE_REVOKE_TRIALS")
+	v := os.Getenv("REVOCATION_TRIALS")
 	if v == "" {
 		return 500
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 {
-		t.Fatalf("SESSIONGATE_REVOKE_TRIALS=%q: want a positive integer", v)
+		t.Fatalf("REVOCATION_TRIALS=%q: want a positive integer", v)
 	}
 	return n
 }
