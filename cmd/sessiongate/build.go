@@ -33,6 +33,9 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 	if err != nil {
 		return nil, err
 	}
+	if rs, ok := store.(*session.RedisStore); ok && cfg.Cache.Enabled {
+		metrics.RegisterCache(g.registry, rs.CacheStats)
+	}
 	g.store = g.metrics.Store(store)
 
 	if len(cfg.Token.SigningKeys) == 0 {
@@ -93,6 +96,11 @@ func newStore(cfg *config.Config, log *slog.Logger) (session.Store, error) {
 		return nil, err
 	}
 	rs := session.NewRedisStore(rdb)
+	if cfg.Cache.Enabled {
+		if err := rs.EnableCache(cacheOptions(cfg)); err != nil {
+			return nil, err
+		}
+	}
 	// Before the first Check: loads the scripts and initialises the warm
 	// pool, so no early Check pays NOSCRIPT plus a handshake inside
 	// redis.timeout. A Redis that is down now is not fatal: readiness stays
@@ -103,6 +111,12 @@ func newStore(cfg *config.Config, log *slog.Logger) (session.Store, error) {
 	}
 	cancel()
 	return rs, nil
+}
+
+// cacheOptions maps cache.* and session.slide_interval to the Redis
+// store's session cache.
+func cacheOptions(cfg *config.Config) session.CacheOptions {
+	return session.CacheOptions{MaxEntries: cfg.Cache.MaxEntries, SlideInterval: cfg.Session.SlideInterval, Timeout: cfg.Redis.Timeout}
 }
 
 // redisOptions maps redis.* to the Redis client's options.

@@ -125,6 +125,12 @@ type SGConfig struct {
 	Token          sgToken   `yaml:"token"`
 	Logout         sgLogout  `yaml:"logout"`
 	Routes         []SGRoute `yaml:"routes"`
+	Cache          *SGCache  `yaml:"cache,omitempty"`
+}
+
+// SGCache is the cache section; nil keeps sessiongate's default (on).
+type SGCache struct {
+	Enabled bool `yaml:"enabled"`
 }
 
 type sgRedis struct {

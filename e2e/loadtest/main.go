@@ -12,13 +12,17 @@
 //     latency sessiongate adds over both.
 //   - scale: the same Check load with 1 000 and with 1 000 000 sessions in
 //     Redis, and Redis memory per session (index included).
+//   - cache: the session cache on and off in the same run, with Redis on
+//     loopback and behind a delay proxy (-redis-delay each way), Redis
+//     commands per Check from INFO commandstats, and a revocation phase
+//     under load across two replicas.
 //
 // Everything is started through e2e/harness (its build of sessiongate, its
 // Envoy and redis-server lookup, its process control and readiness probes)
 // and stopped at the end. From e2e/:
 //
 //	go run ./loadtest                 # everything, about 4 minutes
-//	go run ./loadtest -only grpc      # one part: grpc, envoy or scale
+//	go run ./loadtest -only grpc      # one part: grpc, envoy, scale or cache
 //
 // The same binary is the no-op server ("loadtest noop") and the upstream
 // ("loadtest upstream") it starts as separate processes.
@@ -67,6 +71,7 @@ type options struct {
 	only        string
 	wrkThreads  int
 	rounds      int
+	redisDelay  time.Duration
 }
 
 func drive(args []string) error {
@@ -81,7 +86,8 @@ func drive(args []string) error {
 	fs.IntVar(&o.envoyRate, "envoy-rate", 800, "moderate load through Envoy: total req/s over 16 connections (h2load, open loop); 0 skips it")
 	fs.IntVar(&o.active, "active", 1000, "sessions the load uses (every request names one of them)")
 	fs.IntVar(&o.scale, "scale", 1_000_000, "sessions in Redis for the large scale point")
-	fs.StringVar(&o.only, "only", "", "run one part only: grpc, envoy or scale")
+	fs.StringVar(&o.only, "only", "", "run one part only: grpc, envoy, scale or cache")
+	fs.DurationVar(&o.redisDelay, "redis-delay", 500*time.Microsecond, "cache part: delay the Redis proxy adds in each direction")
 	fs.IntVar(&o.wrkThreads, "wrk-threads", 1, "wrk threads")
 	fs.IntVar(&o.rounds, "rounds", 4, "rounds per target, the targets of a comparison alternating (no-op and sessiongate; the three Envoy listeners; 1 000 and 1 000 000 sessions); each is duration/rounds long")
 	if err := fs.Parse(args); err != nil {
@@ -95,9 +101,12 @@ func drive(args []string) error {
 		return err
 	}
 	switch o.only {
-	case "", "grpc", "envoy", "scale":
+	case "", "grpc", "envoy", "scale", "cache":
 	default:
-		return fmt.Errorf("-only %q: want grpc, envoy or scale", o.only)
+		return fmt.Errorf("-only %q: want grpc, envoy, scale or cache", o.only)
+	}
+	if o.redisDelay < 0 || o.redisDelay > 10*time.Millisecond {
+		return errors.New("-redis-delay must be in [0, 10ms]")
 	}
 	if o.rounds < 1 || o.rounds > 10 {
 		return errors.New("-rounds must be in [1, 10]")

@@ -39,6 +39,7 @@ type report struct {
 	envoy               []envoyRow
 	envoyRate           *envoyRow
 	scale               []scaleRow
+	cache               *cacheReport
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }
@@ -111,6 +112,8 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "\nEvery request carries the same session cookie (h2load sends one header set): a Redis round trip per Check as always, the token from the cache. Listeners alternate in %d rounds; percentiles from h2load's per-request log, pooled.\n", r.o.rounds)
 	}
 
+	r.cache.print(w)
+
 	if len(r.scale) > 0 {
 		fmt.Fprintf(w, "\n### Scale: the same Check load (gRPC, concurrency 16, %d active sessions) with more sessions in Redis\n\n", r.o.active)
 		fmt.Fprintf(w, "Both points on one redis-server: the small one in database 0, the large one in database 1 (the same active sessions plus cold ones), each behind its own identical sessiongate, measured alternately in %d rounds.\n\n", r.o.rounds)
@@ -154,6 +157,22 @@ func (r *report) printTargets(w io.Writer) {
 		rows = append(rows, [3]string{fmt.Sprintf("Scale: p99 at %d sessions within 10%% of p99 at %d", r.scale[1].sessions, r.scale[0].sessions), fmt.Sprintf("%.2f×", rt), verdict(rt <= 1.10)})
 		per := r.scale[1].perSession
 		rows = append(rows, [3]string{"Redis memory per session, index included ≤ 600 B", fmt.Sprintf("%.0f B", per), verdict(per <= 600)})
+	}
+	if c := r.cache; c != nil && len(c.runs) == 5 {
+		noop, on, off := c.runs[0].stats, c.runs[1].stats, c.runs[2].stats
+		rt := ratio(on.RPS(), noop.RPS())
+		rows = append(rows, [3]string{"gRPC c=64, 1 000 active sessions, cache on: ≥ 0.90× no-op req/s", fmt.Sprintf("%.2f× (cache off %.2f×)", rt, ratio(off.RPS(), noop.RPS())), verdict(rt >= 0.90)})
+		all, _, _ := c.runs[1].cmds.perCheck()
+		rows = append(rows, [3]string{"Redis commands per Check in steady state, cache on ≤ 0.05", fmt.Sprintf("%.3f", all), verdict(all <= 0.05)})
+		perCheck := func(s Stats) float64 {
+			if s.Requests == 0 {
+				return 0
+			}
+			return s.CPU["server"] * s.Elapsed.Seconds() / float64(s.Requests) * 1e6
+		}
+		d := perCheck(on) - perCheck(noop)
+		rows = append(rows, [3]string{"CPU per Check at c=64, cache on ≤ no-op + 10 µs", fmt.Sprintf("+%.1f µs", d), verdict(d <= 10)})
+		rows = append(rows, [3]string{"Revocation under load: Checks after the revoke returned answered OK = 0", fmt.Sprintf("%d of %d", c.revoke.wrongOK, c.revoke.afterRevoke), verdict(c.revoke.wrongOK == 0 && c.revoke.afterRevoke > 0)})
 	}
 	if len(rows) == 0 {
 		return

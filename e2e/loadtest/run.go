@@ -85,6 +85,12 @@ func runAll(ctx context.Context, st *stack, o options, rep *report) error {
 		}
 	}
 
+	if o.only == "" || o.only == "cache" {
+		if err := runCache(ctx, st, o, ids, reqs, rep); err != nil {
+			return err
+		}
+	}
+
 	if o.only == "" || o.only == "envoy" {
 		envoyPID := st.ev.PID()
 		names := []string{"ext_authz disabled", "ext_authz -> no-op", "ext_authz -> sessiongate"}

@@ -158,22 +158,33 @@ func (s *stack) stop() {
 // (database db), real key file, the default token TTL and Redis timeout,
 // info logs. name names the files.
 func (s *stack) sessiongateConfig(name string, db int, grpcAddr, httpAddr, adminAddr string) (string, error) {
+	path, _, err := s.sessiongateConfigFor(name, "redis://"+s.redisAddr+"/"+strconv.Itoa(db), grpcAddr, httpAddr, adminAddr, true)
+	return path, err
+}
+
+// sessiongateConfigFor is sessiongateConfig for any Redis URL, with the
+// session cache on or off; it also returns the admin token.
+func (s *stack) sessiongateConfigFor(name, redisURL string, grpcAddr, httpAddr, adminAddr string, cache bool) (string, string, error) {
 	key := filepath.Join(s.dir, name+"-signing-key.pem")
 	out, err := exec.Command(s.bin.Sessiongate, "keygen", "--alg", "ES256").Output()
 	if err != nil {
-		return "", fmt.Errorf("sessiongate keygen: %w", err)
+		return "", "", fmt.Errorf("sessiongate keygen: %w", err)
 	}
 	if err := os.WriteFile(key, out, 0o600); err != nil {
-		return "", err
+		return "", "", err
 	}
 	tokenFile := filepath.Join(s.dir, name+"-admin-token")
-	if err := os.WriteFile(tokenFile, []byte(randomRef()+randomRef()+"\n"), 0o600); err != nil {
-		return "", err
+	token := randomRef() + randomRef()
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		return "", "", err
 	}
 	var c harness.SGConfig
 	c.GRPCAddr, c.HTTPAddr, c.AdminAddr, c.AdminTokenFile = grpcAddr, httpAddr, adminAddr, tokenFile
 	c.LogLevel = "info"
-	c.Redis.URL = "redis://" + s.redisAddr + "/" + strconv.Itoa(db)
+	c.Redis.URL = redisURL
+	if !cache {
+		c.Cache = &harness.SGCache{Enabled: false}
+	}
 	c.Redis.Timeout = harness.RedisTimeoutStr
 	c.Cookie.Name, c.Cookie.SameSite = harness.CookieName, "Lax"
 	c.Session.IdleTimeout, c.Session.AbsoluteTimeout, c.Session.OnLimit = "30m", "12h", "evict_oldest"
@@ -187,10 +198,10 @@ func (s *stack) sessiongateConfig(name string, db int, grpcAddr, httpAddr, admin
 	}
 	b, err := yaml.Marshal(c)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	path := filepath.Join(s.dir, name+".yaml")
-	return path, os.WriteFile(path, b, 0o600)
+	return path, token, os.WriteFile(path, b, 0o600)
 }
 
 func tcpProbe(addr string) func(context.Context) error {

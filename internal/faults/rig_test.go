@@ -41,7 +41,8 @@ const (
 )
 
 // rig is one sessiongate, minus the network: the real Check server and
-// admin API over a real RedisStore.
+// admin API over a real RedisStore, with the session cache on as serve has
+// it by default.
 type rig struct {
 	t      *testing.T
 	store  session.Store
@@ -61,6 +62,9 @@ func newRig(t *testing.T, o session.RedisOptions) *rig {
 	}
 	store := session.NewRedisStore(rdb)
 	t.Cleanup(func() { store.Close() })
+	if err := store.EnableCache(session.CacheOptions{MaxEntries: 100_000, Timeout: storeTimeout}); err != nil {
+		t.Fatal(err)
+	}
 	// As serve does before its first Check. Retried: on a loaded host one
 	// PING can miss the 100 ms read timeout, and serve would only log it.
 	var werr error
@@ -326,6 +330,7 @@ type scenario struct {
 	Errors     string // store errors logged, by kind
 	Stray      int    // 503s after the outage; see recoveredAfter
 	Stalled    int    // 503s after t0 during a host stall; see recoveredAfter
+	CacheHits  uint64 // Checks of the final verification answered from the session cache
 	Note       string
 }
 
@@ -351,6 +356,20 @@ func (r *rig) conclude(t *testing.T, l *Load, s scenario, from time.Time, before
 		s.Recovery, s.Stray, s.Stalled = recoveredAfter(s.Figures, from, r.probe)
 	}
 	s.Lost = r.verify(l)
+	// The session cache must be back in service once the fault is over:
+	// its invalidation link reconnected (or moved to the new master) and
+	// confirmed, and it answers Checks again.
+	if rs, ok := r.store.(*session.RedisStore); ok {
+		if !redistest.Eventually(context.Background(), 10*time.Second, func() bool { return rs.CacheStats().TrackingUp }) {
+			t.Error("the session cache's invalidation link did not come back after the scenario")
+		}
+		hits := rs.CacheStats().Hits
+		r.verify(l)
+		s.CacheHits = rs.CacheStats().Hits - hits
+		if s.CacheHits == 0 {
+			t.Error("no Check answered from the session cache after the scenario")
+		}
+	}
 	s.Errors = r.errs.String()
 	s.Goroutines = [2]int{before, goroutines(before + goroutineSlack)}
 	s.report(t, r)
@@ -379,9 +398,9 @@ func (s scenario) report(t *testing.T, r *rig) {
 	t.Helper()
 	f := s.Figures
 	stalls, worst := r.probe.summary()
-	line := fmt.Sprintf("FIGURES | %s | %d Checks in %.0fs (%.0f/s, 8 workers, 70%% live/15%% revoked/15%% unknown) | %v | %d×503 (fail-closed), %d wrong; store errors: %s | %d | %v (p99 %v) | goroutines %d→%d | %d stray 503, %d during host stalls | host stalls ≥%v: %d, worst %v | %s",
+	line := fmt.Sprintf("FIGURES | %s | %d Checks in %.0fs (%.0f/s, 8 workers, 70%% live/15%% revoked/15%% unknown) | %v | %d×503 (fail-closed), %d wrong; store errors: %s | %d | %v (p99 %v) | goroutines %d→%d | %d stray 503, %d during host stalls | host stalls ≥%v: %d, worst %v | cache: %d of the final re-checks from it | %s",
 		s.Name, f.Checks, f.Duration.Seconds(), f.Rate(), s.Recovery.Round(time.Millisecond), f.Unavailable, f.Wrong(), s.Errors,
-		s.Lost, f.MaxLatency.Round(time.Millisecond), f.P99.Round(100*time.Microsecond), s.Goroutines[0], s.Goroutines[1], s.Stray, s.Stalled, stallThreshold, stalls, worst.Round(time.Millisecond), s.Note)
+		s.Lost, f.MaxLatency.Round(time.Millisecond), f.P99.Round(100*time.Microsecond), s.Goroutines[0], s.Goroutines[1], s.Stray, s.Stalled, stallThreshold, stalls, worst.Round(time.Millisecond), s.CacheHits, s.Note)
 	t.Log(line)
 	fmt.Println(line)
 	if f.Wrong() != 0 {

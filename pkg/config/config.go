@@ -29,6 +29,7 @@ type Config struct {
 	LogLevel       string `yaml:"log_level"`
 
 	Redis   Redis   `yaml:"redis"`
+	Cache   Cache   `yaml:"cache"`
 	Cookie  Cookie  `yaml:"cookie"`
 	Session Session `yaml:"session"`
 	Token   Token   `yaml:"token"`
@@ -99,6 +100,15 @@ func (r Redis) TLSOn() bool {
 	return strings.HasPrefix(strings.ToLower(r.URL), "rediss://") || t.Enabled || t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != ""
 }
 
+// Cache is the local session cache in front of Redis, kept exact by Redis's
+// invalidation messages. It has no effect with the in-memory store.
+type Cache struct {
+	Enabled bool `yaml:"enabled"`
+	// MaxEntries bounds the cached session records; beyond it an arbitrary
+	// one is evicted.
+	MaxEntries int `yaml:"max_entries"`
+}
+
 // Cookie describes the browser cookie that carries the opaque session ID.
 type Cookie struct {
 	Name     string `yaml:"name"`
@@ -112,6 +122,10 @@ type Session struct {
 	AbsoluteTimeout time.Duration `yaml:"absolute_timeout"`
 	MaxPerUser      int           `yaml:"max_per_user"`
 	OnLimit         string        `yaml:"on_limit"`
+	// SlideInterval is how often at most, with the cache on, a session's
+	// idle expiry is slid in Redis; 0 = 1 % of the idle timeout, at least
+	// 1 s. The idle expiry Redis enforces lags by at most this much.
+	SlideInterval time.Duration `yaml:"slide_interval"`
 }
 
 // Token describes the internal JWT handed to upstream services.
@@ -164,6 +178,7 @@ func Default() Config {
 		AdminAddr: "127.0.0.1:9003",
 		LogLevel:  "info",
 		Redis:     Redis{Timeout: 100 * time.Millisecond},
+		Cache:     Cache{Enabled: true, MaxEntries: 100_000},
 		Cookie: Cookie{
 			// __Host- makes the browser insist on Secure, Path=/ and no
 			// Domain, so a sibling subdomain cannot plant a session cookie.

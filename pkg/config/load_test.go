@@ -50,6 +50,7 @@ func TestDefault(t *testing.T) {
 		AdminAddr: "127.0.0.1:9003",
 		LogLevel:  "info",
 		Redis:     Redis{Timeout: 100 * time.Millisecond},
+		Cache:     Cache{Enabled: true, MaxEntries: 100000},
 		Cookie:    Cookie{Name: "__Host-sid", SameSite: "Lax"},
 		Session:   Session{IdleTimeout: 30 * time.Minute, AbsoluteTimeout: 12 * time.Hour, OnLimit: "evict_oldest"},
 		Token: Token{
@@ -120,6 +121,10 @@ session:
   absolute_timeout: 8h
   max_per_user: 3
   on_limit: reject
+  slide_interval: 30s
+cache:
+  enabled: false
+  max_entries: 5000
 token:
   header: X-User-JWT
   issuer: gate
@@ -175,7 +180,8 @@ func TestLoadFullFile(t *testing.T) {
 			TLS: RedisTLS{Enabled: true, CAFile: "/ca.pem", CertFile: "/c.pem", KeyFile: "/k.pem", ServerName: "redis.internal"},
 		},
 		Cookie:  Cookie{Name: "sid", SameSite: "Strict", Domain: "example.com"},
-		Session: Session{IdleTimeout: 15 * time.Minute, AbsoluteTimeout: 8 * time.Hour, MaxPerUser: 3, OnLimit: "reject"},
+		Session: Session{IdleTimeout: 15 * time.Minute, AbsoluteTimeout: 8 * time.Hour, MaxPerUser: 3, OnLimit: "reject", SlideInterval: 30 * time.Second},
+		Cache:   Cache{Enabled: false, MaxEntries: 5000},
 		Token: Token{
 			Header: "x-user-jwt", Issuer: "gate", Audience: "apis", TTL: 2 * time.Minute,
 			SigningKeys:      []string{"/keys/b.pem", "/keys/a.pem"},

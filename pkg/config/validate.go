@@ -48,6 +48,14 @@ func (c *Config) Validate(dev bool) error {
 		v.fail("session.max_per_user", "must be >= 0, got %d", c.Session.MaxPerUser)
 	}
 	v.oneOf("session.on_limit", c.Session.OnLimit, "evict_oldest", "reject")
+	if c.Session.SlideInterval < 0 {
+		v.fail("session.slide_interval", "must be >= 0 (0 = 1%% of session.idle_timeout, at least 1s), got %q", c.Session.SlideInterval)
+	} else if c.Session.IdleTimeout > 0 && c.Session.SlideInterval > c.Session.IdleTimeout/4 {
+		v.fail("session.slide_interval", "must be at most a quarter of session.idle_timeout (%s), got %q", c.Session.IdleTimeout, c.Session.SlideInterval)
+	}
+	if c.Cache.Enabled && c.Cache.MaxEntries < 1 {
+		v.fail("cache.max_entries", "must be >= 1 with cache.enabled, got %d", c.Cache.MaxEntries)
+	}
 
 	v.check("token.header", checkTokenHeader(c.Token.Header))
 	v.required("token.issuer", c.Token.Issuer)

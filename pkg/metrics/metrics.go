@@ -44,6 +44,11 @@ func Catalog() map[string]string {
 		"sessiongate_token_cache_hits_total":   "counter",
 		"sessiongate_token_cache_misses_total": "counter",
 		"sessiongate_store_up":                 "gauge",
+		// RegisterCache's, with the Redis session cache on.
+		"sessiongate_cache_hits_total":          "counter",
+		"sessiongate_cache_misses_total":        "counter",
+		"sessiongate_cache_invalidations_total": "counter",
+		"sessiongate_cache_tracking_up":         "gauge",
 	}
 }
 
@@ -106,6 +111,40 @@ func New(reg prometheus.Registerer) *Metrics {
 			m.SessionsCreated, m.SessionsRevoked, m.TokenCacheHits, m.TokenCacheMisses, m.StoreUp)
 	}
 	return m
+}
+
+// RegisterCache exports the local session cache's counters, read from
+// stats at each scrape (the cache keeps them as atomics: nothing on the
+// Check path):
+//
+//	sessiongate_cache_hits_total           Checks answered from the cache
+//	sessiongate_cache_misses_total         Checks that read Redis
+//	sessiongate_cache_invalidations_total  cached records dropped on Redis's word
+//	sessiongate_cache_tracking_up          1 while the invalidation link is confirmed
+func RegisterCache(reg prometheus.Registerer, stats func() session.CacheStats) {
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sessiongate_cache_hits_total",
+			Help: "Checks answered from the local session cache.",
+		}, func() float64 { return float64(stats().Hits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sessiongate_cache_misses_total",
+			Help: "Checks that read the session from Redis (the cache had no servable entry).",
+		}, func() float64 { return float64(stats().Misses) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sessiongate_cache_invalidations_total",
+			Help: "Cached session records dropped because Redis reported their key changed or the invalidation link was replaced.",
+		}, func() float64 { return float64(stats().Invalidations) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sessiongate_cache_tracking_up",
+			Help: "1 while every Redis master's invalidation connection is confirmed, so the cache may serve; else 0.",
+		}, func() float64 {
+			if stats().TrackingUp {
+				return 1
+			}
+			return 0
+		}),
+	)
 }
 
 // Store wraps a session store so every call is timed and failures counted.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"reflect"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,6 +82,16 @@ func TestCatalogIsWhatNewRegisters(t *testing.T) {
 			got[match[1]] = typ
 		}
 	}
+	// And RegisterCache's, which Gather reports with their types.
+	reg := prometheus.NewRegistry()
+	RegisterCache(reg, func() session.CacheStats { return session.CacheStats{} })
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		got[f.GetName()] = strings.ToLower(f.GetType().String())
+	}
 	want := Catalog()
 	for name, typ := range got {
 		if want[name] != typ {
@@ -95,4 +106,41 @@ func TestCatalogIsWhatNewRegisters(t *testing.T) {
 	if len(got) == 0 {
 		t.Fatal("no collector found: the test reads nothing")
 	}
+}
+
+func TestRegisterCacheReadsStats(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	stats := session.CacheStats{Hits: 7, Misses: 3, Invalidations: 2, TrackingUp: true}
+	RegisterCache(reg, func() session.CacheStats { return stats })
+	want := map[string]float64{
+		"sessiongate_cache_hits_total":          7,
+		"sessiongate_cache_misses_total":        3,
+		"sessiongate_cache_invalidations_total": 2,
+		"sessiongate_cache_tracking_up":         1,
+	}
+	check := func() {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]float64{}
+		for _, mf := range mfs {
+			m := mf.GetMetric()[0]
+			if c := m.GetCounter(); c != nil {
+				got[mf.GetName()] = c.GetValue()
+			} else {
+				got[mf.GetName()] = m.GetGauge().GetValue()
+			}
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("%s = %v, want %v", k, got[k], v)
+			}
+		}
+	}
+	check()
+	stats.TrackingUp = false
+	want["sessiongate_cache_tracking_up"] = 0
+	check()
 }

@@ -53,24 +53,64 @@ func redisFixture(t *testing.T) storeFixture {
 // putRaw writing through the same client (so it is routed like the store's
 // own writes in Cluster).
 func redisClientFixture(t *testing.T, o RedisOptions) storeFixture {
+	return redisClientFixtureCache(t, o, false)
+}
+
+// redisClientFixtureCache is redisClientFixture with the local cache on or
+// off. With it on, the fixture waits for the invalidation link (under the
+// TLS+ACL fixture that proves the ACL allows tracking), and putRaw waits
+// for its own invalidation like the store's writes do.
+func redisClientFixtureCache(t *testing.T, o RedisOptions, cache bool) storeFixture {
 	t.Helper()
 	rdb, err := o.NewClient()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { rdb.Close() })
 	store := NewRedisStore(rdb)
+	t.Cleanup(func() { store.Close() })
+	if cache {
+		if err := store.EnableCache(CacheOptions{MaxEntries: 1000, Timeout: time.Second}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// As serve does; under the TLS+ACL fixture this also proves the ACL
-	// allows SCRIPT LOAD.
-	if err := store.Warm(context.Background()); err != nil {
-		t.Fatal(err)
+	// allows SCRIPT LOAD. Retried like the readiness probe would: with
+	// every topology's cases starting at once on a shared 2-core machine, a
+	// TLS handshake can miss the 1 s timeout; a refusal would not pass.
+	var werr error
+	if !redistest.Eventually(context.Background(), 10*time.Second, func() bool {
+		werr = store.Warm(context.Background())
+		return werr == nil
+	}) {
+		t.Fatal(werr)
+	}
+	if cache {
+		waitTracking(t, store)
 	}
 	return storeFixture{store: store, putRaw: func(t *testing.T, ref, subject, raw string) {
 		t.Helper()
 		if err := rdb.Set(context.Background(), sessionKey(ref), raw, time.Minute).Err(); err != nil {
 			t.Fatal(err)
 		}
+		store.syncCache(context.Background())
 	}}
+}
+
+// cached runs a topology's fixtures with the local cache on.
+func cached(setup func(*testing.T, bool) func(*testing.T) storeFixture) func(*testing.T) func(*testing.T) storeFixture {
+	return func(t *testing.T) func(*testing.T) storeFixture { return setup(t, true) }
+}
+
+// uncached runs a topology's fixtures with the local cache off.
+func uncached(setup func(*testing.T, bool) func(*testing.T) storeFixture) func(*testing.T) func(*testing.T) storeFixture {
+	return func(t *testing.T) func(*testing.T) storeFixture { return setup(t, false) }
+}
+
+// standaloneCacheFixture starts a server per case, with the cache on.
+func standaloneCacheFixture(t *testing.T) storeFixture {
+	t.Helper()
+	srv := redistest.Start(t)
+	return redisClientFixtureCache(t, RedisOptions{URL: srv.URL(), Timeout: time.Second}, true)
 }
 
 // perCase starts a new backend for every case.
@@ -81,34 +121,39 @@ func perCase(f func(*testing.T) storeFixture) func(*testing.T) func(*testing.T) 
 // clusterFixtures share one 3-master, 3-replica Redis Cluster among all
 // cases, each with its own client: a cluster per case would be 66
 // processes. Cases must therefore use subjects no other case uses.
-func clusterFixtures(t *testing.T) func(*testing.T) storeFixture {
+func clusterFixtures(t *testing.T, cache bool) func(*testing.T) storeFixture {
 	c := redistest.StartCluster(t)
 	return func(t *testing.T) storeFixture {
 		// One seed is enough; the client discovers the rest.
-		return redisClientFixture(t, RedisOptions{ClusterAddrs: c.Addrs()[:1], Timeout: time.Second})
+		return redisClientFixtureCache(t, RedisOptions{ClusterAddrs: c.Addrs()[:1], Timeout: time.Second}, cache)
 	}
 }
 
 // sentinelFixtures share one master, replica and three sentinels, like
 // clusterFixtures.
-func sentinelFixtures(t *testing.T) func(*testing.T) storeFixture {
+func sentinelFixtures(t *testing.T, cache bool) func(*testing.T) storeFixture {
 	s := redistest.StartSentinel(t)
 	return func(t *testing.T) storeFixture {
-		return redisClientFixture(t, RedisOptions{SentinelMaster: redistest.SentinelMaster, SentinelAddrs: s.Addrs(), Timeout: time.Second})
+		return redisClientFixtureCache(t, RedisOptions{SentinelMaster: redistest.SentinelMaster, SentinelAddrs: s.Addrs(), Timeout: time.Second}, cache)
 	}
 }
 
 // TestConformance holds every store and Redis topology to the Store
 // contract with the same cases, against real redis-server processes:
 // standalone, Cluster, Sentinel, and standalone with TLS and a restricted
-// ACL user (the ACL sessiongate's README documents).
+// ACL user (the ACL sessiongate's README documents), each with the local
+// cache off and on.
 func TestConformance(t *testing.T) {
 	for name, setup := range map[string]func(*testing.T) func(*testing.T) storeFixture{
-		"memory":         perCase(memoryFixture),
-		"redis":          perCase(redisFixture),
-		"redis-cluster":  clusterFixtures,
-		"redis-sentinel": sentinelFixtures,
-		"redis-tls-acl":  tlsACLFixtures,
+		"memory":               perCase(memoryFixture),
+		"redis":                perCase(redisFixture),
+		"redis-cluster":        uncached(clusterFixtures),
+		"redis-sentinel":       uncached(sentinelFixtures),
+		"redis-tls-acl":        uncached(tlsACLFixtures),
+		"redis-cache":          perCase(standaloneCacheFixture),
+		"redis-cluster-cache":  cached(clusterFixtures),
+		"redis-sentinel-cache": cached(sentinelFixtures),
+		"redis-tls-acl-cache":  cached(tlsACLFixtures),
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

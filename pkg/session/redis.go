@@ -109,7 +109,7 @@ return 1
 var touchSHA any = touchScript.Hash()
 
 // scripts are every Lua script the store runs; Warm loads them all.
-var scripts = []*redis.Script{touchScript, indexAddScript, casScript}
+var scripts = []*redis.Script{touchScript, indexAddScript, casScript, slideScript}
 
 // RedisStore keeps sessions in Redis: standalone, Sentinel or Cluster,
 // through go-redis's UniversalClient.
@@ -132,6 +132,14 @@ type RedisStore struct {
 	// flight has nothing to share a batch with and skips the batcher's
 	// hand-off (about 40 µs on a lone Check).
 	touching atomic.Int64
+
+	// The local session cache (redis_cache.go), nil unless EnableCache.
+	cache      *localCache
+	cacheOpts  CacheOptions
+	slideArg   any // slideScript's ARGV[1], boxed once
+	tracker    *tracker
+	slides     chan *cacheEntry
+	slidesDone chan struct{}
 }
 
 // touchQueueBound caps the touches queued for the batcher. A stalled Redis
@@ -259,6 +267,13 @@ func (r *RedisStore) run(ctx context.Context, sc *redis.Script, keys []string, a
 	if !redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
 		return cmd
 	}
+	r.reloadScripts(ctx)
+	return sc.Eval(ctx, r.rdb, keys, args...)
+}
+
+// reloadScripts starts one background reload of every script, unless one
+// is running.
+func (r *RedisStore) reloadScripts(ctx context.Context) {
 	if r.reloading.CompareAndSwap(false, true) {
 		go func() {
 			defer r.reloading.Store(false)
@@ -268,7 +283,6 @@ func (r *RedisStore) run(ctx context.Context, sc *redis.Script, keys []string, a
 			_ = r.Warm(rctx)
 		}()
 	}
-	return sc.Eval(ctx, r.rdb, keys, args...)
 }
 
 func sessionKey(ref string) string    { return sessionPrefix + ref }
@@ -385,34 +399,21 @@ func (r *RedisStore) undoCreate(ctx context.Context, uk, ref string) {
 // liveRefs returns the refs in a subject's index whose session keys still
 // exist, oldest first, pruning the others from the index.
 func (r *RedisStore) liveRefs(ctx context.Context, uk string) ([]string, error) {
-	refs, err := r.rdb.ZRange(ctx, uk, 0, -1).Result()
-	if err != nil {
-		return nil, wrap("read index", err)
-	}
-	if len(refs) == 0 {
-		return nil, nil
-	}
-	pipe := r.rdb.Pipeline()
-	cmds := make([]*redis.IntCmd, len(refs))
-	for i, ref := range refs {
-		cmds[i] = pipe.Exists(ctx, sessionKey(ref))
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, wrap("check sessions", err)
+	refs, err := r.indexRefs(ctx, uk)
+	if err != nil || len(refs) == 0 {
+		return nil, err
 	}
 	live := refs[:0:0]
-	var dead []any
-	for i, ref := range refs {
-		if cmds[i].Val() == 1 {
-			live = append(live, ref)
-		} else {
-			dead = append(dead, ref)
-		}
-	}
-	if len(dead) > 0 {
-		if err := r.rdb.ZRem(ctx, uk, dead...).Err(); err != nil {
-			return nil, wrap("prune index", err)
-		}
+	err = overRefs(ctx, r, uk, refs, existsCmd, "check sessions", "prune index",
+		func(_ int, ref string, c *redis.IntCmd) (refVerdict, error) {
+			if c.Val() == 1 {
+				live = append(live, ref)
+				return keepRef, nil
+			}
+			return dropRef, nil
+		})
+	if err != nil {
+		return nil, err
 	}
 	return live, nil
 }
@@ -420,28 +421,85 @@ func (r *RedisStore) liveRefs(ctx context.Context, uk string) ([]string, error) 
 // remove deletes sessions and their index entries, session keys first so a
 // failure in between leaves only a stale index entry, which readers prune.
 func (r *RedisStore) remove(ctx context.Context, uk string, refs []string) error {
+	defer r.syncCache(ctx)
+	return overRefs(ctx, r, uk, refs, delCmd, "delete sessions", "unindex sessions",
+		func(int, string, *redis.IntCmd) (refVerdict, error) { return dropRef, nil })
+}
+
+// indexRefs reads every ref in a subject's index, oldest first.
+func (r *RedisStore) indexRefs(ctx context.Context, uk string) ([]string, error) {
+	refs, err := r.rdb.ZRange(ctx, uk, 0, -1).Result()
+	if err != nil {
+		return nil, wrap("read index", err)
+	}
+	return refs, nil
+}
+
+// refVerdict is what a pass over an index's refs does with one of them.
+type refVerdict int
+
+const (
+	keepRef refVerdict = iota // leave it in the index
+	dropRef                   // remove it from the index
+	stopRef                   // leave it, and look at no more refs
+)
+
+func existsCmd(ctx context.Context, p redis.Pipeliner, key string) *redis.IntCmd {
+	return p.Exists(ctx, key)
+}
+func getCmd(ctx context.Context, p redis.Pipeliner, key string) *redis.StringCmd {
+	return p.Get(ctx, key)
+}
+func delCmd(ctx context.Context, p redis.Pipeliner, key string) *redis.IntCmd { return p.Del(ctx, key) }
+
+// overRefs is the one pass every multi-session operation makes over refs
+// read from the index uk: one command per session key, all in one pipeline
+// (go-redis splits it by node in Cluster: one round trip per node, never a
+// cross-slot command), then visit on each reply in order, then one ZREM of
+// the refs visit dropped. A missing key (redis.Nil) is a reply for visit to
+// read, not a failure. sendOp and pruneOp name the two steps in errors. An
+// error from visit returns at once, before anything is pruned.
+func overRefs[C redis.Cmder](ctx context.Context, r *RedisStore, uk string, refs []string,
+	send func(context.Context, redis.Pipeliner, string) C, sendOp, pruneOp string,
+	visit func(i int, ref string, c C) (refVerdict, error),
+) error {
 	if len(refs) == 0 {
 		return nil
 	}
 	pipe := r.rdb.Pipeline()
-	for _, k := range keysOf(refs) {
-		pipe.Del(ctx, k)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return wrap("delete sessions", err)
-	}
-	members := make([]any, len(refs))
+	cmds := make([]C, len(refs))
 	for i, ref := range refs {
-		members[i] = ref
+		cmds[i] = send(ctx, pipe, sessionKey(ref))
 	}
-	if err := r.rdb.ZRem(ctx, uk, members...).Err(); err != nil {
-		return wrap("unindex sessions", err)
+	if _, err := pipe.Exec(ctx); err != nil && !isNil(err) {
+		return wrap(sendOp, err)
+	}
+	var dead []any
+	for i, ref := range refs {
+		v, err := visit(i, ref, cmds[i])
+		if err != nil {
+			return err
+		}
+		if v == stopRef {
+			break
+		}
+		if v == dropRef {
+			dead = append(dead, ref)
+		}
+	}
+	if len(dead) > 0 {
+		if err := r.rdb.ZRem(ctx, uk, dead...).Err(); err != nil {
+			return wrap(pruneOp, err)
+		}
 	}
 	return nil
 }
 
 // Touch implements Store.
 func (r *RedisStore) Touch(ctx context.Context, ref string) (Entry, error) {
+	if r.cache != nil {
+		return r.touchCached(ctx, r.cache, ref)
+	}
 	v, err := r.touch(ctx, sessionKey(ref))
 	if err != nil {
 		if isNil(err) {
@@ -483,6 +541,7 @@ func (r *RedisStore) touch(ctx context.Context, key string) (string, error) {
 
 // Delete implements Store.
 func (r *RedisStore) Delete(ctx context.Context, ref string) error {
+	defer r.syncCache(ctx)
 	v, err := r.rdb.GetDel(ctx, sessionKey(ref)).Result()
 	if err != nil {
 		if isNil(err) {
@@ -507,50 +566,46 @@ func (r *RedisStore) Delete(ctx context.Context, ref string) error {
 // sessions reads the live sessions named by a subject's index.
 func (r *RedisStore) sessions(ctx context.Context, subject string) ([]*Session, []string, error) {
 	uk := userKey(subject)
-	refs, err := r.rdb.ZRange(ctx, uk, 0, -1).Result()
-	if err != nil {
-		return nil, nil, wrap("read index", err)
-	}
-	if len(refs) == 0 {
-		return nil, nil, nil
-	}
-	pipe := r.rdb.Pipeline()
-	cmds := make([]*redis.StringCmd, len(refs))
-	for i, ref := range refs {
-		cmds[i] = pipe.Get(ctx, sessionKey(ref))
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !isNil(err) {
-		return nil, nil, wrap("read sessions", err)
+	refs, err := r.indexRefs(ctx, uk)
+	if err != nil || len(refs) == 0 {
+		return nil, nil, err
 	}
 	var out []*Session
 	var raws []string
-	var dead []any
-	for i, ref := range refs {
-		v, err := cmds[i].Result()
-		if isNil(err) {
-			dead = append(dead, ref)
-			continue
-		}
-		if err != nil {
-			return nil, nil, wrap("read session", err)
-		}
-		e, err := parseEntry(ref, v)
-		if err != nil {
-			return nil, nil, fmt.Errorf("session %s: %w", ref, err)
-		}
-		s, err := e.Session()
-		if err != nil {
-			return nil, nil, fmt.Errorf("session %s: %w", ref, err)
-		}
-		out = append(out, s)
-		raws = append(raws, v)
-	}
-	if len(dead) > 0 {
-		if err := r.rdb.ZRem(ctx, uk, dead...).Err(); err != nil {
-			return nil, nil, wrap("prune index", err)
-		}
+	err = overRefs(ctx, r, uk, refs, getCmd, "read sessions", "prune index",
+		func(_ int, ref string, c *redis.StringCmd) (refVerdict, error) {
+			v, err := c.Result()
+			if isNil(err) {
+				return dropRef, nil
+			}
+			if err != nil {
+				return 0, wrap("read session", err)
+			}
+			s, err := decodeSession(ref, v)
+			if err != nil {
+				return 0, err
+			}
+			out = append(out, s)
+			raws = append(raws, v)
+			return keepRef, nil
+		})
+	if err != nil {
+		return nil, nil, err
 	}
 	return out, raws, nil
+}
+
+// decodeSession decodes a record read by a listing; errors name the session.
+func decodeSession(ref, v string) (*Session, error) {
+	e, err := parseEntry(ref, v)
+	if err != nil {
+		return nil, fmt.Errorf("session %s: %w", ref, err)
+	}
+	s, err := e.Session()
+	if err != nil {
+		return nil, fmt.Errorf("session %s: %w", ref, err)
+	}
+	return s, nil
 }
 
 // List implements Store.
@@ -592,48 +647,36 @@ func (r *RedisStore) ListPage(ctx context.Context, subject string, after uint64,
 		if err != nil {
 			return Page{}, wrap("read index", err)
 		}
-		pipe := r.rdb.Pipeline()
-		cmds := make([]*redis.StringCmd, len(zs))
+		refs := make([]string, len(zs))
 		for i, z := range zs {
-			ref, _ := z.Member.(string)
-			cmds[i] = pipe.Get(ctx, sessionKey(ref))
+			refs[i], _ = z.Member.(string)
 		}
-		if len(zs) > 0 {
-			if _, err := pipe.Exec(ctx); err != nil && !isNil(err) {
-				return Page{}, wrap("read sessions", err)
-			}
-		}
-		var dead []any
 		full := false
-		for i, z := range zs {
-			if len(p.Sessions) == limit {
-				full = true // zs[i] follows the page
-				break
-			}
-			ref, _ := z.Member.(string)
-			v, err := cmds[i].Result()
-			switch {
-			case isNil(err):
-				dead = append(dead, ref)
-			case err != nil:
-				return Page{}, wrap("read session", err)
-			default:
-				e, err := parseEntry(ref, v)
-				if err != nil {
-					return Page{}, fmt.Errorf("session %s: %w", ref, err)
+		err = overRefs(ctx, r, uk, refs, getCmd, "read sessions", "prune index",
+			func(i int, ref string, c *redis.StringCmd) (refVerdict, error) {
+				if len(p.Sessions) == limit {
+					full = true // zs[i] follows the page
+					return stopRef, nil
 				}
-				s, err := e.Session()
-				if err != nil {
-					return Page{}, fmt.Errorf("session %s: %w", ref, err)
+				v, err := c.Result()
+				verdict := keepRef
+				switch {
+				case isNil(err):
+					verdict = dropRef
+				case err != nil:
+					return 0, wrap("read session", err)
+				default:
+					s, err := decodeSession(ref, v)
+					if err != nil {
+						return 0, err
+					}
+					p.Sessions = append(p.Sessions, s)
 				}
-				p.Sessions = append(p.Sessions, s)
-			}
-			pos = uint64(z.Score)
-		}
-		if len(dead) > 0 {
-			if err := r.rdb.ZRem(ctx, uk, dead...).Err(); err != nil {
-				return Page{}, wrap("prune index", err)
-			}
+				pos = uint64(zs[i].Score)
+				return verdict, nil
+			})
+		if err != nil {
+			return Page{}, err
 		}
 		if full {
 			p.Next = pos
@@ -651,37 +694,25 @@ func (r *RedisStore) ListPage(ctx context.Context, subject string, after uint64,
 // DeleteUser implements Store. Only the refs it read are removed from the
 // index, so a login racing with it keeps its entry.
 func (r *RedisStore) DeleteUser(ctx context.Context, subject string) (int, error) {
+	defer r.syncCache(ctx)
 	uk := userKey(subject)
-	refs, err := r.rdb.ZRange(ctx, uk, 0, -1).Result()
-	if err != nil {
-		return 0, wrap("read index", err)
-	}
-	if len(refs) == 0 {
-		return 0, nil
-	}
-	pipe := r.rdb.Pipeline()
-	cmds := make([]*redis.IntCmd, len(refs))
-	for i, k := range keysOf(refs) {
-		cmds[i] = pipe.Del(ctx, k)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return 0, wrap("delete sessions", err)
+	refs, err := r.indexRefs(ctx, uk)
+	if err != nil || len(refs) == 0 {
+		return 0, err
 	}
 	n := 0
-	members := make([]any, len(refs))
-	for i, ref := range refs {
-		n += int(cmds[i].Val())
-		members[i] = ref
-	}
-	if err := r.rdb.ZRem(ctx, uk, members...).Err(); err != nil {
-		return n, wrap("unindex sessions", err)
-	}
-	return n, nil
+	err = overRefs(ctx, r, uk, refs, delCmd, "delete sessions", "unindex sessions",
+		func(_ int, _ string, c *redis.IntCmd) (refVerdict, error) {
+			n += int(c.Val())
+			return dropRef, nil
+		})
+	return n, err
 }
 
 // UpdateUser implements Store. Each record is replaced by compare-and-swap so
 // a concurrent update is never lost; a session deleted meanwhile stays deleted.
 func (r *RedisStore) UpdateUser(ctx context.Context, subject string, u Update) (int, error) {
+	defer r.syncCache(ctx)
 	ss, raws, err := r.sessions(ctx, subject)
 	if err != nil {
 		return 0, err
@@ -751,4 +782,7 @@ func (r *RedisStore) Ping(ctx context.Context) error {
 }
 
 // Close implements Store.
-func (r *RedisStore) Close() error { return r.rdb.Close() }
+func (r *RedisStore) Close() error {
+	r.closeCache()
+	return r.rdb.Close()
+}

@@ -23,6 +23,8 @@ var redisACL = []string{
 	"+evalsha", "+eval", "+script|load",
 	// called from the scripts
 	"+zadd", "+pexpireat", "+pexpiretime", "+time",
+	// the local cache's invalidation link
+	"+client|id", "+client|tracking", "+subscribe", "&__redis__:invalidate",
 }
 
 const aclUser = "sessiongate"
@@ -49,17 +51,17 @@ func startTLSACL(t *testing.T, pw string) (*redistest.Server, redistest.TLSFiles
 // tlsACLFixtures share one TLS, ACL-restricted server among the cases; the
 // client authenticates with redis.username + redis.password_file and a
 // client certificate, and verifies the server against a private CA.
-func tlsACLFixtures(t *testing.T) func(*testing.T) storeFixture {
+func tlsACLFixtures(t *testing.T, cache bool) func(*testing.T) storeFixture {
 	srv, files := startTLSACL(t, "s3cret-password")
 	pwFile := writePassword(t, "s3cret-password")
 	return func(t *testing.T) storeFixture {
-		return redisClientFixture(t, RedisOptions{
+		return redisClientFixtureCache(t, RedisOptions{
 			URL:          "rediss://" + srv.Addr + "/0",
 			Username:     aclUser,
 			PasswordFile: pwFile,
 			TLS:          RedisTLS{CAFile: files.CA, CertFile: files.ClientCert, KeyFile: files.ClientKey},
 			Timeout:      time.Second,
-		})
+		}, cache)
 	}
 }
 
