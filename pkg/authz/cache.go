@@ -42,6 +42,7 @@ type cacheKey struct {
 	version  uint64
 	audience string
 	kid      string
+	service  bool // ref is a service credential's, not a session's
 }
 
 // cached is what a Check needs from a session when its token is cached:
