@@ -34,8 +34,10 @@ type Sessions interface {
 
 // Options configure the admin handler.
 type Options struct {
-	Store  Sessions
-	Cookie session.Cookie
+	Store Sessions
+	// Services, when set, serves /v1/services (services.go).
+	Services session.ServiceStore
+	Cookie   session.Cookie
 	// IdleTimeout and AbsoluteTimeout are the defaults and the maxima of a
 	// new session's timeouts.
 	IdleTimeout     time.Duration
@@ -115,6 +117,9 @@ func NewHandler(o Options) *Handler {
 	h.mux.HandleFunc("DELETE /v1/sessions/{ref}", h.revoke)
 	h.mux.HandleFunc("DELETE /v1/users/{subject}/sessions", h.revokeUser)
 	h.mux.HandleFunc("PATCH /v1/users/{subject}/sessions", h.updateUser)
+	if o.Services != nil {
+		h.serviceRoutes()
+	}
 	return h
 }
 
