@@ -106,6 +106,7 @@ type gate struct {
 	overrides  func(*config.Config) // command-line flags, re-applied on reload
 	log        *slog.Logger
 	store      session.Store
+	services   session.ServiceStore
 	signer     *token.Signer
 	authz      *authz.Server
 	admin      *admin.Handler
@@ -158,6 +159,7 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 		store = rs
 	}
 	g.store = g.metrics.Store(store)
+	g.services = store.(session.ServiceStore) // both stores keep services next to sessions
 
 	keys, err := loadKeys(cfg, log)
 	if err != nil {
@@ -172,6 +174,7 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 	cookie := session.Cookie{Name: cfg.Cookie.Name, SameSite: cfg.Cookie.SameSite, Domain: cfg.Cookie.Domain}
 	g.authz = authz.New(authz.Options{
 		Sessions:     g.store,
+		Services:     g.services,
 		Signer:       g.signer,
 		Routes:       routes,
 		Cookie:       cookie,
@@ -204,6 +207,7 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 	}
 	g.admin = admin.NewHandler(admin.Options{
 		Store:           g.store,
+		Services:        g.services,
 		Cookie:          cookie,
 		IdleTimeout:     cfg.Session.IdleTimeout,
 		AbsoluteTimeout: cfg.Session.AbsoluteTimeout,
@@ -258,7 +262,12 @@ func authzRoutes(in []config.Route) ([]authz.Route, error) {
 		if err != nil {
 			return nil, fmt.Errorf("routes[%d].access: %w", i, err)
 		}
-		out = append(out, authz.Route{PathPrefix: r.PathPrefix, Methods: r.Methods, Access: a, Roles: r.Roles})
+		for j, name := range r.Services {
+			if !session.ValidServiceName(name) {
+				return nil, fmt.Errorf("routes[%d].services[%d]: %q is not a service name (a-z, 0-9 and '-', at most 63)", i, j, name)
+			}
+		}
+		out = append(out, authz.Route{PathPrefix: r.PathPrefix, Methods: r.Methods, Access: a, Roles: r.Roles, Services: r.Services})
 	}
 	return out, nil
 }

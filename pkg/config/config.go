@@ -144,8 +144,13 @@ type Route struct {
 	PathPrefix string   `yaml:"path_prefix"`
 	Methods    []string `yaml:"methods"`
 	Access     string   `yaml:"access"`
-	// Roles lets the request through if the session has any one of them.
+	// Roles lets the request through if the caller (session or service)
+	// has any one of them.
 	Roles []string `yaml:"roles"`
+	// Services names the services a rule admits: on an internal rule, only
+	// these (empty: every registered service); on an authenticated rule,
+	// these besides users.
+	Services []string `yaml:"services"`
 }
 
 // Default returns the configuration used for every key that neither the file

@@ -54,6 +54,13 @@ func TestValidateAccepts(t *testing.T) {
 				{PathPrefix: "/internal", Access: "deny"},
 			}
 		}},
+		{"internal routes and services", func(c *Config) {
+			c.Routes = []Route{
+				{PathPrefix: "/internal/", Access: "internal"},
+				{PathPrefix: "/inventory/", Access: "internal", Services: []string{"inventory"}, Roles: []string{"writer"}},
+				{PathPrefix: "/partners/", Access: "authenticated", Services: []string{"billing"}},
+			}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -128,6 +135,15 @@ func TestValidateRejects(t *testing.T) {
 		{"routes[0].roles", func(c *Config) { c.Routes = []Route{{PathPrefix: "/", Access: "deny", Roles: []string{"admin"}}} }},
 		{"routes[0].roles[0]", func(c *Config) {
 			c.Routes = []Route{{PathPrefix: "/", Access: "authenticated", Roles: []string{""}}}
+		}},
+		{"routes[0].services", func(c *Config) {
+			c.Routes = []Route{{PathPrefix: "/", Access: "public", Services: []string{"billing"}}}
+		}},
+		{"routes[0].services", func(c *Config) {
+			c.Routes = []Route{{PathPrefix: "/", Access: "deny", Services: []string{"billing"}}}
+		}},
+		{"routes[0].services[1]", func(c *Config) {
+			c.Routes = []Route{{PathPrefix: "/", Access: "internal", Services: []string{"billing", ""}}}
 		}},
 	}
 	for _, tt := range tests {
