@@ -92,7 +92,7 @@ k8s-test:
 FUZZPARALLEL ?= 1
 FUZZ_TARGETS := ./pkg/admin:FuzzAdminJSON ./pkg/admin:FuzzClaimNameDifferential ./pkg/admin:FuzzListQuery ./pkg/verify:FuzzExactClaims \
 	./pkg/authz:FuzzRoutePath ./pkg/authz:FuzzSessionCookie \
-	./pkg/session:FuzzParseEntry ./pkg/session:FuzzValidID ./pkg/config:FuzzLoad
+	./pkg/session:FuzzParseEntry ./pkg/session:FuzzValidID ./pkg/session:FuzzValidCredential ./pkg/config:FuzzLoad
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
 		echo "== fuzz $$name ($$pkg) for $(FUZZTIME), parallel $(FUZZPARALLEL)"; \
