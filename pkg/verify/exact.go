@@ -150,6 +150,8 @@ func (e *exactClaims) member(dec *json.Decoder, name string) error {
 		e.c.Tenant, err = readString(dec)
 	case "roles":
 		e.c.Roles, err = readStrings(dec)
+	case "kind":
+		e.c.Kind, err = readString(dec)
 	case "aud":
 		e.audience, err = readAudience(dec)
 	case "exp":
