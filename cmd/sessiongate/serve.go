@@ -159,7 +159,7 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 		store = rs
 	}
 	g.store = g.metrics.Store(store)
-	g.services = store.(session.ServiceStore) // both stores keep services next to sessions
+	g.services = g.metrics.ServiceStore(store.(session.ServiceStore)) // both stores keep services next to sessions
 
 	keys, err := loadKeys(cfg, log)
 	if err != nil {
