@@ -43,6 +43,9 @@ func serviceFixture(t testing.TB, store session.Store, lookups *atomic.Int64) *f
 	return newFixture(t, store, func(o *Options) {
 		o.Services = countingServices{store.(ServiceCredentials), lookups}
 		o.Routes = serviceRoutes
+		// These tests are about decisions, not timeouts: a loaded machine
+		// under -race must not turn a slow Redis answer into a 503.
+		o.StoreTimeout = 2 * time.Second
 	})
 }
 
