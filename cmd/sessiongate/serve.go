@@ -171,10 +171,15 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 	if err != nil {
 		return nil, err
 	}
+	spiffe, err := authzSPIFFE(cfg.Services)
+	if err != nil {
+		return nil, err
+	}
 	cookie := session.Cookie{Name: cfg.Cookie.Name, SameSite: cfg.Cookie.SameSite, Domain: cfg.Cookie.Domain}
 	g.authz = authz.New(authz.Options{
 		Sessions:     g.store,
 		Services:     g.services,
+		SPIFFE:       spiffe,
 		Signer:       g.signer,
 		Routes:       routes,
 		Cookie:       cookie,
@@ -499,6 +504,11 @@ func (g *gate) reload(ctx context.Context) {
 		g.log.Error("config reload failed; keeping current config", "err", err)
 		return
 	}
+	spiffe, err := authzSPIFFE(cfg.Services)
+	if err != nil {
+		g.log.Error("config reload failed; keeping current config", "err", err)
+		return
+	}
 	if len(cfg.Token.SigningKeys) > 0 {
 		files := keyFiles(cfg)
 		if err := token.Reload(files, g.log, g.signer.SetKeys); err == nil {
@@ -506,6 +516,7 @@ func (g *gate) reload(ctx context.Context) {
 		}
 	}
 	g.authz.SetRoutes(routes)
+	g.authz.SetSPIFFE(spiffe)
 	if cfg.AdminTokenFile != "" {
 		if tokens, err := readAdminTokens(cfg.AdminTokenFile); err != nil {
 			g.log.Error("admin token reload failed; keeping current tokens", "err", err)
@@ -513,7 +524,7 @@ func (g *gate) reload(ctx context.Context) {
 			g.admin.SetTokens(tokens)
 		}
 	}
-	g.log.Info("reloaded: signing keys, routes and admin tokens applied; other keys need a restart")
+	g.log.Info("reloaded: signing keys, routes, services.spiffe* and admin tokens applied; other keys need a restart")
 }
 
 // watchAdminTokens re-reads the admin token file when its content changes,

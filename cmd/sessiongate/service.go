@@ -9,6 +9,8 @@ import (
 	"io"
 
 	"github.com/sessiongate/sessiongate/pkg/admin"
+	"github.com/sessiongate/sessiongate/pkg/authz"
+	"github.com/sessiongate/sessiongate/pkg/config"
 )
 
 const serviceUsage = `usage: sessiongate service [--config FILE] [--url URL] [--token-file FILE] <command> [args]
@@ -105,4 +107,13 @@ func serviceCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fs.Usage()
 		return fmt.Errorf("service: unknown command %q", cmd)
 	}
+}
+
+// authzSPIFFE builds Check's mTLS principal mapping from config.
+func authzSPIFFE(s config.Services) (authz.SPIFFE, error) {
+	m, err := authz.NewSPIFFE(s.SPIFFE, s.SPIFFETrustDomain)
+	if err != nil {
+		return authz.SPIFFE{}, fmt.Errorf("services.spiffe: %w", err)
+	}
+	return m, nil
 }

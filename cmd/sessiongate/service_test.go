@@ -43,6 +43,8 @@ routes:
   - path_prefix: /internal/
     access: internal
     services: [%%s]
+services:
+  spiffe_trust_domain: cluster.local
 `, grpcAddr, httpAddr, adminAddr, tokenPath, r.URL(), keyPath)
 
 	bad := filepath.Join(dir, "bad.yaml")
@@ -57,11 +59,13 @@ routes:
 	conn := dialServing(t, grpcAddr, 10*time.Second)
 	ctx := context.Background()
 	authz := authv3.NewAuthorizationClient(conn)
-	check := func(headers map[string]string) int {
+	checkFrom := func(principal string, headers map[string]string) int {
 		t.Helper()
-		resp, err := authz.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
-			Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/internal/x", Headers: headers},
-		}}})
+		resp, err := authz.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+			Source: &authv3.AttributeContext_Peer{Principal: principal},
+			Request: &authv3.AttributeContext_Request{
+				Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/internal/x", Headers: headers},
+			}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,6 +74,7 @@ routes:
 		}
 		return int(resp.GetDeniedResponse().GetStatus().GetCode())
 	}
+	check := func(headers map[string]string) int { t.Helper(); return checkFrom("", headers) }
 	cli := func(args ...string) string {
 		t.Helper()
 		var out bytes.Buffer
@@ -104,6 +109,14 @@ routes:
 	}
 	if got := check(map[string]string{"cookie": "__Host-sid=" + createdSessionID(t, created.String())}); got != 403 {
 		t.Fatalf("a user session on an internal route: %d", got)
+	}
+
+	// A mesh caller: its certificate's SPIFFE ID names billing.
+	if got := checkFrom("spiffe://cluster.local/ns/pay/sa/billing", nil); got != 200 {
+		t.Fatalf("billing's SPIFFE ID: %d", got)
+	}
+	if got := checkFrom("spiffe://elsewhere/ns/pay/sa/billing", nil); got != 401 {
+		t.Fatalf("a SPIFFE ID of another trust domain: %d", got)
 	}
 
 	second := credential(cli("add-credential", "billing"))

@@ -60,7 +60,8 @@ var (
 // Options configure a Server.
 type Options struct {
 	Sessions     Sessions
-	Services     ServiceCredentials // nil: service credentials are refused (401)
+	Services     ServiceCredentials // nil: service credentials are refused (401), principals are anonymous
+	SPIFFE       SPIFFE             // mTLS principals → services; see spiffe.go
 	Signer       Signer
 	Routes       []Route
 	Cookie       session.Cookie
@@ -84,6 +85,7 @@ type Server struct {
 
 	o           Options
 	routes      atomic.Pointer[[]Route]
+	spiffe      atomic.Pointer[SPIFFE]
 	cache       *tokenCache
 	m           *metrics.Metrics
 	decisions   [numDecisions]prometheus.Counter
@@ -115,6 +117,7 @@ func New(o Options) *Server {
 		s.decisions[d] = o.Metrics.Decisions.WithLabelValues(d.String())
 	}
 	s.SetRoutes(o.Routes)
+	s.SetSPIFFE(o.SPIFFE)
 	return s
 }
 
@@ -177,6 +180,12 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		return s.unauthenticated(httpReq, h), verdict(DecisionUnauthenticated, "ambiguous or malformed credential", pol.rule)
 	}
 	if cred.from == noCredential {
+		// A caller known by its mTLS certificate and carrying no credential
+		// is that service; a credential in the request always decides over
+		// the connection's identity (in a mesh, every hop has one).
+		if name, ok := s.principalService(attrs); ok && s.o.Services != nil {
+			return s.checkPrincipal(ctx, pol, name, cred)
+		}
 		if pol.access == Internal {
 			// No login page admits anyone here: a plain 401, never the redirect.
 			return s.resp.unauthenticated, verdict(DecisionUnauthenticated, "no credential", pol.rule)

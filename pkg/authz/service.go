@@ -20,8 +20,13 @@ import (
 // session.ErrCorrupt mean no usable credential, 401; context.Canceled with
 // the caller's context done means the caller went away; any other error
 // means the store could not answer, 503.
+//
+// ResolveServiceName, for a caller identified by an mTLS principal, has the
+// same contract, except that session.ErrNotFound means a service that is
+// not registered: that service, with no roles.
 type ServiceCredentials interface {
 	ResolveCredential(ctx context.Context, ref string) (session.ServiceEntry, error)
+	ResolveServiceName(ctx context.Context, name string) (session.ServiceEntry, error)
 }
 
 // ParseServices reads a comma-separated list of service names, as Envoy's
@@ -76,7 +81,7 @@ func (s *Server) checkService(ctx context.Context, pol pathPolicy, cred presente
 	if !pol.admitsService(e.Name) {
 		return s.resp.forbidden, verdict(DecisionInternal, "service not admitted by the rule", pol.rule)
 	}
-	c, err := s.serviceToken(e, pol.audience, now)
+	c, err := s.serviceToken(e, byCredential, pol.audience, now)
 	if err != nil {
 		if errors.Is(err, session.ErrCorrupt) {
 			s.o.Log.Warn("check: corrupt credential record", "credential_ref", ref, "err", err)
@@ -91,11 +96,58 @@ func (s *Server) checkService(ctx context.Context, pol pathPolicy, cred presente
 	return s.ok(c, cred), verdict(DecisionOK, "service credential valid", pol.rule)
 }
 
-// resolveService finds the credential behind ref, bounded by the store
-// timeout, and says what a failure means, as resolve does for sessions.
+// checkPrincipal is checkService for a caller identified by its mTLS
+// principal (mapped to a service name by the SPIFFE rules) and carrying no
+// credential. The name is known before the store, so a route that does not
+// admit it costs no round trip; the store then says which roles it has (a
+// service that is not registered has none).
+func (s *Server) checkPrincipal(ctx context.Context, pol pathPolicy, name string, cred presented) (*authv3.CheckResponse, Verdict) {
+	if !pol.admitsServices() {
+		return s.resp.forbidden, verdict(DecisionInternal, "route admits no service", pol.rule)
+	}
+	if !pol.admitsService(name) {
+		return s.resp.forbidden, verdict(DecisionInternal, "service not admitted by the rule", pol.rule)
+	}
+	e, now, d, reason := s.resolveServiceBy(ctx, name, byPrincipal)
+	if d != DecisionOK {
+		return s.resp.denial(d), verdict(d, reason, pol.rule)
+	}
+	c, err := s.serviceToken(e, byPrincipal, pol.audience, now)
+	if err != nil {
+		if errors.Is(err, session.ErrCorrupt) {
+			s.o.Log.Warn("check: corrupt service record", "service", name, "err", err)
+			return s.resp.unauthenticated, verdict(DecisionUnauthenticated, "corrupt service record", pol.rule)
+		}
+		s.o.Log.Error("check: sign service token", "service", name, "err", err)
+		return s.resp.unavailable, verdict(DecisionUnavailable, "signing failed", pol.rule)
+	}
+	if len(pol.roles) > 0 && !session.HasAnyRole(c.roles, pol.roles) {
+		return s.resp.forbidden, verdict(DecisionForbidden, "missing role", pol.rule)
+	}
+	return s.ok(c, cred), verdict(DecisionOK, "service principal mapped", pol.rule)
+}
+
+// resolveService finds the credential behind a credential ref.
 func (s *Server) resolveService(ctx context.Context, ref string) (session.ServiceEntry, time.Time, Decision, string) {
+	return s.resolveServiceBy(ctx, ref, byCredential)
+}
+
+// resolveServiceBy finds the credential behind ref, or with byPrincipal the
+// service named ref, bounded by the store timeout, and says what a failure
+// means, as resolve does for sessions.
+func (s *Server) resolveServiceBy(ctx context.Context, ref string, by callerKind) (session.ServiceEntry, time.Time, Decision, string) {
 	sctx, cancel := context.WithTimeout(ctx, s.o.StoreTimeout)
-	e, err := s.o.Services.ResolveCredential(sctx, ref)
+	var e session.ServiceEntry
+	var err error
+	if by == byPrincipal {
+		e, err = s.o.Services.ResolveServiceName(sctx, ref)
+		if errors.Is(err, session.ErrNotFound) {
+			// Mapped but not registered: that service, with no roles.
+			e, err = session.ServiceEntry{Name: ref}, nil
+		}
+	} else {
+		e, err = s.o.Services.ResolveCredential(sctx, ref)
+	}
 	cancel()
 	switch {
 	case err == nil:
@@ -118,8 +170,12 @@ func (s *Server) resolveService(ctx context.Context, ref string) (session.Servic
 // credential record's version, the audience and the key are unchanged. Like
 // a session's, the cache is consulted only after the store confirmed the
 // credential on this request, so a revoked one is never served from it.
-func (s *Server) serviceToken(e session.ServiceEntry, audience string, now time.Time) (cached, error) {
-	key := cacheKey{ref: e.Ref, version: e.Version, audience: audience, kid: s.o.Signer.ActiveKID(), service: true}
+func (s *Server) serviceToken(e session.ServiceEntry, by callerKind, audience string, now time.Time) (cached, error) {
+	ref := e.Ref
+	if by == byPrincipal {
+		ref = e.Name
+	}
+	key := cacheKey{ref: ref, version: e.Version, audience: audience, kid: s.o.Signer.ActiveKID(), by: by}
 	if c, ok := s.cache.get(key, now); ok {
 		s.m.TokenCacheHits.Inc()
 		return c, nil
@@ -153,16 +209,19 @@ func (s *Server) signService(e session.ServiceEntry, audience string, now time.T
 	if err != nil {
 		return cached{}, err
 	}
+	md := map[string]*structpb.Value{
+		"subject": structpb.NewStringValue(e.Name),
+		"kind":    structpb.NewStringValue(token.KindService),
+	}
+	if e.Ref != "" {
+		md["credential_ref"] = structpb.NewStringValue(e.Ref)
+	}
 	return cached{
 		token: tok,
 		roles: roles,
 		parts: &okParts{
-			token: header(s.resp.tokenHeader, tok),
-			metadata: &structpb.Struct{Fields: map[string]*structpb.Value{
-				"subject":        structpb.NewStringValue(e.Name),
-				"kind":           structpb.NewStringValue(token.KindService),
-				"credential_ref": structpb.NewStringValue(e.Ref),
-			}},
+			token:    header(s.resp.tokenHeader, tok),
+			metadata: &structpb.Struct{Fields: md},
 		},
 		refresh: now.Add(exp.Sub(now) / 2),
 		expires: exp,

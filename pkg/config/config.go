@@ -35,6 +35,8 @@ type Config struct {
 	Logout  Logout  `yaml:"logout"`
 	Routes  []Route `yaml:"routes"`
 
+	Services Services `yaml:"services"` // services.go
+
 	CSRF     CSRF     `yaml:"csrf"`      // security.go
 	Admin    Admin    `yaml:"admin"`     // security.go
 	AdminTLS AdminTLS `yaml:"admin_tls"` // security.go

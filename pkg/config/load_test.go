@@ -143,6 +143,10 @@ routes:
     roles: [admin, ops]
   - path_prefix: /
     access: deny
+services:
+  spiffe:
+    "spiffe://cluster.local/ns/billing/sa/billing": billing
+  spiffe_trust_domain: cluster.local
 csrf:
   enabled: false
   allowed_origins: ["HTTPS://WWW.Example.com:443/", "http://localhost:8080"]
@@ -186,6 +190,10 @@ func TestLoadFullFile(t *testing.T) {
 			{PathPrefix: "/public", Access: "public"},
 			{PathPrefix: "/admin", Methods: []string{"GET", "POST"}, Access: "authenticated", Roles: []string{"admin", "ops"}},
 			{PathPrefix: "/", Access: "deny"},
+		},
+		Services: Services{
+			SPIFFE:            map[string]string{"spiffe://cluster.local/ns/billing/sa/billing": "billing"},
+			SPIFFETrustDomain: "cluster.local",
 		},
 		CSRF:     CSRF{Enabled: false, AllowedOrigins: []string{"https://www.example.com", "http://localhost:8080"}},
 		Admin:    Admin{RateLimit: 2.5, RateBurst: 5},

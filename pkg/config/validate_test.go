@@ -54,6 +54,10 @@ func TestValidateAccepts(t *testing.T) {
 				{PathPrefix: "/internal", Access: "deny"},
 			}
 		}},
+		{"spiffe principals", func(c *Config) {
+			c.Services.SPIFFE = map[string]string{"spiffe://cluster.local/ns/billing/sa/billing": "billing"}
+			c.Services.SPIFFETrustDomain = "cluster.local"
+		}},
 		{"internal routes and services", func(c *Config) {
 			c.Routes = []Route{
 				{PathPrefix: "/internal/", Access: "internal"},
@@ -142,6 +146,10 @@ func TestValidateRejects(t *testing.T) {
 		{"routes[0].services", func(c *Config) {
 			c.Routes = []Route{{PathPrefix: "/", Access: "deny", Services: []string{"billing"}}}
 		}},
+		{"services.spiffe", func(c *Config) { c.Services.SPIFFE = map[string]string{"https://x/y": "billing"} }},
+		{"services.spiffe", func(c *Config) { c.Services.SPIFFE = map[string]string{"spiffe://x/y": ""} }},
+		{"services.spiffe_trust_domain", func(c *Config) { c.Services.SPIFFETrustDomain = "spiffe://cluster.local" }},
+		{"services.spiffe_trust_domain", func(c *Config) { c.Services.SPIFFETrustDomain = "Cluster.Local" }},
 		{"routes[0].services[1]", func(c *Config) {
 			c.Routes = []Route{{PathPrefix: "/", Access: "internal", Services: []string{"billing", ""}}}
 		}},

@@ -11,13 +11,14 @@ import (
 // ServiceStore wraps a service store so every call is timed and failures
 // counted under sessiongate_store_*{op}, next to the session store's ops.
 func (m *Metrics) ServiceStore(s session.ServiceStore) session.ServiceStore {
-	return &instrumentedServices{ServiceStore: s, m: m, resolve: m.storeOp("resolve_credential")}
+	return &instrumentedServices{ServiceStore: s, m: m, resolve: m.storeOp("resolve_credential"), resolveName: m.storeOp("resolve_service")}
 }
 
 type instrumentedServices struct {
 	session.ServiceStore
-	m       *Metrics
-	resolve storeOp // resolved once: ResolveCredential is on the Check path
+	m *Metrics
+	// Resolved once: both are on the Check path.
+	resolve, resolveName storeOp
 }
 
 // serviceDone records a service store call; "already exists" and "too many
@@ -76,4 +77,11 @@ func (s *instrumentedServices) ListServices(ctx context.Context) ([]*session.Ser
 	ss, err := s.ServiceStore.ListServices(ctx)
 	s.serviceDone("list_services", start, err)
 	return ss, err
+}
+
+func (s *instrumentedServices) ResolveServiceName(ctx context.Context, name string) (session.ServiceEntry, error) {
+	start := time.Now()
+	e, err := s.ServiceStore.ResolveServiceName(ctx, name)
+	s.resolveName.done(start, err)
+	return e, err
 }

@@ -42,8 +42,11 @@ func TestInstrumentedServicesCounts(t *testing.T) {
 			t.Errorf("%s errors = %v, want %v", op, got, want)
 		}
 	}
-	if got := testutil.CollectAndCount(m.StoreDuration); got != 2 {
-		t.Errorf("store duration series = %d, want 2 (create_service, resolve_credential)", got)
+	if _, err := st.ResolveServiceName(ctx, "billing"); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.CollectAndCount(m.StoreDuration); got != 3 {
+		t.Errorf("store duration series = %d, want 3 (create_service, resolve_credential, resolve_service)", got)
 	}
 	broken := m.ServiceStore(failingServices{})
 	if _, err := broken.ResolveCredential(ctx, session.RefOf("x")); err == nil {

@@ -162,24 +162,61 @@ type CredentialInfo struct {
 // to, the record's version (which keys token caches), and the rest of the
 // record, decoded only when a token must be signed.
 type ServiceEntry struct {
-	Ref     string // credential ref
+	Ref     string // credential ref; "" for a service resolved by name
 	Name    string
 	Version uint64
 	body    string
+	// record: body is the service record (ResolveServiceName), not a
+	// credential record.
+	record bool
 }
 
-// Roles decodes the service's roles from the credential record.
+// Roles decodes the service's roles from the record it was read from. An
+// entry of a service that is not registered has none.
 func (e ServiceEntry) Roles() ([]string, error) {
-	var b credBody
-	if err := strictJSON(e.body, &b); err != nil {
-		return nil, err
+	if e.body == "" {
+		return nil, nil
 	}
-	for _, r := range b.Roles {
+	var roles []string
+	if e.record {
+		s, err := decodeService(recordFormat + ":" + e.body)
+		if err != nil {
+			return nil, err
+		}
+		if s.Name != e.Name {
+			return nil, fmt.Errorf("%w: service record of %s under %s", ErrCorrupt, s.Name, e.Name)
+		}
+		roles = s.Roles
+	} else {
+		var b credBody
+		if err := strictJSON(e.body, &b); err != nil {
+			return nil, err
+		}
+		roles = b.Roles
+	}
+	for _, r := range roles {
 		if !cleanText(r) {
 			return nil, fmt.Errorf("%w: control character in a role", ErrCorrupt)
 		}
 	}
-	return b.Roles, nil
+	return roles, nil
+}
+
+// serviceEntryOf is the entry of a service read by name from its raw
+// record: the name, and a version that changes whenever the record does
+// (an FNV-1a hash of it, computed without allocating), so a token cached
+// for it is never served once its roles have changed.
+func serviceEntryOf(name, raw string) (ServiceEntry, error) {
+	body, ok := strings.CutPrefix(raw, recordFormat+":")
+	if !ok || len(raw) > MaxRecordSize {
+		return ServiceEntry{}, fmt.Errorf("%w: service %s: unknown format", ErrCorrupt, name)
+	}
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(raw); i++ {
+		h ^= uint64(raw[i])
+		h *= 1099511628211
+	}
+	return ServiceEntry{Name: name, Version: h, body: body, record: true}, nil
 }
 
 // ServiceStore keeps services and their credentials. Both stores implement
@@ -209,6 +246,10 @@ type ServiceStore interface {
 	// an unknown or revoked one, ErrCorrupt for a record sessiongate would
 	// not have written, anything else when the store could not answer.
 	ResolveCredential(ctx context.Context, ref string) (ServiceEntry, error)
+	// ResolveServiceName returns the service registered under name, for a
+	// caller identified by name (an mTLS certificate); ErrNotFound when no
+	// such service is registered. Errors otherwise as ResolveCredential.
+	ResolveServiceName(ctx context.Context, name string) (ServiceEntry, error)
 }
 
 // Interface guards.

@@ -118,6 +118,39 @@ var serviceCases = []struct {
 		wantResolve(t, st, cred, s.Name)
 		wantResolve(t, st, cred2, "")
 	}},
+	{"a service resolves by name, with a version that follows its record", func(t *testing.T, st ServiceStore) {
+		ctx := context.Background()
+		s, cred := newService(t, "byname", "reader")
+		if _, err := st.ResolveServiceName(ctx, s.Name); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("before create: %v", err)
+		}
+		mustCreateService(t, st, s, cred)
+		e, err := st.ResolveServiceName(ctx, s.Name)
+		if err != nil || e.Name != s.Name || e.Ref != "" {
+			t.Fatalf("ResolveServiceName = %+v, %v", e, err)
+		}
+		roles, err := e.Roles()
+		if err != nil || !slices.Equal(roles, []string{"reader"}) {
+			t.Fatalf("roles = %v, %v", roles, err)
+		}
+		again, _ := st.ResolveServiceName(ctx, s.Name)
+		if again.Version != e.Version {
+			t.Fatal("version changed without a change")
+		}
+		c2, _ := NewCredential()
+		if err := st.AddCredential(ctx, s.Name, CredentialRefOf(c2)); err != nil {
+			t.Fatal(err)
+		}
+		if after, _ := st.ResolveServiceName(ctx, s.Name); after.Version == e.Version {
+			t.Fatal("version unchanged after the record changed")
+		}
+		if _, err := st.DeleteService(ctx, s.Name); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.ResolveServiceName(ctx, s.Name); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("after delete: %v", err)
+		}
+	}},
 	{"an unknown credential is not found", func(t *testing.T, st ServiceStore) {
 		cred, _ := NewCredential()
 		wantResolve(t, st, cred, "")

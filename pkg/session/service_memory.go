@@ -155,3 +155,14 @@ func (m *MemoryStore) ResolveCredential(_ context.Context, ref string) (ServiceE
 	}
 	return parseServiceEntry(ref, raw)
 }
+
+// ResolveServiceName implements ServiceStore.
+func (m *MemoryStore) ResolveServiceName(_ context.Context, name string) (ServiceEntry, error) {
+	m.mu.Lock()
+	raw, ok := m.svc.services[name]
+	m.mu.Unlock()
+	if !ok {
+		return ServiceEntry{}, ErrNotFound
+	}
+	return serviceEntryOf(name, raw)
+}

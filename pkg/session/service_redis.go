@@ -300,4 +300,16 @@ func (r *RedisStore) ResolveCredential(ctx context.Context, ref string) (Service
 	return parseServiceEntry(ref, raw)
 }
 
+// ResolveServiceName implements ServiceStore: one GET of the service record.
+func (r *RedisStore) ResolveServiceName(ctx context.Context, name string) (ServiceEntry, error) {
+	raw, err := r.rdb.Get(ctx, serviceKey(name)).Result()
+	if err != nil {
+		if isNil(err) {
+			return ServiceEntry{}, ErrNotFound
+		}
+		return ServiceEntry{}, wrap("resolve service", err)
+	}
+	return serviceEntryOf(name, raw)
+}
+
 func isNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
