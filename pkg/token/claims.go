@@ -10,7 +10,7 @@ import (
 // test keeps the two in step). It is the one list the admin API, the
 // session record decoder and pkg/verify consult, so a claim added to the
 // token is protected everywhere at once.
-var ownedClaims = [...]string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid", "tenant", "roles", "kind"}
+var ownedClaims = [...]string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid", "tenant", "roles", "kind", "act"}
 
 // Token kinds, the value of the kind claim. A user token speaks for a
 // session, a service token for a registered service. The two must never be

@@ -24,6 +24,29 @@ type Claims struct {
 	// Kind is KindUser (also when empty) or KindService; it sets the kind
 	// claim and the header's typ.
 	Kind string
+	// Actor, for a token obtained by token exchange, is who acts for the
+	// subject (RFC 8693 §4.1): the act claim.
+	Actor *Actor
+}
+
+// Actor is an act claim: the acting party's subject and, when it acted for
+// yet another, that one's act in turn.
+type Actor struct {
+	Subject string `json:"sub"`
+	Actor   *Actor `json:"act,omitempty"`
+}
+
+// MaxActorDepth bounds an act chain: a delegation deeper than that is
+// refused rather than signed.
+const MaxActorDepth = 8
+
+// Depth is the length of the act chain starting at a (0 for nil).
+func (a *Actor) Depth() int {
+	n := 0
+	for ; a != nil; a = a.Actor {
+		n++
+	}
+	return n
 }
 
 // wireClaims fixes the JSON shape and member order of the payload. Times are
@@ -41,6 +64,7 @@ type wireClaims struct {
 	Tenant string   `json:"tenant,omitempty"`
 	Roles  []string `json:"roles"`
 	Kind   string   `json:"kind"`
+	Act    *Actor   `json:"act,omitempty"`
 }
 
 // Signer mints internal JWTs. It is safe for concurrent use; SetKeys swaps the
@@ -110,6 +134,14 @@ func (s *Signer) Sign(c Claims) (string, error) {
 	default:
 		return "", fmt.Errorf("sign token: unknown kind %q", c.Kind)
 	}
+	if c.Actor.Depth() > MaxActorDepth {
+		return "", fmt.Errorf("sign token: act chain deeper than %d", MaxActorDepth)
+	}
+	for a := c.Actor; a != nil; a = a.Actor {
+		if a.Subject == "" {
+			return "", errors.New("sign token: act without sub")
+		}
+	}
 	roles := c.Roles
 	if roles == nil {
 		roles = []string{} // downstream code can rely on an array, never null
@@ -126,6 +158,7 @@ func (s *Signer) Sign(c Claims) (string, error) {
 		Tenant: c.Tenant,
 		Roles:  roles,
 		Kind:   kind,
+		Act:    c.Actor,
 	})
 	if err != nil {
 		return "", fmt.Errorf("sign token: encode claims: %w", err)

@@ -96,6 +96,9 @@ type Options struct {
 	// startup. By default New succeeds, logs the error and fetches again on
 	// the first token, so a service can start before sessiongate.
 	RequireInitialFetch bool
+	// Actor says whether a token may, must or must not carry an act claim
+	// (be one obtained by token exchange). Default ActorAllowed.
+	Actor ActorPolicy
 	// Kinds are the kinds of token accepted: token.KindUser (a session's
 	// token) and/or token.KindService (a registered service's). Default:
 	// user tokens only, so a service token is never taken for a user's.
@@ -107,6 +110,21 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// ActorPolicy is what a Verifier requires of a token's act claim.
+type ActorPolicy uint8
+
+const (
+	// ActorAllowed accepts tokens with and without an actor.
+	ActorAllowed ActorPolicy = iota
+	// ActorRequired accepts only tokens obtained by token exchange: a
+	// service that must only ever be called on a user's behalf by another
+	// service.
+	ActorRequired
+	// ActorForbidden refuses tokens obtained by token exchange: a service
+	// that must only be called with a user's own token.
+	ActorForbidden
+)
+
 // Verifier checks sessiongate JWTs. It is safe for concurrent use.
 type Verifier struct {
 	keyfuncCtx func(context.Context) jwt.Keyfunc
@@ -114,6 +132,7 @@ type Verifier struct {
 	header     string
 	bearer     bool
 	kinds      []string
+	actor      ActorPolicy
 	log        *slog.Logger
 }
 
@@ -215,6 +234,9 @@ func (o *Options) defaults() error {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.Actor > ActorForbidden {
+		return fmt.Errorf("verify: unknown actor policy %d", o.Actor)
+	}
 	if len(o.Kinds) == 0 {
 		o.Kinds = []string{token.KindUser}
 	}
@@ -241,6 +263,7 @@ func newVerifier(opts Options, kf func(context.Context) jwt.Keyfunc) *Verifier {
 		header: http.CanonicalHeaderKey(opts.Header),
 		bearer: http.CanonicalHeaderKey(opts.Header) == "Authorization",
 		kinds:  append([]string(nil), opts.Kinds...),
+		actor:  opts.Actor,
 		log:    opts.Logger,
 	}
 }
@@ -290,6 +313,12 @@ func (v *Verifier) VerifyContext(ctx context.Context, token string) (*Claims, er
 	typ, _ := parsed.Header["typ"].(string)
 	if err := v.checkKind(&ec.c, typ); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	switch {
+	case v.actor == ActorRequired && ec.c.Actor == nil:
+		return nil, fmt.Errorf("%w: no act claim, where an actor is required", ErrInvalidToken)
+	case v.actor == ActorForbidden && ec.c.Actor != nil:
+		return nil, fmt.Errorf("%w: an act claim, where none is allowed", ErrInvalidToken)
 	}
 	c := ec.c
 	return &c, nil
@@ -355,6 +384,30 @@ type Claims struct {
 	// Kind is token.KindUser (a session's token; also for tokens without a
 	// kind claim) or token.KindService (a registered service's).
 	Kind string
+	// Actor is the act claim of a token obtained by token exchange: the
+	// service acting for Subject, and whom that one acted for in turn. Nil
+	// for a token that speaks for its subject directly.
+	Actor *Actor
+}
+
+// Actor is one link of an act chain.
+type Actor struct {
+	Subject string
+	Actor   *Actor
+}
+
+// ActorChain lists the actors, the one that called this service first:
+// ["inventory", "billing"] for a token billing obtained for a user and
+// inventory exchanged again. Empty without an actor. Nil-safe.
+func (c *Claims) ActorChain() []string {
+	if c == nil {
+		return nil
+	}
+	var out []string
+	for a := c.Actor; a != nil; a = a.Actor {
+		out = append(out, a.Subject)
+	}
+	return out
 }
 
 // Service returns the calling service's name for a service token, and ""
