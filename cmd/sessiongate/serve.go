@@ -30,6 +30,7 @@ import (
 	"github.com/sessiongate/sessiongate/pkg/admin"
 	"github.com/sessiongate/sessiongate/pkg/authz"
 	"github.com/sessiongate/sessiongate/pkg/config"
+	"github.com/sessiongate/sessiongate/pkg/exchange"
 	"github.com/sessiongate/sessiongate/pkg/metrics"
 	"github.com/sessiongate/sessiongate/pkg/session"
 	"github.com/sessiongate/sessiongate/pkg/token"
@@ -107,6 +108,8 @@ type gate struct {
 	log        *slog.Logger
 	store      session.Store
 	services   session.ServiceStore
+	peek       exchange.Sessions // the session store, read without sliding
+	exchange   *exchange.Handler // POST /oauth2/token
 	signer     *token.Signer
 	authz      *authz.Server
 	admin      *admin.Handler
@@ -160,6 +163,7 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 	}
 	g.store = g.metrics.Store(store)
 	g.services = g.metrics.ServiceStore(store.(session.ServiceStore)) // both stores keep services next to sessions
+	g.peek = store.(exchange.Sessions)
 
 	keys, err := loadKeys(cfg, log)
 	if err != nil {
@@ -230,6 +234,9 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 		if g.adminTLS, err = admin.ServerTLS(files, token.DefaultWatchInterval, log); err != nil {
 			return nil, err
 		}
+	}
+	if g.exchange, err = newExchange(cfg, g); err != nil {
+		return nil, err
 	}
 	g.health = health.NewServer()
 	return g, nil
@@ -574,6 +581,7 @@ func (g *gate) httpHandler() http.Handler {
 		_, _ = io.WriteString(w, "ready\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{}))
+	mux.Handle("POST /oauth2/token", http.MaxBytesHandler(g.exchange, exchange.MaxBodyBytes+1))
 	return mux
 }
 

@@ -7,16 +7,21 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/sessiongate/sessiongate/pkg/admin"
 	"github.com/sessiongate/sessiongate/pkg/authz"
 	"github.com/sessiongate/sessiongate/pkg/config"
+	"github.com/sessiongate/sessiongate/pkg/exchange"
+	"github.com/sessiongate/sessiongate/pkg/session"
 )
 
 const serviceUsage = `usage: sessiongate service [--config FILE] [--url URL] [--token-file FILE] <command> [args]
 
 commands:
-  create NAME [--role R]...                 register a service; prints its first credential
+  create NAME [--role R]... [--audience A]...
+                                            register a service; prints its first credential.
+                                            --audience: what client_credentials may obtain (default token.audience)
   list                                      every service, its roles and credential refs
   add-credential NAME                       a further credential, for a rotation; prints it
   revoke-credential NAME CREDENTIAL_REF     the credential fails from the next request
@@ -56,15 +61,16 @@ func serviceCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		cfs := flag.NewFlagSet("service create", flag.ContinueOnError)
 		cfs.SetOutput(stderr)
-		var roles listFlag
+		var roles, audiences listFlag
 		cfs.Var(&roles, "role", "role (repeatable)")
+		cfs.Var(&audiences, "audience", "audience it may obtain with client_credentials (repeatable)")
 		if err := cfs.Parse(args[1:]); err != nil {
 			return err
 		}
 		if cfs.NArg() > 0 {
 			return fmt.Errorf("create: unexpected argument %q", cfs.Arg(0))
 		}
-		resp, err := c.CreateService(ctx, admin.ServiceRequest{Name: args[0], Roles: roles})
+		resp, err := c.CreateService(ctx, admin.ServiceRequest{Name: args[0], Roles: roles, Audiences: audiences})
 		if err != nil {
 			return err
 		}
@@ -116,4 +122,29 @@ func authzSPIFFE(s config.Services) (authz.SPIFFE, error) {
 		return authz.SPIFFE{}, fmt.Errorf("services.spiffe: %w", err)
 	}
 	return m, nil
+}
+
+// newExchange builds the token endpoint (POST /oauth2/token on http_addr)
+// from config: the exchange policy, whose every name must be a service
+// name, and the token.exchange_* limits.
+func newExchange(cfg *config.Config, g *gate) (*exchange.Handler, error) {
+	policy := make(map[string][]string, len(cfg.TokenExchange))
+	for name, auds := range cfg.TokenExchange {
+		if !session.ValidServiceName(name) {
+			return nil, fmt.Errorf("token_exchange: %q is not a service name (a-z, 0-9 and '-', at most 63)", name)
+		}
+		policy[name] = append([]string(nil), auds...)
+	}
+	return exchange.New(exchange.Options{
+		Sessions:        g.peek,
+		Services:        g.services,
+		Signer:          g.signer,
+		Policy:          policy,
+		DefaultAudience: cfg.Token.Audience,
+		TTL:             cfg.Token.ExchangeTTL,
+		StoreTimeout:    max(cfg.Redis.Timeout, time.Second),
+		RateLimit:       cfg.Token.ExchangeRateLimit,
+		RateBurst:       cfg.Token.ExchangeRateBurst,
+		Log:             g.log,
+	}), nil
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/sessiongate/sessiongate/pkg/admin"
+	"github.com/sessiongate/sessiongate/pkg/exchange"
 	"github.com/sessiongate/sessiongate/pkg/redistest"
 )
 
@@ -45,6 +48,8 @@ routes:
     services: [%%s]
 services:
   spiffe_trust_domain: cluster.local
+token_exchange:
+  billing: [inventory]
 `, grpcAddr, httpAddr, adminAddr, tokenPath, r.URL(), keyPath)
 
 	bad := filepath.Join(dir, "bad.yaml")
@@ -107,8 +112,46 @@ services:
 	if err := run(ctx, []string{"session", "--config", cfgPath, "create", "--subject", "alice"}, &created, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	if got := check(map[string]string{"cookie": "__Host-sid=" + createdSessionID(t, created.String())}); got != 403 {
+	sid := createdSessionID(t, created.String())
+	if got := check(map[string]string{"cookie": "__Host-sid=" + sid}); got != 403 {
 		t.Fatalf("a user session on an internal route: %d", got)
+	}
+
+	// Token exchange on http_addr: alice's token for billing, exchanged by
+	// billing for one addressed to inventory; refused once she is revoked.
+	resp, err := authz.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		ContextExtensions: map[string]string{"audience": "billing"},
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: "GET", Path: "/api/orders", Headers: map[string]string{"cookie": "__Host-sid=" + sid}}}}})
+	if err != nil || resp.GetOkResponse() == nil {
+		t.Fatalf("user Check: %v %v", resp, err)
+	}
+	subjectToken := resp.GetOkResponse().GetHeaders()[0].GetHeader().GetValue()
+	exchangeWith := func() (int, map[string]any) {
+		t.Helper()
+		body := url.Values{"grant_type": {exchange.GrantTokenExchange}, "subject_token": {subjectToken},
+			"subject_token_type": {exchange.TokenTypeJWT}, "audience": {"inventory"}}.Encode()
+		req, _ := http.NewRequest("POST", "http://"+httpAddr+"/oauth2/token", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Authorization", "Bearer "+first.Credential)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(res.Body).Decode(&m)
+		return res.StatusCode, m
+	}
+	status, answer := exchangeWith()
+	if status != 200 || answer["access_token"] == nil {
+		t.Fatalf("token exchange: %d %v", status, answer)
+	}
+	if err := run(ctx, []string{"session", "--config", cfgPath, "revoke-user", "alice"}, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if status, answer := exchangeWith(); status != 400 || answer["error"] != "invalid_grant" {
+		t.Fatalf("token exchange after revoke: %d %v", status, answer)
 	}
 
 	// A mesh caller: its certificate's SPIFFE ID names billing.

@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"time"
@@ -18,6 +19,9 @@ import (
 type ServiceRequest struct {
 	Name  string   `json:"name"`
 	Roles []string `json:"roles,omitempty"`
+	// Audiences are the audiences the service may obtain for itself with
+	// client_credentials; empty = token.audience.
+	Audiences []string `json:"audiences,omitempty"`
 }
 
 // CredentialResponse answers POST /v1/services and POST
@@ -32,6 +36,7 @@ type CredentialResponse struct {
 type ServiceInfo struct {
 	Name        string           `json:"name"`
 	Roles       []string         `json:"roles"`
+	Audiences   []string         `json:"audiences"`
 	CreatedAt   time.Time        `json:"created_at"`
 	Credentials []CredentialInfo `json:"credentials"`
 }
@@ -89,7 +94,10 @@ func (h *Handler) createService(w http.ResponseWriter, r *http.Request) {
 		err = validRoles(req.Roles)
 	}
 	if err == nil {
-		err = checkPermissionsSize(req.Roles, nil)
+		err = validAudiences(req.Audiences)
+	}
+	if err == nil {
+		err = checkPermissionsSize(append(append([]string(nil), req.Roles...), req.Audiences...), nil)
 	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
@@ -100,7 +108,7 @@ func (h *Handler) createService(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ref := session.CredentialRefOf(cred)
-	s := &session.Service{Name: req.Name, Roles: req.Roles, CreatedAt: h.o.Now().Truncate(time.Millisecond)}
+	s := &session.Service{Name: req.Name, Roles: req.Roles, Audiences: req.Audiences, CreatedAt: h.o.Now().Truncate(time.Millisecond)}
 	ctx, cancel := h.ctx(r)
 	defer cancel()
 	err = h.o.Services.CreateService(ctx, s, ref)
@@ -130,9 +138,12 @@ func (h *Handler) listServices(w http.ResponseWriter, r *http.Request) {
 	}
 	out := ServiceList{Services: make([]ServiceInfo, 0, len(ss))}
 	for _, s := range ss {
-		info := ServiceInfo{Name: s.Name, Roles: s.Roles, CreatedAt: s.CreatedAt.UTC(), Credentials: []CredentialInfo{}}
+		info := ServiceInfo{Name: s.Name, Roles: s.Roles, Audiences: s.Audiences, CreatedAt: s.CreatedAt.UTC(), Credentials: []CredentialInfo{}}
 		if info.Roles == nil {
 			info.Roles = []string{}
+		}
+		if info.Audiences == nil {
+			info.Audiences = []string{}
 		}
 		for _, c := range s.Credentials {
 			info.Credentials = append(info.Credentials, CredentialInfo{CredentialRef: c.Ref, CreatedAt: c.CreatedAt.UTC()})
@@ -216,6 +227,26 @@ func (h *Handler) deleteService(w http.ResponseWriter, r *http.Request) {
 	}
 	h.auditService(r, "delete_service", name, "", "revoked", n)
 	writeJSON(w, http.StatusOK, RevokeResponse{Revoked: n})
+}
+
+// maxAudiences bounds a service's audiences.
+const maxAudiences = 16
+
+// validAudiences refuses an empty audience, control characters and more
+// than maxAudiences; each becomes a token's aud.
+func validAudiences(auds []string) error {
+	if len(auds) > maxAudiences {
+		return fmt.Errorf("audiences: at most %d", maxAudiences)
+	}
+	for _, a := range auds {
+		if a == "" {
+			return errors.New("audiences: empty audience")
+		}
+		if err := validText("audiences", a, maxValue); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // emptyBody refuses a body on a request that takes none, so nothing a

@@ -60,7 +60,7 @@ func TestServicesLifecycle(t *testing.T) {
 				return err == nil
 			}
 
-			first, err := c.CreateService(ctx, ServiceRequest{Name: "billing", Roles: []string{"payments"}})
+			first, err := c.CreateService(ctx, ServiceRequest{Name: "billing", Roles: []string{"payments"}, Audiences: []string{"ledger"}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -81,7 +81,8 @@ func TestServicesLifecycle(t *testing.T) {
 				t.Fatal("both credentials must work during a rotation")
 			}
 			list, err := c.ListServices(ctx)
-			if err != nil || len(list) != 1 || list[0].Name != "billing" || !slices.Equal(list[0].Roles, []string{"payments"}) || len(list[0].Credentials) != 2 {
+			if err != nil || len(list) != 1 || list[0].Name != "billing" || !slices.Equal(list[0].Roles, []string{"payments"}) ||
+				!slices.Equal(list[0].Audiences, []string{"ledger"}) || len(list[0].Credentials) != 2 {
 				t.Fatalf("list = %+v, %v", list, err)
 			}
 			if err := c.RevokeCredential(ctx, "billing", first.CredentialRef); err != nil {
@@ -153,6 +154,9 @@ func TestServiceRequestsRefused(t *testing.T) {
 		{"field in another case", "POST", "/v1/services", `{"name":"x","NAME":"y"}`, 400},
 		{"duplicate key", "POST", "/v1/services", `{"name":"x","name":"y"}`, 400},
 		{"empty role", "POST", "/v1/services", `{"name":"x","roles":[""]}`, 400},
+		{"empty audience", "POST", "/v1/services", `{"name":"x","audiences":[""]}`, 400},
+		{"audience with a control character", "POST", "/v1/services", `{"name":"x","audiences":["a\u0000"]}`, 400},
+		{"17 audiences", "POST", "/v1/services", `{"name":"x","audiences":[` + strings.TrimSuffix(strings.Repeat(`"a",`, 17), ",") + `]}`, 400},
 		{"control character in a role", "POST", "/v1/services", `{"name":"x","roles":["a\u0007"]}`, 400},
 		{"roles over the record budget", "POST", "/v1/services", `{"name":"x","roles":[` + strings.TrimSuffix(strings.Repeat(`"`+strings.Repeat("r", 1000)+`",`, 20), ",") + `]}`, 400},
 		{"bad name in the path", "POST", "/v1/services/Billing/credentials", ``, 400},

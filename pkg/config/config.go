@@ -36,6 +36,9 @@ type Config struct {
 	Routes  []Route `yaml:"routes"`
 
 	Services Services `yaml:"services"` // services.go
+	// TokenExchange says which audiences each service may obtain for a
+	// user by token exchange (services.go).
+	TokenExchange map[string][]string `yaml:"token_exchange"`
 
 	CSRF     CSRF     `yaml:"csrf"`      // security.go
 	Admin    Admin    `yaml:"admin"`     // security.go
@@ -131,6 +134,12 @@ type Token struct {
 	// their RFC 7638 thumbprint.
 	KeyIDs     map[string]string `yaml:"key_ids"`
 	JWKSMaxAge time.Duration     `yaml:"jwks_max_age"`
+	// ExchangeTTL bounds the tokens POST /oauth2/token issues.
+	ExchangeTTL time.Duration `yaml:"exchange_ttl"`
+	// ExchangeRateLimit is the token requests per second per client
+	// service, with bursts of ExchangeRateBurst; 0 = off.
+	ExchangeRateLimit float64 `yaml:"exchange_rate_limit"`
+	ExchangeRateBurst int     `yaml:"exchange_rate_burst"`
 }
 
 // Logout configures the logout endpoint. An empty Path disables it; an empty
@@ -183,6 +192,10 @@ func Default() Config {
 			Audience:   "internal",
 			TTL:        5 * time.Minute,
 			JWKSMaxAge: 5 * time.Minute,
+
+			ExchangeTTL:       5 * time.Minute,
+			ExchangeRateLimit: 50,
+			ExchangeRateBurst: 100,
 		},
 		Logout: Logout{Path: "/auth/logout"},
 		CSRF:   CSRF{Enabled: true},

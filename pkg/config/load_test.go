@@ -55,6 +55,7 @@ func TestDefault(t *testing.T) {
 		Token: Token{
 			Header: "x-internal-jwt", Issuer: "sessiongate", Audience: "internal",
 			TTL: 5 * time.Minute, JWKSMaxAge: 5 * time.Minute,
+			ExchangeTTL: 5 * time.Minute, ExchangeRateLimit: 50, ExchangeRateBurst: 100,
 		},
 		Logout: Logout{Path: "/auth/logout"},
 		CSRF:   CSRF{Enabled: true},
@@ -131,6 +132,9 @@ token:
   verification_keys:
     - /keys/c.pem
   jwks_max_age: 0s
+  exchange_ttl: 2m
+  exchange_rate_limit: 5
+  exchange_rate_burst: 10
 logout:
   path: /logout
   redirect_url: /bye
@@ -147,6 +151,8 @@ services:
   spiffe:
     "spiffe://cluster.local/ns/billing/sa/billing": billing
   spiffe_trust_domain: cluster.local
+token_exchange:
+  billing: [inventory, shipping]
 csrf:
   enabled: false
   allowed_origins: ["HTTPS://WWW.Example.com:443/", "http://localhost:8080"]
@@ -184,6 +190,7 @@ func TestLoadFullFile(t *testing.T) {
 			VerificationKeys: []string{"/keys/c.pem"},
 			KeyIDs:           map[string]string{"/keys/c.pem": "2026-12"},
 			JWKSMaxAge:       0,
+			ExchangeTTL:      2 * time.Minute, ExchangeRateLimit: 5, ExchangeRateBurst: 10,
 		},
 		Logout: Logout{Path: "/logout", RedirectURL: "/bye"},
 		Routes: []Route{
@@ -195,9 +202,10 @@ func TestLoadFullFile(t *testing.T) {
 			SPIFFE:            map[string]string{"spiffe://cluster.local/ns/billing/sa/billing": "billing"},
 			SPIFFETrustDomain: "cluster.local",
 		},
-		CSRF:     CSRF{Enabled: false, AllowedOrigins: []string{"https://www.example.com", "http://localhost:8080"}},
-		Admin:    Admin{RateLimit: 2.5, RateBurst: 5},
-		AdminTLS: AdminTLS{CertFile: "/tls/admin.crt", KeyFile: "/tls/admin.key", ClientCAFile: "/tls/clients-ca.pem", ClientCertAuthOnly: true},
+		TokenExchange: map[string][]string{"billing": {"inventory", "shipping"}},
+		CSRF:          CSRF{Enabled: false, AllowedOrigins: []string{"https://www.example.com", "http://localhost:8080"}},
+		Admin:         Admin{RateLimit: 2.5, RateBurst: 5},
+		AdminTLS:      AdminTLS{CertFile: "/tls/admin.crt", KeyFile: "/tls/admin.key", ClientCAFile: "/tls/clients-ca.pem", ClientCertAuthOnly: true},
 	}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("Load = %+v\nwant   %+v", *c, want)

@@ -1,6 +1,10 @@
 package config
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+	"time"
+)
 
 // Services maps callers identified by their mTLS certificate to registered
 // services. Envoy reports the verified client certificate's URI SAN as the
@@ -27,5 +31,25 @@ func (s Services) validate(v *validator) {
 	}
 	if td := s.SPIFFETrustDomain; td != "" && (strings.Contains(td, "/") || strings.Contains(td, ":") || td != strings.ToLower(td)) {
 		v.fail("services.spiffe_trust_domain", "want a bare lower-case trust domain such as cluster.local, got %q", td)
+	}
+}
+
+// validateExchange checks token_exchange and the token.exchange_* keys.
+func (c *Config) validateExchange(v *validator) {
+	v.atLeast("token.exchange_ttl", c.Token.ExchangeTTL, 10*time.Second)
+	v.atMost("token.exchange_ttl", c.Token.ExchangeTTL, time.Hour)
+	if c.Token.ExchangeRateLimit < 0 {
+		v.fail("token.exchange_rate_limit", "must be >= 0, got %v", c.Token.ExchangeRateLimit)
+	}
+	if c.Token.ExchangeRateBurst < 0 {
+		v.fail("token.exchange_rate_burst", "must be >= 0, got %d", c.Token.ExchangeRateBurst)
+	}
+	for name, auds := range c.TokenExchange {
+		if name == "" {
+			v.fail("token_exchange", "a service with an empty name")
+		}
+		for i, a := range auds {
+			v.required(fmt.Sprintf("token_exchange.%s[%d]", name, i), a)
+		}
 	}
 }

@@ -93,6 +93,7 @@ func (c *Config) Validate(dev bool) error {
 	}
 	c.validateSecurity(v)
 	c.Services.validate(v)
+	c.validateExchange(v)
 	return errors.Join(v.errs...)
 }
 

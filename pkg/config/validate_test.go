@@ -147,6 +147,11 @@ func TestValidateRejects(t *testing.T) {
 			c.Routes = []Route{{PathPrefix: "/", Access: "deny", Services: []string{"billing"}}}
 		}},
 		{"services.spiffe", func(c *Config) { c.Services.SPIFFE = map[string]string{"https://x/y": "billing"} }},
+		{"token.exchange_ttl", func(c *Config) { c.Token.ExchangeTTL = time.Second }},
+		{"token.exchange_ttl", func(c *Config) { c.Token.ExchangeTTL = 2 * time.Hour }},
+		{"token.exchange_rate_limit", func(c *Config) { c.Token.ExchangeRateLimit = -1 }},
+		{"token.exchange_rate_burst", func(c *Config) { c.Token.ExchangeRateBurst = -1 }},
+		{"token_exchange.billing[0]", func(c *Config) { c.TokenExchange = map[string][]string{"billing": {""}} }},
 		{"services.spiffe", func(c *Config) { c.Services.SPIFFE = map[string]string{"spiffe://x/y": ""} }},
 		{"services.spiffe_trust_domain", func(c *Config) { c.Services.SPIFFETrustDomain = "spiffe://cluster.local" }},
 		{"services.spiffe_trust_domain", func(c *Config) { c.Services.SPIFFETrustDomain = "Cluster.Local" }},

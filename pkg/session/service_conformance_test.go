@@ -288,3 +288,37 @@ var serviceCases = []struct {
 		}
 	}},
 }
+
+// TestConformancePeek: Peek reads a live session without extending it, and
+// finds nothing once it is revoked.
+func TestConformancePeek(t *testing.T) {
+	for name, newFixture := range map[string]func(*testing.T) storeFixture{"memory": memoryFixture, "redis": redisFixture} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t)
+			ctx := context.Background()
+			s := newSession(t, "peek", time.Minute, time.Hour)
+			if _, err := f.store.Create(ctx, s, Limit{}); err != nil {
+				t.Fatal(err)
+			}
+			p := f.store.(interface {
+				Peek(context.Context, string) (Entry, error)
+			})
+			e, err := p.Peek(ctx, s.Ref)
+			if err != nil || e.Ref != s.Ref || !e.ExpiresAt.Equal(s.ExpiresAt) {
+				t.Fatalf("Peek = %+v, %v", e, err)
+			}
+			if r, ok := f.store.(*RedisStore); ok {
+				ttl, err := r.rdb.PTTL(ctx, sessionKey(s.Ref)).Result()
+				if err != nil || ttl > time.Minute {
+					t.Fatalf("TTL %v after Peek, %v", ttl, err)
+				}
+			}
+			if err := f.store.Delete(ctx, s.Ref); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.Peek(ctx, s.Ref); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("Peek after revoke: %v", err)
+			}
+		})
+	}
+}
