@@ -30,10 +30,10 @@ type store interface {
 	Sessions
 }
 
-func stores(t *testing.T) map[string]func(*testing.T) store {
-	return map[string]func(*testing.T) store{
-		"memory": func(*testing.T) store { return session.NewMemoryStore(nil) },
-		"redis": func(t *testing.T) store {
+func stores(t testing.TB) map[string]func(testing.TB) store {
+	return map[string]func(testing.TB) store{
+		"memory": func(testing.TB) store { return session.NewMemoryStore(nil) },
+		"redis": func(t testing.TB) store {
 			srv := redistest.Start(t)
 			rdb, err := session.NewRedisClient(srv.URL(), time.Second)
 			if err != nil {
@@ -58,7 +58,7 @@ type fixture struct {
 	alice    *session.Session
 }
 
-func newKeySigner(t *testing.T, issuer string) *token.Signer {
+func newKeySigner(t testing.TB, issuer string) *token.Signer {
 	t.Helper()
 	key, err := token.GenerateKey(token.AlgES256)
 	if err != nil {
@@ -71,7 +71,7 @@ func newKeySigner(t *testing.T, issuer string) *token.Signer {
 	return token.NewSigner(ks, issuer)
 }
 
-func newFixture(t *testing.T, st store, mutate ...func(*Options)) *fixture {
+func newFixture(t testing.TB, st store, mutate ...func(*Options)) *fixture {
 	t.Helper()
 	f := &fixture{st: st, signer: newKeySigner(t, "sessiongate"), logs: &logtest.Buffer{}}
 	ctx := context.Background()
@@ -113,7 +113,7 @@ func newFixture(t *testing.T, st store, mutate ...func(*Options)) *fixture {
 
 // userToken is what Check signs for alice's session on a route whose
 // audience is aud.
-func (f *fixture) userToken(t *testing.T, aud string, mutate ...func(*token.Claims)) string {
+func (f *fixture) userToken(t testing.TB, aud string, mutate ...func(*token.Claims)) string {
 	t.Helper()
 	now := time.Now()
 	c := token.Claims{Subject: "alice", Tenant: "acme", SessionRef: f.alice.Ref, Audience: aud, Roles: []string{"buyer"},
