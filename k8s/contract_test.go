@@ -33,6 +33,11 @@ var knownConfigKeys = []string{
 	"routes[].methods",
 	"routes[].access",
 	"routes[].roles",
+	"routes[].services",
+	"services.spiffe_trust_domain",
+	"token.exchange_ttl",
+	"token.exchange_rate_limit",
+	"token.exchange_rate_burst",
 }
 
 // knownMetrics: the Prometheus metrics sessiongate exports on :9002/metrics.
