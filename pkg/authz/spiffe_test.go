@@ -236,3 +236,29 @@ func mustCredential(t testing.TB) string {
 	}
 	return c
 }
+
+// FuzzParseServices: whatever the context_extensions services parser
+// accepts is a list of valid service names that reads back the same.
+func FuzzParseServices(f *testing.F) {
+	for _, s := range []string{"billing", "billing,inventory", " billing , inventory", "", ",", "billing,", "Billing", "a\nb", "billing;inventory"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		names, err := ParseServices(v)
+		if err != nil {
+			return
+		}
+		if len(names) == 0 {
+			t.Fatalf("ParseServices(%q) accepted an empty list", v)
+		}
+		for _, n := range names {
+			if !session.ValidServiceName(n) {
+				t.Fatalf("ParseServices(%q) returned %q", v, n)
+			}
+		}
+		again, err := ParseServices(strings.Join(names, ","))
+		if err != nil || strings.Join(again, ",") != strings.Join(names, ",") {
+			t.Fatalf("ParseServices(%q) = %v does not read back: %v, %v", v, names, again, err)
+		}
+	})
+}
