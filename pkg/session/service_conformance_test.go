@@ -11,16 +11,17 @@ import (
 	"time"
 )
 
-// TestConformanceServices holds both stores, and Redis standalone, Cluster
-// and TLS with the documented ACL, to the ServiceStore contract with the
+// TestConformanceServices holds both stores, and Redis standalone, Cluster,
+// Sentinel and TLS with the documented ACL, to the ServiceStore contract with the
 // same cases. Cluster cases share one cluster, so each case uses service
 // names no other case uses.
 func TestConformanceServices(t *testing.T) {
 	for name, setup := range map[string]func(*testing.T) func(*testing.T) storeFixture{
-		"memory":        perCase(memoryFixture),
-		"redis":         perCase(redisFixture),
-		"redis-cluster": clusterFixtures,
-		"redis-tls-acl": tlsACLFixtures,
+		"memory":         perCase(memoryFixture),
+		"redis":          perCase(redisFixture),
+		"redis-cluster":  clusterFixtures,
+		"redis-sentinel": sentinelFixtures,
+		"redis-tls-acl":  tlsACLFixtures,
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
