@@ -255,9 +255,11 @@ func cookieHeaderOK(v string) bool {
 // without the __Host- prefix's guarantees, so it never authenticates.
 //
 // Besides the session cookie, the header for the upstream loses every pair
-// that an upstream parser might still read as the session cookie or that
-// holds the session ID or anything marked as a service credential: a name that holds the session cookie's name in any
-// ASCII case or with other bytes around it ("\u2000__Host-sid", "__host-sid"),
+// that an upstream parser might still read as the session cookie, that
+// holds the session ID, or that holds anything marked as a service
+// credential (session.CredentialPrefix, in any case): a name that holds the
+// session cookie's name in any ASCII case or with other bytes around it
+// ("\u2000__Host-sid", "__host-sid"),
 // or a pair that contains it further in ("a=b, __Host-sid=…", which
 // Python's http.cookies splits at the space), and any pair that contains
 // id or the session ID that the session cookie's value holds. Dropping a harmless look-alike is the price of

@@ -241,8 +241,8 @@ type pathPolicy struct {
 }
 
 // policy applies the route rules and then context_extensions, which
-// override access, services and audience for the route Envoy matched. The verdict is
-// DecisionOK unless the request is refused outright.
+// override access, services and audience for the route Envoy matched. The
+// verdict is DecisionOK unless the request is refused outright.
 func (s *Server) policy(attrs *authv3.AttributeContext, method, path string, nonASCII bool) (pathPolicy, Verdict) {
 	routes := *s.routes.Load()
 	rule, ok := ruleFor(routes, method, path, nonASCII)
