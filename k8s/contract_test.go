@@ -51,7 +51,8 @@ var knownMetrics = map[string]string{
 	"sessiongate_sessions_revoked_total":   "counter",
 	"sessiongate_token_cache_hits_total":   "counter",
 	"sessiongate_token_cache_misses_total": "counter",
-	"sessiongate_store_up":                 "gauge", // 1 when the last store probe succeeded
+	"sessiongate_store_up":                 "gauge",   // 1 when the last store probe succeeded
+	"sessiongate_token_requests_total":     "counter", // {grant,result}
 }
 
 // The kustomizations that must exist and render.

@@ -145,6 +145,18 @@ func newExchange(cfg *config.Config, g *gate) (*exchange.Handler, error) {
 		StoreTimeout:    max(cfg.Redis.Timeout, time.Second),
 		RateLimit:       cfg.Token.ExchangeRateLimit,
 		RateBurst:       cfg.Token.ExchangeRateBurst,
+		Count:           countTokenRequests(g),
 		Log:             g.log,
 	}), nil
+}
+
+// countTokenRequests counts token endpoint answers, every label exported at
+// zero from the start so rate() works before the first of each.
+func countTokenRequests(g *gate) func(grant, result string) {
+	for _, gr := range exchange.CountedGrants {
+		for _, res := range exchange.CountedResults {
+			g.metrics.TokenRequests.WithLabelValues(gr, res)
+		}
+	}
+	return func(grant, result string) { g.metrics.TokenRequests.WithLabelValues(grant, result).Inc() }
 }

@@ -153,6 +153,22 @@ token_exchange:
 	if status, answer := exchangeWith(); status != 400 || answer["error"] != "invalid_grant" {
 		t.Fatalf("token exchange after revoke: %d %v", status, answer)
 	}
+	res, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsText, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{
+		`sessiongate_token_requests_total{grant="token_exchange",result="ok"} 1`,
+		`sessiongate_token_requests_total{grant="token_exchange",result="invalid_grant"} 1`,
+		`sessiongate_token_requests_total{grant="client_credentials",result="ok"} 0`,
+		`sessiongate_check_decisions_total{result="internal"} 2`,
+	} {
+		if !strings.Contains(string(metricsText), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 
 	// A mesh caller: its certificate's SPIFFE ID names billing.
 	if got := checkFrom("spiffe://cluster.local/ns/pay/sa/billing", nil); got != 200 {

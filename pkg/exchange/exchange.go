@@ -94,9 +94,21 @@ type Options struct {
 	// may make, with bursts of RateBurst; 0 disables it.
 	RateLimit float64
 	RateBurst int
-	Log       *slog.Logger
-	Now       func() time.Time
+	// Count, if set, is told the grant ("token_exchange",
+	// "client_credentials", or "other" before one is known) and the result
+	// ("ok" or the error code) of every answer, for metrics.
+	Count func(grant, result string)
+	Log   *slog.Logger
+	Now   func() time.Time
 }
+
+// Grants and results as Count reports them: the label values of
+// sessiongate_token_requests_total.
+var (
+	CountedGrants  = []string{"token_exchange", "client_credentials", "other"}
+	CountedResults = []string{"ok", "invalid_request", "invalid_client", "invalid_grant", "invalid_target",
+		"unsupported_grant_type", "slow_down", "temporarily_unavailable", "server_error"}
+)
 
 // Handler serves POST /oauth2/token.
 type Handler struct {
@@ -170,7 +182,14 @@ func unavailable() *oauthError {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
-	resp, err := h.serve(r)
+	resp, grant, err := h.serve(r)
+	if h.o.Count != nil {
+		result := "ok"
+		if err != nil {
+			result = err.code
+		}
+		h.o.Count(grant, result)
+	}
 	if err != nil {
 		h.writeError(w, err)
 		return
@@ -196,30 +215,32 @@ func (h *Handler) writeError(w http.ResponseWriter, e *oauthError) {
 }
 
 // serve authenticates the client, applies its rate limit, reads the form
-// and runs the grant.
-func (h *Handler) serve(r *http.Request) (*tokenResponse, *oauthError) {
+// and runs the grant, which it also returns as Count names it.
+func (h *Handler) serve(r *http.Request) (*tokenResponse, string, *oauthError) {
 	client, roles, err := h.authenticate(r)
 	if err != nil {
 		h.o.Log.Debug("token endpoint: client refused", "remote", r.RemoteAddr, "error", err.code)
-		return nil, err
+		return nil, "other", err
 	}
 	if err := h.allow(client); err != nil {
-		return nil, err
+		return nil, "other", err
 	}
 	form, err := readForm(r)
 	if err != nil {
 		h.audit(r, "refused", client, "", "", "", err.code)
-		return nil, err
+		return nil, "other", err
 	}
 	switch form["grant_type"] {
 	case GrantTokenExchange:
-		return h.tokenExchange(r, client, form)
+		resp, err := h.tokenExchange(r, client, form)
+		return resp, "token_exchange", err
 	case GrantClientCredentials:
-		return h.clientCredentials(r, client, roles, form)
+		resp, err := h.clientCredentials(r, client, roles, form)
+		return resp, "client_credentials", err
 	case "":
-		return nil, invalidRequest("grant_type is required")
+		return nil, "other", invalidRequest("grant_type is required")
 	}
-	return nil, refuse(http.StatusBadRequest, "unsupported_grant_type", "want %s or %s", GrantTokenExchange, GrantClientCredentials)
+	return nil, "other", refuse(http.StatusBadRequest, "unsupported_grant_type", "want %s or %s", GrantTokenExchange, GrantClientCredentials)
 }
 
 // authenticate reads the client's service credential, from Authorization:

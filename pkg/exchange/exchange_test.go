@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,6 +57,19 @@ type fixture struct {
 	billing  string // billing's credential
 	shipping string // shipping's credential (no exchange policy)
 	alice    *session.Session
+
+	mu      sync.Mutex
+	counted [][2]string // (grant, result) of every answer, from Options.Count
+}
+
+// lastCount is the (grant, result) Count was told of the latest answer.
+func (f *fixture) lastCount() [2]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.counted) == 0 {
+		return [2]string{}
+	}
+	return f.counted[len(f.counted)-1]
 }
 
 func newKeySigner(t testing.TB, issuer string) *token.Signer {
@@ -102,6 +116,11 @@ func newFixture(t testing.TB, st store, mutate ...func(*Options)) *fixture {
 		TTL:             5 * time.Minute,
 		StoreTimeout:    2 * time.Second,
 		Log:             slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Count: func(grant, result string) {
+			f.mu.Lock()
+			f.counted = append(f.counted, [2]string{grant, result})
+			f.mu.Unlock()
+		},
 	}
 	for _, m := range mutate {
 		m(&o)
@@ -196,6 +215,9 @@ func TestTokenExchange(t *testing.T) {
 				if a.status != 200 || a.body["issued_token_type"] != TokenTypeJWT || a.body["token_type"] != "N_A" ||
 					a.header.Get("Cache-Control") != "no-store" {
 					t.Fatalf("%s: %d %v", strings.Fields(auth)[0], a.status, a.body)
+				}
+				if c := f.lastCount(); c != [2]string{"token_exchange", "ok"} {
+					t.Errorf("counted %v", c)
 				}
 				if e := a.body["expires_in"].(float64); e < 290 || e > 300 {
 					t.Errorf("expires_in %v", e)
@@ -377,6 +399,11 @@ func TestTokenEndpointRefusals(t *testing.T) {
 			}
 			if tc.status == 401 && a.header.Get("WWW-Authenticate") == "" {
 				t.Fatal("401 without WWW-Authenticate")
+			}
+			// Every answer is counted, under labels the metric exports.
+			c := f.lastCount()
+			if c[1] != tc.code || !slices.Contains(CountedGrants, c[0]) || !slices.Contains(CountedResults, c[1]) {
+				t.Fatalf("counted %v", c)
 			}
 		})
 	}

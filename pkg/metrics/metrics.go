@@ -25,6 +25,7 @@ type Metrics struct {
 	TokenCacheHits   prometheus.Counter       // sessiongate_token_cache_hits_total
 	TokenCacheMisses prometheus.Counter       // sessiongate_token_cache_misses_total
 	StoreUp          prometheus.Gauge         // sessiongate_store_up
+	TokenRequests    *prometheus.CounterVec   // sessiongate_token_requests_total{grant,result}
 }
 
 // New creates the collectors and registers them with reg (nil: not
@@ -72,6 +73,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "sessiongate_token_cache_misses_total",
 			Help: "Checks that had to sign a token.",
 		}),
+		TokenRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sessiongate_token_requests_total",
+			Help: "POST /oauth2/token answers by grant and result (ok or the RFC 6749 error code).",
+		}, []string{"grant", "result"}),
 		StoreUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sessiongate_store_up",
 			Help: "1 when the last store health probe succeeded, else 0.",
@@ -79,7 +84,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Decisions, m.CheckDuration, m.StoreDuration, m.StoreErrors, m.StoreCanceled,
-			m.SessionsCreated, m.SessionsRevoked, m.TokenCacheHits, m.TokenCacheMisses, m.StoreUp)
+			m.SessionsCreated, m.SessionsRevoked, m.TokenCacheHits, m.TokenCacheMisses, m.StoreUp, m.TokenRequests)
 	}
 	return m
 }
