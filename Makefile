@@ -117,8 +117,9 @@ k8s-test:
 ## run with every plain `go test`; a finding is written there and fails `make test` until fixed.
 FUZZPARALLEL ?= 1
 FUZZ_TARGETS := ./pkg/admin:FuzzAdminJSON ./pkg/admin:FuzzClaimNameDifferential ./pkg/admin:FuzzListQuery ./pkg/verify:FuzzExactClaims \
-	./pkg/authz:FuzzRoutePath ./pkg/authz:FuzzSessionCookie \
-	./pkg/session:FuzzParseEntry ./pkg/session:FuzzValidID ./pkg/config:FuzzLoad
+	./pkg/authz:FuzzRoutePath ./pkg/authz:FuzzSessionCookie ./pkg/authz:FuzzSPIFFEPrincipal ./pkg/authz:FuzzParseServices \
+	./pkg/exchange:FuzzTokenRequest \
+	./pkg/session:FuzzParseEntry ./pkg/session:FuzzValidID ./pkg/session:FuzzValidCredential ./pkg/config:FuzzLoad
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
 		echo "== fuzz $$name ($$pkg) for $(FUZZTIME), parallel $(FUZZPARALLEL)"; \

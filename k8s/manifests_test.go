@@ -7,10 +7,53 @@ import (
 	"testing"
 
 	manifests "github.com/sessiongate/sessiongate/k8s"
+	secv1 "istio.io/client-go/pkg/apis/security/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
+
+// TestInternalServiceAdmitsOnlyServiceTokens: the Istio example for an
+// internal service requires a sessiongate token whose kind claim is
+// service, in the namespace and for the workload its RequestAuthentication
+// covers.
+func TestInternalServiceAdmitsOnlyServiceTokens(t *testing.T) {
+	tree, err := manifests.Load(filesys.MakeFsOnDisk(), root(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ra *secv1.RequestAuthentication
+	var ap *secv1.AuthorizationPolicy
+	for _, d := range tree.Renders["istio"] {
+		switch o := d.Obj.(type) {
+		case *secv1.RequestAuthentication:
+			if o.Name == "sessiongate-service-jwt" {
+				ra = o
+			}
+		case *secv1.AuthorizationPolicy:
+			if o.Name == "require-sessiongate-service-token" {
+				ap = o
+			}
+		}
+	}
+	if ra == nil || ap == nil {
+		t.Fatal("internal-service.yaml objects not rendered")
+	}
+	if ra.Namespace != ap.Namespace || ra.Spec.GetSelector().GetMatchLabels()["app"] != ap.Spec.GetSelector().GetMatchLabels()["app"] {
+		t.Fatal("the policy does not cover the RequestAuthentication's workload")
+	}
+	rules := ap.Spec.GetRules()
+	if len(rules) != 1 || len(rules[0].GetFrom()) != 1 || len(rules[0].GetWhen()) != 1 {
+		t.Fatalf("want one rule with one source and one condition, got %v", rules)
+	}
+	if p := rules[0].GetFrom()[0].GetSource().GetRequestPrincipals(); len(p) != 1 || p[0] != "sessiongate/*" {
+		t.Fatalf("requestPrincipals %v", p)
+	}
+	w := rules[0].GetWhen()[0]
+	if w.GetKey() != "request.auth.claims[kind]" || len(w.GetValues()) != 1 || w.GetValues()[0] != "service" || len(w.GetNotValues()) != 0 {
+		t.Fatalf("condition %v: want request.auth.claims[kind] = service", w)
+	}
+}
 
 func opts() manifests.Options {
 	return manifests.Options{
@@ -59,7 +102,8 @@ func TestRenderedShapes(t *testing.T) {
 		"overlays/redis-dev": {"Deployment/sessiongate", "Deployment/sessiongate-redis", "Service/sessiongate-redis",
 			"Secret/sessiongate-redis-", "NetworkPolicy/sessiongate-redis"},
 		"istio": {"AuthorizationPolicy/sessiongate-ext-authz", "RequestAuthentication/sessiongate-internal-jwt",
-			"AuthorizationPolicy/require-sessiongate-jwt", "EnvoyFilter/sessiongate-gateway-hardening"},
+			"AuthorizationPolicy/require-sessiongate-jwt", "EnvoyFilter/sessiongate-gateway-hardening",
+			"RequestAuthentication/sessiongate-service-jwt", "AuthorizationPolicy/require-sessiongate-service-token"},
 		"observability": {"ServiceMonitor/sessiongate", "PrometheusRule/sessiongate",
 			"ConfigMap/sessiongate-grafana-dashboard"},
 	}

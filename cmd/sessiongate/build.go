@@ -14,6 +14,7 @@ import (
 	"github.com/sessiongate/sessiongate/pkg/admin"
 	"github.com/sessiongate/sessiongate/pkg/authz"
 	"github.com/sessiongate/sessiongate/pkg/config"
+	"github.com/sessiongate/sessiongate/pkg/exchange"
 	"github.com/sessiongate/sessiongate/pkg/metrics"
 	"github.com/sessiongate/sessiongate/pkg/session"
 	"github.com/sessiongate/sessiongate/pkg/token"
@@ -37,6 +38,8 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 		metrics.RegisterCache(g.registry, rs.CacheStats)
 	}
 	g.store = g.metrics.Store(store)
+	g.services = g.metrics.ServiceStore(store.(session.ServiceStore)) // both stores keep services next to sessions
+	g.peek = store.(exchange.Sessions)
 
 	if len(cfg.Token.SigningKeys) == 0 {
 		// Only reachable with --dev.
@@ -57,7 +60,7 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 	if err != nil {
 		return nil, err
 	}
-	ao.Sessions, ao.Signer, ao.Metrics, ao.Log = g.store, g.signer, g.metrics, log
+	ao.Sessions, ao.Services, ao.Signer, ao.Metrics, ao.Log = g.store, g.services, g.signer, g.metrics, log
 	g.authz = authz.New(ao)
 
 	do, err := adminOptions(cfg)
@@ -67,8 +70,11 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 	if do.Open {
 		log.Warn("dev mode: admin API open without a token on loopback", "addr", cfg.AdminAddr)
 	}
-	do.Store, do.Log = g.store, log
+	do.Store, do.Services, do.Log = g.store, g.services, log
 	g.admin = admin.NewHandler(do)
+	if g.exchange, err = newExchange(cfg, g); err != nil {
+		return nil, err
+	}
 
 	if cfg.AdminTokenFile != "" {
 		if err := g.files.start(g.adminTokenSet(cfg.AdminTokenFile)); err != nil {
@@ -165,8 +171,13 @@ func authzOptions(cfg *config.Config) (authz.Options, error) {
 	if err != nil {
 		return authz.Options{}, err
 	}
+	spiffe, err := authzSPIFFE(cfg.Services)
+	if err != nil {
+		return authz.Options{}, err
+	}
 	return authz.Options{
 		Routes:       routes,
+		SPIFFE:       spiffe,
 		Cookie:       cookie(cfg),
 		TokenHeader:  cfg.Token.Header,
 		Audience:     cfg.Token.Audience,
@@ -188,7 +199,12 @@ func authzRoutes(in []config.Route) ([]authz.Route, error) {
 		if err != nil {
 			return nil, fmt.Errorf("routes[%d].access: %w", i, err)
 		}
-		out = append(out, authz.Route{PathPrefix: r.PathPrefix, Methods: r.Methods, Access: a, Roles: r.Roles, Shadow: r.Shadow})
+		for j, name := range r.Services {
+			if !session.ValidServiceName(name) {
+				return nil, fmt.Errorf("routes[%d].services[%d]: %q is not a service name (a-z, 0-9 and '-', at most 63)", i, j, name)
+			}
+		}
+		out = append(out, authz.Route{PathPrefix: r.PathPrefix, Methods: r.Methods, Access: a, Roles: r.Roles, Services: r.Services, Shadow: r.Shadow})
 	}
 	return out, nil
 }

@@ -107,6 +107,7 @@ func TestAuthzOptions(t *testing.T) {
 			}
 			want := authz.Options{
 				Routes:       []authz.Route{},
+				SPIFFE:       authz.SPIFFE{Principals: map[string]string{}},
 				Cookie:       session.Cookie{Name: "__Host-sid", SameSite: "Lax"},
 				TokenHeader:  "x-internal-jwt",
 				Audience:     "internal",

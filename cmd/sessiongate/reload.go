@@ -265,12 +265,18 @@ func (g *gate) reload() {
 		g.log.Error("config reload failed; keeping current config", "err", err)
 		return
 	}
+	spiffe, err := authzSPIFFE(cfg.Services)
+	if err != nil {
+		g.log.Error("config reload failed; keeping current config", "err", err)
+		return
+	}
 	if len(cfg.Token.SigningKeys) > 0 {
 		g.files.replace(g.keySet(keyFiles(cfg)))
 	}
 	g.authz.SetRoutes(routes)
+	g.authz.SetSPIFFE(spiffe)
 	if cfg.AdminTokenFile != "" {
 		g.files.replace(g.adminTokenSet(cfg.AdminTokenFile))
 	}
-	g.log.Info("reloaded: signing keys, routes and admin tokens applied; other keys need a restart")
+	g.log.Info("reloaded: signing keys, routes, services.spiffe* and admin tokens applied; other keys need a restart")
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/sessiongate/sessiongate/pkg/admin"
 	"github.com/sessiongate/sessiongate/pkg/authz"
 	"github.com/sessiongate/sessiongate/pkg/config"
+	"github.com/sessiongate/sessiongate/pkg/exchange"
 	"github.com/sessiongate/sessiongate/pkg/metrics"
 	"github.com/sessiongate/sessiongate/pkg/session"
 	"github.com/sessiongate/sessiongate/pkg/token"
@@ -101,6 +102,9 @@ type gate struct {
 	overrides  func(*config.Config) // command-line flags, re-applied on reload
 	log        *slog.Logger
 	store      session.Store
+	services   session.ServiceStore
+	peek       exchange.Sessions // the session store, read without sliding
+	exchange   *exchange.Handler // POST /oauth2/token
 	signer     *token.Signer
 	authz      *authz.Server
 	admin      *admin.Handler
@@ -274,6 +278,7 @@ func (g *gate) httpHandler() http.Handler {
 		_, _ = io.WriteString(w, "ready\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{}))
+	mux.Handle("POST /oauth2/token", http.MaxBytesHandler(g.exchange, exchange.MaxBodyBytes+1))
 	return mux
 }
 

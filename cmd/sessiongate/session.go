@@ -44,29 +44,10 @@ func sessionCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*configPath, os.Environ())
+	c, err := adminClient(*configPath, *baseURL, *tokenFile)
 	if err != nil {
 		return err
 	}
-	if *baseURL == "" {
-		addr := cfg.AdminAddr
-		if strings.HasPrefix(addr, ":") {
-			addr = "127.0.0.1" + addr
-		}
-		*baseURL = "http://" + addr
-	}
-	if *tokenFile == "" {
-		*tokenFile = cfg.AdminTokenFile
-	}
-	var tok string
-	if *tokenFile != "" {
-		tokens, err := readAdminTokens(*tokenFile)
-		if err != nil {
-			return err
-		}
-		tok = tokens[0]
-	}
-	c := admin.NewClient(*baseURL, tok, nil)
 
 	rest := fs.Args()
 	if len(rest) == 0 {
@@ -212,4 +193,33 @@ func parseUpdate(args []string, stderr io.Writer) (admin.UpdateRequest, error) {
 	var err error
 	req.Claims, err = parseClaims(claims)
 	return req, err
+}
+
+// adminClient is the admin API client the session and service commands
+// use: the address and token file from the flags, else from the config
+// (file and SESSIONGATE_* environment).
+func adminClient(configPath, baseURL, tokenFile string) (*admin.Client, error) {
+	cfg, err := config.Load(configPath, os.Environ())
+	if err != nil {
+		return nil, err
+	}
+	if baseURL == "" {
+		addr := cfg.AdminAddr
+		if strings.HasPrefix(addr, ":") {
+			addr = "127.0.0.1" + addr
+		}
+		baseURL = "http://" + addr
+	}
+	if tokenFile == "" {
+		tokenFile = cfg.AdminTokenFile
+	}
+	var tok string
+	if tokenFile != "" {
+		tokens, err := readAdminTokens(tokenFile)
+		if err != nil {
+			return nil, err
+		}
+		tok = tokens[0]
+	}
+	return admin.NewClient(baseURL, tok, nil), nil
 }

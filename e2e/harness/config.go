@@ -113,24 +113,33 @@ const (
 // mirrors the documented YAML keys rather than importing pkg/config, so the
 // tests exercise the file format users write.
 type SGConfig struct {
-	GRPCAddr       string    `yaml:"grpc_addr"`
-	HTTPAddr       string    `yaml:"http_addr"`
-	AdminAddr      string    `yaml:"admin_addr"`
-	AdminTokenFile string    `yaml:"admin_token_file"`
-	LoginURL       string    `yaml:"login_url"`
-	LogLevel       string    `yaml:"log_level"`
-	Redis          sgRedis   `yaml:"redis"`
-	Cookie         sgCookie  `yaml:"cookie"`
-	Session        sgSession `yaml:"session"`
-	Token          sgToken   `yaml:"token"`
-	Logout         sgLogout  `yaml:"logout"`
-	Routes         []SGRoute `yaml:"routes"`
-	Cache          *SGCache  `yaml:"cache,omitempty"`
+	GRPCAddr       string     `yaml:"grpc_addr"`
+	HTTPAddr       string     `yaml:"http_addr"`
+	AdminAddr      string     `yaml:"admin_addr"`
+	AdminTokenFile string     `yaml:"admin_token_file"`
+	LoginURL       string     `yaml:"login_url"`
+	LogLevel       string     `yaml:"log_level"`
+	Redis          sgRedis    `yaml:"redis"`
+	Cookie         sgCookie   `yaml:"cookie"`
+	Session        sgSession  `yaml:"session"`
+	Token          sgToken    `yaml:"token"`
+	Logout         sgLogout   `yaml:"logout"`
+	Routes         []SGRoute  `yaml:"routes"`
+	Services       SGServices `yaml:"services,omitempty"`
+	// TokenExchange is token_exchange: service → audiences it may obtain.
+	TokenExchange map[string][]string `yaml:"token_exchange,omitempty"`
+	Cache         *SGCache            `yaml:"cache,omitempty"`
 }
 
 // SGCache is the cache section; nil keeps sessiongate's default (on).
 type SGCache struct {
 	Enabled bool `yaml:"enabled"`
+}
+
+// SGServices is the services section: mTLS principals mapped to services.
+type SGServices struct {
+	SPIFFE            map[string]string `yaml:"spiffe,omitempty"`
+	SPIFFETrustDomain string            `yaml:"spiffe_trust_domain,omitempty"`
 }
 
 type sgRedis struct {
@@ -171,6 +180,7 @@ type SGRoute struct {
 	Methods    []string `yaml:"methods,omitempty"`
 	Access     string   `yaml:"access"`
 	Roles      []string `yaml:"roles,omitempty"`
+	Services   []string `yaml:"services,omitempty"`
 }
 
 // Routes of the harness configuration (the Compose configuration has the

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
 	"strconv"
@@ -32,8 +33,10 @@ type Sessions interface {
 
 // Options configure the admin handler.
 type Options struct {
-	Store  Sessions
-	Cookie session.Cookie
+	Store Sessions
+	// Services, when set, serves /v1/services (services.go).
+	Services session.ServiceStore
+	Cookie   session.Cookie
 	// IdleTimeout and AbsoluteTimeout are the defaults and the maxima of a
 	// new session's timeouts.
 	IdleTimeout     time.Duration
@@ -117,7 +120,7 @@ func NewHandler(o Options) *Handler {
 // routes is every endpoint, as ServeMux patterns; api/openapi.yaml must
 // describe exactly these (TestOpenAPIRoutes).
 func (h *Handler) routes() map[string]http.HandlerFunc {
-	return map[string]http.HandlerFunc{
+	routes := map[string]http.HandlerFunc{
 		"POST /v1/sessions":                   h.handle(h.create),
 		"GET /v1/users/{subject}/sessions":    h.handle(h.list),
 		"DELETE /v1/sessions/{ref}":           h.handle(h.revoke),
@@ -125,6 +128,10 @@ func (h *Handler) routes() map[string]http.HandlerFunc {
 		"PATCH /v1/users/{subject}/sessions":  h.handle(h.updateUser),
 		"GET /v1/openapi.yaml":                serveOpenAPI,
 	}
+	if h.o.Services != nil {
+		maps.Copy(routes, h.serviceRoutes())
+	}
+	return routes
 }
 
 // serveOpenAPI answers with the embedded contract. It sits behind the same

@@ -62,8 +62,9 @@ type adminInput struct {
 
 // Outcomes other than a plain status.
 const (
-	wantToken  = "token"  // 200 with a freshly signed token
-	wantPublic = "public" // 200, no token, client-sent token header removed
+	wantToken        = "token"         // 200 with a freshly signed token
+	wantServiceToken = "service_token" // 200 with a freshly signed service token
+	wantPublic       = "public"        // 200, no token, client-sent token header removed
 )
 
 type badInput struct {
@@ -339,6 +340,54 @@ func TestBadInputCatalog(t *testing.T) {
 			admin: &adminInput{method: "POST", path: "/v1/sessions", body: `{"subject":"eve"}`, token: "catalog-admin-token-0123456780"}},
 		{name: "admin: update with an unknown field", want: 400,
 			admin: &adminInput{method: "PATCH", path: "/v1/users/alice/sessions", body: `{"roles":["admin"],"subject":"bob"}`}},
+
+		// Service credentials. Internal routes come from context_extensions.
+		{name: "control: service credential on an internal route", want: 200, kind: wantServiceToken,
+			check: &checkInput{method: "GET", path: "/app/x", ext: internal, headers: map[string]string{"authorization": "Bearer {svc}"}}},
+		{name: "control: lower-case bearer scheme", want: 200, kind: wantServiceToken,
+			check: &checkInput{method: "GET", path: "/app/x", ext: internal, headers: map[string]string{"authorization": "bearer {svc}"}}},
+		{name: "service credential with a bad checksum", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", ext: internal, headers: map[string]string{"authorization": "Bearer {svc_badsum}"}}},
+		{name: "service credential with a wrong prefix", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", ext: internal, headers: map[string]string{"authorization": "Bearer {svc_wrongprefix}"}}},
+		{name: "service credential truncated", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", ext: internal, headers: map[string]string{"authorization": "Bearer {svc_short}"}}},
+		{name: "a session ID presented as a service credential", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", ext: internal, headers: map[string]string{"authorization": "Bearer sgsvc_{alice}"}}},
+		{name: "a service credential presented as a session cookie", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "__Host-sid={svc}"}}},
+		{name: "a service credential presented as a session on an internal route", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", ext: internal, headers: map[string]string{"cookie": "__Host-sid={svc}"}}},
+		{name: "service credential beside a session cookie", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", ext: internal, headers: map[string]string{"authorization": "Bearer {svc}", "cookie": "__Host-sid={alice}"}}},
+		{name: "two service credentials joined by a comma", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", ext: internal, headers: map[string]string{"authorization": "Bearer {svc}, Bearer {svc}"}}},
+		{name: "service credential under Basic", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", ext: internal, headers: map[string]string{"authorization": "Basic {svc}"}}},
+		{name: "revoked service credential", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", ext: internal, headers: map[string]string{"authorization": "Bearer {svc_revoked}"}}},
+		{name: "credential of a deleted service", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", ext: internal, headers: map[string]string{"authorization": "Bearer {svc_deleted}"}}},
+		{name: "user session on an internal route", want: 403,
+			check: &checkInput{method: "GET", path: "/app/x", ext: internal, headers: map[string]string{"cookie": "__Host-sid={alice}"}}},
+		{name: "service credential on a route for users only", want: 403,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"authorization": "Bearer {svc}"}}},
+		{name: "service not in the route's services", want: 403,
+			check: &checkInput{method: "GET", path: "/app/x", ext: map[string]string{"access": "internal", "services": "inventory"}, headers: map[string]string{"authorization": "Bearer {svc}"}}},
+		{name: "context_extensions services not a list of names", want: 403,
+			check: &checkInput{method: "GET", path: "/app/x", ext: map[string]string{"access": "internal", "services": "billing;x"}, headers: map[string]string{"authorization": "Bearer {svc}"}}},
+		{name: "service credential copied into a cookie goes nowhere", want: 200, kind: wantServiceToken,
+			check: &checkInput{method: "GET", path: "/app/x", ext: internal, headers: map[string]string{"authorization": "Bearer {svc}", "cookie": "theme=dark; k={svc}"}}},
+		{name: "service credential on a public route is taken out", want: 200, kind: wantPublic,
+			check: &checkInput{method: "GET", path: "/public/x", headers: map[string]string{"authorization": "Bearer {svc}", "cookie": "k={svc_revoked}"}}},
+		{name: "admin: service name with a capital", want: 400,
+			admin: &adminInput{method: "POST", path: "/v1/services", body: `{"name":"Billing"}`}},
+		{name: "admin: malformed credential_ref", want: 400,
+			admin: &adminInput{method: "DELETE", path: "/v1/services/billing/credentials/{svc}", body: ``}},
+		{name: "admin: service with an unknown field", want: 400,
+			admin: &adminInput{method: "POST", path: "/v1/services", body: `{"name":"x","credential":"sgsvc_x"}`}},
+		{name: "admin: oversized service body", want: 413,
+			admin: &adminInput{method: "POST", path: "/v1/services", body: `{"name":"x","roles":["` + id(admin.MaxBodyBytes+1) + `"]}`}},
 	}
 
 	for _, tc := range cases {
@@ -373,10 +422,13 @@ func TestBadInputCatalog(t *testing.T) {
 type catalog struct {
 	f     *fixture
 	admin *httptest.Server
-	ids   map[string]string // placeholder name → session ID
+	ids   map[string]string // placeholder name → session ID or service credential
 	repl  *strings.Replacer
 	logs  *logtest.Buffer
 }
+
+// internal makes a catalog route internal through context_extensions.
+var internal = map[string]string{"access": "internal"}
 
 func newCatalog(t *testing.T) *catalog {
 	t.Helper()
@@ -389,9 +441,11 @@ func newCatalog(t *testing.T) *catalog {
 		o.Log = log
 		o.StoreTimeout = time.Second
 		o.LogoutPath = ""
+		o.Services = store
 	})
 	h := admin.NewHandler(admin.Options{
 		Store:           store,
+		Services:        store,
 		Cookie:          session.Cookie{Name: "__Host-sid", SameSite: "Lax"},
 		IdleTimeout:     30 * time.Minute,
 		AbsoluteTimeout: 12 * time.Hour,
@@ -419,6 +473,37 @@ func newCatalog(t *testing.T) *catalog {
 	if err := cl.RevokeSession(ctx, session.RefOf(c.ids["revoked"])); err != nil {
 		t.Fatal(err)
 	}
+	// Services, through the admin API too: one live credential, one revoked
+	// beside it, one of a service deleted since.
+	svc, err := cl.CreateService(ctx, admin.ServiceRequest{Name: "billing", Roles: []string{"payments"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoked, err := cl.AddCredential(ctx, "billing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.RevokeCredential(ctx, "billing", revoked.CredentialRef); err != nil {
+		t.Fatal(err)
+	}
+	gone, err := cl.CreateService(ctx, admin.ServiceRequest{Name: "gone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.DeleteService(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	cred := svc.Credential
+	last := cred[len(cred)-1:]
+	if last == "A" {
+		last = "B"
+	} else {
+		last = "A"
+	}
+	c.ids["svc"], c.ids["svc_revoked"], c.ids["svc_deleted"] = cred, revoked.Credential, gone.Credential
+	c.ids["svc_badsum"] = cred[:len(cred)-1] + last
+	c.ids["svc_wrongprefix"] = "sgsvx_" + cred[len(session.CredentialPrefix):]
+	c.ids["svc_short"] = cred[:len(cred)-6]
 
 	// Records no sessiongate writes, put where a session ID leads.
 	abs := strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)
@@ -530,6 +615,15 @@ func (c *catalog) runCheck(t *testing.T, tc badInput) {
 		checkClaimsClean(t, claims)
 		if sub, _ := claims["sub"].(string); sub == "" {
 			t.Fatal("token without a subject")
+		}
+	case tc.kind == wantServiceToken:
+		if !hasToken {
+			t.Fatal("allow without a token")
+		}
+		claims := c.f.serviceClaims(t, tok, "internal")
+		checkClaimsClean(t, claims)
+		if claims["sub"] != "billing" {
+			t.Fatalf("service token for %v", claims["sub"])
 		}
 	default:
 		t.Fatalf("case %q wants 200 but says neither token nor public", tc.name)

@@ -42,7 +42,18 @@ type cacheKey struct {
 	version  uint64
 	audience string
 	kid      string
+	by       callerKind // what ref names
 }
+
+// callerKind says what a cache key's ref names, so that a session ref, a
+// credential ref and a service name can never stand for one another.
+type callerKind uint8
+
+const (
+	bySession    callerKind = iota
+	byCredential            // ref is a service credential's ref
+	byPrincipal             // ref is a service name, from an mTLS principal
+)
 
 // cached is what a Check needs from a session when its token is cached:
 // the token, and what it needs for the role check and access logs.

@@ -18,6 +18,7 @@ const (
 	DecisionUnavailable                     // the store failed or timed out, or signing failed (503)
 	DecisionLogout                          // the logout path (204 or 302)
 	DecisionCanceled                        // the caller went away before the answer (Envoy cancelled)
+	DecisionInternal                        // a caller of a kind the rule does not admit: a user on an internal route, a service not listed (403)
 
 	numDecisions
 )
@@ -33,6 +34,7 @@ var decisionNames = [numDecisions]string{
 	DecisionUnavailable:     "unavailable",
 	DecisionLogout:          "logout",
 	DecisionCanceled:        "canceled",
+	DecisionInternal:        "internal",
 }
 
 func (d Decision) String() string {

@@ -86,6 +86,9 @@ const (
 	noCredential credential = iota
 	fromCookie
 	fromBearer
+	// fromService: an Authorization bearer marked as a service credential
+	// (session.CredentialPrefix). Its form is not checked yet.
+	fromService
 )
 
 // presented is what a request carries that concerns the session: the
@@ -127,7 +130,7 @@ func sessionID(h headers, cookieName string) (p presented, ok bool) {
 	// A bearer that is a session ID is known before the cookies are split,
 	// so a copy of it in any cookie is dropped in the same pass.
 	known := ""
-	if session.ValidID(bearer) {
+	if session.ValidID(bearer) || session.HasCredentialPrefix(bearer) {
 		known = bearer
 	}
 	cookieID, count, rest, changed := splitCookie(raw, cookieName, known)
@@ -146,6 +149,9 @@ func sessionID(h headers, cookieName string) (p presented, ok bool) {
 			return presented{}, false
 		}
 		p.id, p.from, p.dropAuthorization = bearer, fromBearer, true
+		if !session.ValidID(bearer) {
+			p.from = fromService
+		}
 	}
 	p.cookie, p.cookieChanged = rest, changed
 	return p, true
@@ -183,7 +189,8 @@ func carriesSessionID(v, id string) bool {
 	if id != "" && strings.Contains(v, id) {
 		return true
 	}
-	return idRun(v) != ""
+	// A service credential, valid or not, goes no further than a session ID.
+	return idRun(v) != "" || containsFoldASCII(v, session.CredentialPrefix)
 }
 
 // idRun returns the first run of token68 characters in v that is shaped
@@ -248,9 +255,11 @@ func cookieHeaderOK(v string) bool {
 // without the __Host- prefix's guarantees, so it never authenticates.
 //
 // Besides the session cookie, the header for the upstream loses every pair
-// that an upstream parser might still read as the session cookie or that
-// holds the session ID: a name that holds the session cookie's name in any
-// ASCII case or with other bytes around it ("\u2000__Host-sid", "__host-sid"),
+// that an upstream parser might still read as the session cookie, that
+// holds the session ID, or that holds anything marked as a service
+// credential (session.CredentialPrefix, in any case): a name that holds the
+// session cookie's name in any ASCII case or with other bytes around it
+// ("\u2000__Host-sid", "__host-sid"),
 // or a pair that contains it further in ("a=b, __Host-sid=…", which
 // Python's http.cookies splits at the space), and any pair that contains
 // id or the session ID that the session cookie's value holds. Dropping a harmless look-alike is the price of
@@ -282,7 +291,7 @@ func splitCookie(header, name, id string) (val string, count int, rest string, c
 			changed = true
 			continue
 		}
-		if containsFoldASCII(part, name) || (id != "" && strings.Contains(part, id)) {
+		if containsFoldASCII(part, name) || (id != "" && strings.Contains(part, id)) || containsFoldASCII(part, session.CredentialPrefix) {
 			changed = true
 			continue
 		}

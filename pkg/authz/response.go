@@ -61,7 +61,7 @@ func (r *responses) denial(d Decision) *authv3.CheckResponse {
 		return r.badRequest
 	case DecisionUnauthenticated:
 		return r.unauthenticated
-	case DecisionForbidden, DecisionDenied:
+	case DecisionForbidden, DecisionDenied, DecisionInternal:
 		return r.forbidden
 	case DecisionCSRF:
 		return r.csrf

@@ -15,6 +15,9 @@ const (
 	Authenticated Access = iota
 	Public
 	Deny
+	// Internal admits only services (a service credential); a user session
+	// is refused with 403.
+	Internal
 )
 
 // ParseAccess reads an access level as written in config and in Envoy's
@@ -27,8 +30,10 @@ func ParseAccess(s string) (Access, error) {
 		return Public, nil
 	case "deny":
 		return Deny, nil
+	case "internal":
+		return Internal, nil
 	}
-	return 0, fmt.Errorf("unknown access %q (want public, authenticated or deny)", s)
+	return 0, fmt.Errorf("unknown access %q (want public, authenticated, internal or deny)", s)
 }
 
 func (a Access) String() string {
@@ -37,13 +42,17 @@ func (a Access) String() string {
 		return "public"
 	case Deny:
 		return "deny"
+	case Internal:
+		return "internal"
 	}
 	return "authenticated"
 }
 
 // Route is one rule: requests whose path starts with PathPrefix (and whose
 // method is in Methods, when given) get Access; Roles, if any, must include
-// one of the session's roles.
+// one of the caller's roles. Services, on an Internal rule, restricts which
+// services pass (empty: every registered service); on an Authenticated
+// rule it admits those services besides users (empty: no service).
 type Route struct {
 	PathPrefix string
 	Methods    []string
@@ -51,7 +60,8 @@ type Route struct {
 	Roles      []string
 	// Shadow rules are evaluated and counted, never enforced: a request is
 	// decided as if they were absent. See shadow.go.
-	Shadow bool
+	Shadow   bool
+	Services []string
 
 	folded string // PathPrefix as foldPath sees it; set by SetRoutes
 }
@@ -60,7 +70,9 @@ type Route struct {
 // authenticated request. Such rules also match case-insensitively, so
 // "/ADMIN/" cannot dodge a rule for "/admin/" on an upstream that folds case;
 // public rules match exactly, so case tricks only ever make a path stricter.
-func (r *Route) restrictive() bool { return r.Access == Deny || len(r.Roles) > 0 }
+func (r *Route) restrictive() bool {
+	return r.Access == Deny || r.Access == Internal || len(r.Roles) > 0
+}
 
 // forMethod reports whether the rule applies to method. Methods are case-
 // sensitive on the wire, and Envoy forwards an HTTP/2 "delete" as it is,

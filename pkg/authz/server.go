@@ -52,11 +52,16 @@ var (
 	_ Sessions = (*session.RedisStore)(nil)
 	_ Sessions = (*session.MemoryStore)(nil)
 	_ Signer   = (*token.Signer)(nil)
+
+	_ ServiceCredentials = (*session.RedisStore)(nil)
+	_ ServiceCredentials = (*session.MemoryStore)(nil)
 )
 
 // Options configure a Server.
 type Options struct {
 	Sessions     Sessions
+	Services     ServiceCredentials // nil: service credentials are refused (401), principals are anonymous
+	SPIFFE       SPIFFE             // mTLS principals → services; see spiffe.go
 	Signer       Signer
 	Routes       []Route
 	Cookie       session.Cookie
@@ -81,6 +86,7 @@ type Server struct {
 	o           Options
 	routes      atomic.Pointer[[]Route]
 	shadows     atomic.Bool // some rule is a shadow rule
+	spiffe      atomic.Pointer[SPIFFE]
 	cache       *tokenCache
 	m           *metrics.Metrics
 	decisions   [numDecisions]prometheus.Counter
@@ -112,6 +118,7 @@ func New(o Options) *Server {
 		s.decisions[d] = o.Metrics.Decisions.WithLabelValues(d.String())
 	}
 	s.SetRoutes(o.Routes)
+	s.SetSPIFFE(o.SPIFFE)
 	return s
 }
 
@@ -180,7 +187,25 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		return s.unauthenticated(httpReq, h), verdict(DecisionUnauthenticated, "ambiguous or malformed credential", pol.rule)
 	}
 	if cred.from == noCredential {
+		// A caller known by its mTLS certificate and carrying no credential
+		// is that service; a credential in the request always decides over
+		// the connection's identity (in a mesh, every hop has one).
+		if name, ok := s.principalService(attrs); ok && s.o.Services != nil {
+			return s.checkPrincipal(ctx, pol, name, cred)
+		}
+		if pol.access == Internal {
+			// No login page admits anyone here: a plain 401, never the redirect.
+			return s.resp.unauthenticated, verdict(DecisionUnauthenticated, "no credential", pol.rule)
+		}
 		return s.unauthenticated(httpReq, h), verdict(DecisionUnauthenticated, "no credential", pol.rule)
+	}
+	if cred.from == fromService {
+		return s.checkService(ctx, pol, cred)
+	}
+	if pol.access == Internal {
+		// Known before the store: no round trip, no idle slide, for a
+		// session that cannot pass here whatever it holds.
+		return s.resp.forbidden, verdict(DecisionInternal, "user session on an internal route", pol.rule)
 	}
 	// Before the store: a forged cross-site request costs no round trip.
 	if cred.from == fromCookie && !s.o.CSRF.Disabled && !safeMethod(method) {
@@ -227,12 +252,13 @@ type pathPolicy struct {
 	rule     int // index of the matching rule, -1 for none
 	access   Access
 	roles    []string
+	services []string // see Route.Services
 	audience string
 }
 
 // policy applies the route rules and then context_extensions, which
-// override access and audience for the route Envoy matched. The verdict is
-// DecisionOK unless the request is refused outright.
+// override access, services and audience for the route Envoy matched. The
+// verdict is DecisionOK unless the request is refused outright.
 func (s *Server) policy(attrs *authv3.AttributeContext, method, path string, nonASCII bool) (pathPolicy, Verdict) {
 	routes := *s.routes.Load()
 	rule, ok := ruleFor(routes, method, path, nonASCII)
@@ -241,7 +267,7 @@ func (s *Server) policy(attrs *authv3.AttributeContext, method, path string, non
 	}
 	p := pathPolicy{rule: rule, access: Authenticated, audience: s.o.Audience}
 	if rule >= 0 {
-		p.access, p.roles = routes[rule].Access, routes[rule].Roles
+		p.access, p.roles, p.services = routes[rule].Access, routes[rule].Roles, routes[rule].Services
 	}
 	if ext := attrs.GetContextExtensions(); len(ext) > 0 {
 		if v, ok := ext["access"]; ok {
@@ -254,6 +280,14 @@ func (s *Server) policy(attrs *authv3.AttributeContext, method, path string, non
 		}
 		if v := ext["audience"]; v != "" {
 			p.audience = v
+		}
+		if v, ok := ext["services"]; ok {
+			services, err := ParseServices(v)
+			if err != nil {
+				s.o.Log.Warn("check: bad context_extensions services; denying", "value", v)
+				return p, verdict(DecisionDenied, "bad context_extensions services", rule)
+			}
+			p.services = services
 		}
 	}
 	return p, verdict(DecisionOK, "", rule)
@@ -386,7 +420,7 @@ func (s *Server) logout(ctx context.Context, r *authv3.AttributeContext_HttpRequ
 	if ok && cred.from == fromCookie && !s.o.CSRF.Disabled && s.csrfRefused(r, h, !safeMethod(r.GetMethod())) {
 		return s.resp.csrf, verdict(DecisionCSRF, "cross-site logout", -1)
 	}
-	if ok && cred.from != noCredential {
+	if ok && (cred.from == fromCookie || cred.from == fromBearer) {
 		sctx, cancel := context.WithTimeout(ctx, s.o.StoreTimeout)
 		err := s.o.Sessions.Delete(sctx, session.RefOf(cred.id))
 		cancel()

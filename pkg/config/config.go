@@ -36,6 +36,11 @@ type Config struct {
 	Logout  Logout  `yaml:"logout"`
 	Routes  []Route `yaml:"routes"`
 
+	Services Services `yaml:"services"` // services.go
+	// TokenExchange says which audiences each service may obtain for a
+	// user by token exchange (services.go).
+	TokenExchange map[string][]string `yaml:"token_exchange"`
+
 	CSRF     CSRF     `yaml:"csrf"`      // security.go
 	Admin    Admin    `yaml:"admin"`     // security.go
 	AdminTLS AdminTLS `yaml:"admin_tls"` // security.go
@@ -145,6 +150,12 @@ type Token struct {
 	// their RFC 7638 thumbprint.
 	KeyIDs     map[string]string `yaml:"key_ids"`
 	JWKSMaxAge time.Duration     `yaml:"jwks_max_age"`
+	// ExchangeTTL bounds the tokens POST /oauth2/token issues.
+	ExchangeTTL time.Duration `yaml:"exchange_ttl"`
+	// ExchangeRateLimit is the token requests per second per client
+	// service, with bursts of ExchangeRateBurst; 0 = off.
+	ExchangeRateLimit float64 `yaml:"exchange_rate_limit"`
+	ExchangeRateBurst int     `yaml:"exchange_rate_burst"`
 }
 
 // Logout configures the logout endpoint. An empty Path disables it; an empty
@@ -160,8 +171,13 @@ type Route struct {
 	PathPrefix string   `yaml:"path_prefix"`
 	Methods    []string `yaml:"methods"`
 	Access     string   `yaml:"access"`
-	// Roles lets the request through if the session has any one of them.
+	// Roles lets the request through if the caller (session or service)
+	// has any one of them.
 	Roles []string `yaml:"roles"`
+	// Services names the services a rule admits: on an internal rule, only
+	// these (empty: every registered service); on an authenticated rule,
+	// these besides users.
+	Services []string `yaml:"services"`
 	// Shadow evaluates the rule and counts what it would decide, but decides
 	// every request as if the rule were absent: for rolling a rule out.
 	Shadow bool `yaml:"shadow"`
@@ -196,6 +212,10 @@ func Default() Config {
 			Audience:   "internal",
 			TTL:        5 * time.Minute,
 			JWKSMaxAge: 5 * time.Minute,
+
+			ExchangeTTL:       5 * time.Minute,
+			ExchangeRateLimit: 50,
+			ExchangeRateBurst: 100,
 		},
 		Logout: Logout{Path: "/auth/logout"},
 		CSRF:   CSRF{Enabled: true},

@@ -56,6 +56,7 @@ func TestDefault(t *testing.T) {
 		Token: Token{
 			Header: "x-internal-jwt", Issuer: "sessiongate", Audience: "internal",
 			TTL: 5 * time.Minute, JWKSMaxAge: 5 * time.Minute,
+			ExchangeTTL: 5 * time.Minute, ExchangeRateLimit: 50, ExchangeRateBurst: 100,
 		},
 		Logout: Logout{Path: "/auth/logout"},
 		CSRF:   CSRF{Enabled: true},
@@ -136,6 +137,9 @@ token:
   verification_keys:
     - /keys/c.pem
   jwks_max_age: 0s
+  exchange_ttl: 2m
+  exchange_rate_limit: 5
+  exchange_rate_burst: 10
 logout:
   path: /logout
   redirect_url: /bye
@@ -149,6 +153,12 @@ routes:
     shadow: true
   - path_prefix: /
     access: deny
+services:
+  spiffe:
+    "spiffe://cluster.local/ns/billing/sa/billing": billing
+  spiffe_trust_domain: cluster.local
+token_exchange:
+  billing: [inventory, shipping]
 csrf:
   enabled: false
   allowed_origins: ["HTTPS://WWW.Example.com:443/", "http://localhost:8080"]
@@ -188,6 +198,7 @@ func TestLoadFullFile(t *testing.T) {
 			VerificationKeys: []string{"/keys/c.pem"},
 			KeyIDs:           map[string]string{"/keys/c.pem": "2026-12"},
 			JWKSMaxAge:       0,
+			ExchangeTTL:      2 * time.Minute, ExchangeRateLimit: 5, ExchangeRateBurst: 10,
 		},
 		Logout: Logout{Path: "/logout", RedirectURL: "/bye"},
 		Routes: []Route{
@@ -195,6 +206,11 @@ func TestLoadFullFile(t *testing.T) {
 			{PathPrefix: "/admin", Methods: []string{"GET", "POST"}, Access: "authenticated", Roles: []string{"admin", "ops"}, Shadow: true},
 			{PathPrefix: "/", Access: "deny"},
 		},
+		Services: Services{
+			SPIFFE:            map[string]string{"spiffe://cluster.local/ns/billing/sa/billing": "billing"},
+			SPIFFETrustDomain: "cluster.local",
+		},
+		TokenExchange: map[string][]string{"billing": {"inventory", "shipping"}},
 		// Origins are kept as written; authz.New normalises them.
 		CSRF:     CSRF{Enabled: false, AllowedOrigins: []string{"HTTPS://WWW.Example.com:443/", "http://localhost:8080"}, Shadow: true},
 		Admin:    Admin{RateLimit: 2.5, RateBurst: 5},

@@ -100,6 +100,8 @@ func (c *Config) Validate(dev bool) error {
 		r.validate(v, fmt.Sprintf("routes[%d]", i))
 	}
 	c.validateSecurity(v)
+	c.Services.validate(v)
+	c.validateExchange(v)
 	return errors.Join(v.errs...)
 }
 
@@ -110,14 +112,22 @@ func (r Route) validate(v *validator, path string) {
 	for j, m := range r.Methods {
 		v.check(fmt.Sprintf("%s.methods[%d]", path, j), checkToken(m))
 	}
-	v.oneOf(path+".access", r.Access, "public", "authenticated", "deny")
-	// Roles on a public or deny route would read as a restriction that is
-	// never enforced.
-	if len(r.Roles) > 0 && r.Access != "authenticated" {
-		v.fail(path+".roles", "only allowed with access: authenticated, got access %q", r.Access)
+	v.oneOf(path+".access", r.Access, "public", "authenticated", "internal", "deny")
+	// Roles or services on a public or deny route would read as a
+	// restriction that is never enforced.
+	if len(r.Roles) > 0 && r.Access != "authenticated" && r.Access != "internal" {
+		v.fail(path+".roles", "only allowed with access: authenticated or internal, got access %q", r.Access)
 	}
 	for j, role := range r.Roles {
 		v.required(fmt.Sprintf("%s.roles[%d]", path, j), role)
+	}
+	if len(r.Services) > 0 && r.Access != "authenticated" && r.Access != "internal" {
+		v.fail(path+".services", "only allowed with access: authenticated or internal, got access %q", r.Access)
+	}
+	// The name grammar is checked where the rule is built (serve), by the
+	// one function that defines it (session.ValidServiceName).
+	for j, svc := range r.Services {
+		v.required(fmt.Sprintf("%s.services[%d]", path, j), svc)
 	}
 }
 

@@ -54,6 +54,17 @@ func TestValidateAccepts(t *testing.T) {
 				{PathPrefix: "/internal", Access: "deny"},
 			}
 		}},
+		{"spiffe principals", func(c *Config) {
+			c.Services.SPIFFE = map[string]string{"spiffe://cluster.local/ns/billing/sa/billing": "billing"}
+			c.Services.SPIFFETrustDomain = "cluster.local"
+		}},
+		{"internal routes and services", func(c *Config) {
+			c.Routes = []Route{
+				{PathPrefix: "/internal/", Access: "internal"},
+				{PathPrefix: "/inventory/", Access: "internal", Services: []string{"inventory"}, Roles: []string{"writer"}},
+				{PathPrefix: "/partners/", Access: "authenticated", Services: []string{"billing"}},
+			}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -131,6 +142,24 @@ func TestValidateRejects(t *testing.T) {
 		{"routes[0].roles", func(c *Config) { c.Routes = []Route{{PathPrefix: "/", Access: "deny", Roles: []string{"admin"}}} }},
 		{"routes[0].roles[0]", func(c *Config) {
 			c.Routes = []Route{{PathPrefix: "/", Access: "authenticated", Roles: []string{""}}}
+		}},
+		{"routes[0].services", func(c *Config) {
+			c.Routes = []Route{{PathPrefix: "/", Access: "public", Services: []string{"billing"}}}
+		}},
+		{"routes[0].services", func(c *Config) {
+			c.Routes = []Route{{PathPrefix: "/", Access: "deny", Services: []string{"billing"}}}
+		}},
+		{"services.spiffe", func(c *Config) { c.Services.SPIFFE = map[string]string{"https://x/y": "billing"} }},
+		{"token.exchange_ttl", func(c *Config) { c.Token.ExchangeTTL = time.Second }},
+		{"token.exchange_ttl", func(c *Config) { c.Token.ExchangeTTL = 2 * time.Hour }},
+		{"token.exchange_rate_limit", func(c *Config) { c.Token.ExchangeRateLimit = -1 }},
+		{"token.exchange_rate_burst", func(c *Config) { c.Token.ExchangeRateBurst = -1 }},
+		{"token_exchange.billing[0]", func(c *Config) { c.TokenExchange = map[string][]string{"billing": {""}} }},
+		{"services.spiffe", func(c *Config) { c.Services.SPIFFE = map[string]string{"spiffe://x/y": ""} }},
+		{"services.spiffe_trust_domain", func(c *Config) { c.Services.SPIFFETrustDomain = "spiffe://cluster.local" }},
+		{"services.spiffe_trust_domain", func(c *Config) { c.Services.SPIFFETrustDomain = "Cluster.Local" }},
+		{"routes[0].services[1]", func(c *Config) {
+			c.Routes = []Route{{PathPrefix: "/", Access: "internal", Services: []string{"billing", ""}}}
 		}},
 	}
 	for _, tt := range tests {

@@ -26,6 +26,7 @@ type Metrics struct {
 	TokenCacheHits   prometheus.Counter       // sessiongate_token_cache_hits_total
 	TokenCacheMisses prometheus.Counter       // sessiongate_token_cache_misses_total
 	StoreUp          prometheus.Gauge         // sessiongate_store_up
+	TokenRequests    *prometheus.CounterVec   // sessiongate_token_requests_total{grant,result}
 }
 
 // Catalog lists every metric sessiongate exports, by name, with its
@@ -44,6 +45,7 @@ func Catalog() map[string]string {
 		"sessiongate_token_cache_hits_total":   "counter",
 		"sessiongate_token_cache_misses_total": "counter",
 		"sessiongate_store_up":                 "gauge",
+		"sessiongate_token_requests_total":     "counter",
 		// RegisterCache's, with the Redis session cache on.
 		"sessiongate_cache_hits_total":          "counter",
 		"sessiongate_cache_misses_total":        "counter",
@@ -101,6 +103,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "sessiongate_token_cache_misses_total",
 			Help: "Checks that had to sign a token.",
 		}),
+		TokenRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sessiongate_token_requests_total",
+			Help: "POST /oauth2/token answers by grant and result (ok or the RFC 6749 error code).",
+		}, []string{"grant", "result"}),
 		StoreUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sessiongate_store_up",
 			Help: "1 when the last store health probe succeeded, else 0.",
@@ -108,7 +114,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Decisions, m.CheckDuration, m.StoreDuration, m.StoreErrors, m.StoreCanceled, m.ShadowDecisions,
-			m.SessionsCreated, m.SessionsRevoked, m.TokenCacheHits, m.TokenCacheMisses, m.StoreUp)
+			m.SessionsCreated, m.SessionsRevoked, m.TokenCacheHits, m.TokenCacheMisses, m.StoreUp, m.TokenRequests)
 	}
 	return m
 }

@@ -22,6 +22,8 @@ type MemoryStore struct {
 	// seq numbers index entries in insertion order, as the Redis index's
 	// scores do, so ListPage walks both stores the same way.
 	seq uint64
+
+	svc memServices // service_memory.go
 }
 
 type memRecord struct {

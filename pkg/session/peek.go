@@ -1,28 +1,30 @@
 package session
 
-import (
-	"context"
-	"errors"
-	"fmt"
+import "context"
 
-	"github.com/redis/go-redis/v9"
-)
-
-// Peek returns the stored entry behind ref without touching it: no idle
-// slide, no write. It is for tools that only look, such as explain; Check
-// uses Touch. Errors are Touch's: ErrNotFound, ErrCorrupt, or the store's.
-func (s *RedisStore) Peek(ctx context.Context, ref string) (Entry, error) {
-	raw, err := s.rdb.Get(ctx, sessionKey(ref)).Result()
-	if errors.Is(err, redis.Nil) {
+// Peek returns a live session without sliding its idle expiry: for a
+// caller that must know the session still stands (token exchange acting
+// for its user) without that check counting as the user's activity.
+// ErrNotFound for an unknown, expired or revoked session.
+func (r *RedisStore) Peek(ctx context.Context, ref string) (Entry, error) {
+	v, err := r.rdb.Get(ctx, sessionKey(ref)).Result()
+	if err != nil {
+		if isNil(err) {
+			return Entry{}, ErrNotFound
+		}
+		return Entry{}, wrap("read session", err)
+	}
+	e, err := parseEntry(ref, v)
+	if err != nil {
+		return Entry{}, err
+	}
+	if !r.now().Before(e.ExpiresAt) {
 		return Entry{}, ErrNotFound
 	}
-	if err != nil {
-		return Entry{}, fmt.Errorf("redis peek session: %w", err)
-	}
-	return parseEntry(ref, raw)
+	return e, nil
 }
 
-// Peek is RedisStore.Peek for the memory store.
+// Peek returns a live session without sliding its idle expiry.
 func (m *MemoryStore) Peek(_ context.Context, ref string) (Entry, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -10,7 +10,22 @@ import (
 // test keeps the two in step). It is the one list the admin API, the
 // session record decoder and pkg/verify consult, so a claim added to the
 // token is protected everywhere at once.
-var ownedClaims = [...]string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid", "tenant", "roles"}
+var ownedClaims = [...]string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid", "tenant", "roles", "kind", "act"}
+
+// Token kinds, the value of the kind claim. A user token speaks for a
+// session, a service token for a registered service. The two must never be
+// taken for one another (RFC 8725 §3.11), so each is typed twice: by the
+// kind claim, and by the JOSE header's typ, which a verifier can check
+// before reading any claim. User tokens keep typ JWT, as before the kinds
+// existed, so verifiers that pin it keep working; a token without kind is
+// a user token.
+const (
+	KindUser    = "user"
+	KindService = "service"
+
+	TypUser    = "JWT"
+	TypService = "service+jwt"
+)
 
 // MaxCustomClaimName bounds the length of a custom claim name.
 const MaxCustomClaimName = 128

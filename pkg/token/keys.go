@@ -97,9 +97,11 @@ type KeySet struct {
 	// token signed with this set, so it is encoded once here instead of per
 	// Sign call.
 	header string
-	keys   []publicKey // keys[0] is the active key
-	jwks   []byte
-	etag   string
+	// serviceHeader is the same with typ service+jwt (see Claims.Kind).
+	serviceHeader string
+	keys          []publicKey // keys[0] is the active key
+	jwks          []byte
+	etag          string
 }
 
 // NewKeySet builds a KeySet whose active signing key is active. An empty
@@ -156,15 +158,12 @@ func newKeySet(active crypto.Signer, activeKID string, verifyOnly []crypto.Publi
 		}
 	}
 
-	hdr, err := json.Marshal(struct {
-		Alg string `json:"alg"`
-		Kid string `json:"kid"`
-		Typ string `json:"typ"`
-	}{alg, activeKID, "JWT"})
-	if err != nil {
-		return nil, fmt.Errorf("encode JOSE header: %w", err)
+	if ks.header, err = joseHeader(alg, activeKID, TypUser); err != nil {
+		return nil, err
 	}
-	ks.header = base64.RawURLEncoding.EncodeToString(hdr)
+	if ks.serviceHeader, err = joseHeader(alg, activeKID, TypService); err != nil {
+		return nil, err
+	}
 
 	if ks.jwks, err = buildJWKS(ks.keys); err != nil {
 		return nil, err
@@ -503,4 +502,18 @@ func parsePEMKey(data []byte, allowPublic bool) (crypto.PublicKey, error) {
 		return nil, fmt.Errorf("no supported key found (PEM blocks: %s)", strings.Join(seen, ", "))
 	}
 	return found, nil
+}
+
+// joseHeader encodes the JOSE header of every token of one type signed with
+// one key.
+func joseHeader(alg, kid, typ string) (string, error) {
+	hdr, err := json.Marshal(struct {
+		Alg string `json:"alg"`
+		Kid string `json:"kid"`
+		Typ string `json:"typ"`
+	}{alg, kid, typ})
+	if err != nil {
+		return "", fmt.Errorf("encode JOSE header: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(hdr), nil
 }

@@ -21,6 +21,32 @@ type Claims struct {
 	// for a verifier that matches names case-insensitively.
 	Custom                         map[string]string
 	IssuedAt, NotBefore, ExpiresAt time.Time
+	// Kind is KindUser (also when empty) or KindService; it sets the kind
+	// claim and the header's typ.
+	Kind string
+	// Actor, for a token obtained by token exchange, is who acts for the
+	// subject (RFC 8693 §4.1): the act claim.
+	Actor *Actor
+}
+
+// Actor is an act claim: the acting party's subject and, when it acted for
+// yet another, that one's act in turn.
+type Actor struct {
+	Subject string `json:"sub"`
+	Actor   *Actor `json:"act,omitempty"`
+}
+
+// MaxActorDepth bounds an act chain: a delegation deeper than that is
+// refused rather than signed.
+const MaxActorDepth = 8
+
+// Depth is the length of the act chain starting at a (0 for nil).
+func (a *Actor) Depth() int {
+	n := 0
+	for ; a != nil; a = a.Actor {
+		n++
+	}
+	return n
 }
 
 // wireClaims fixes the JSON shape and member order of the payload. Times are
@@ -37,6 +63,8 @@ type wireClaims struct {
 	Sid    string   `json:"sid,omitempty"`
 	Tenant string   `json:"tenant,omitempty"`
 	Roles  []string `json:"roles"`
+	Kind   string   `json:"kind"`
+	Act    *Actor   `json:"act,omitempty"`
 }
 
 // Signer mints internal JWTs. It is safe for concurrent use; SetKeys swaps the
@@ -71,7 +99,8 @@ func (s *Signer) ActiveKID() string { return s.Keys().ActiveKID() }
 // Issuer returns the iss value stamped on every token.
 func (s *Signer) Issuer() string { return s.issuer }
 
-// Sign returns a compact JWS for c with header {alg, kid, typ:"JWT"}.
+// Sign returns a compact JWS for c with header {alg, kid, typ}: typ "JWT"
+// for a user token, "service+jwt" for a service token (Claims.Kind).
 // ExpiresAt is required. A zero IssuedAt means now, a zero NotBefore means
 // IssuedAt, and an empty ID gets a random 128-bit jti.
 func (s *Signer) Sign(c Claims) (string, error) {
@@ -97,6 +126,22 @@ func (s *Signer) Sign(c Claims) (string, error) {
 	if jti == "" {
 		jti = rand.Text()
 	}
+	kind, header := KindUser, ks.header
+	switch c.Kind {
+	case "", KindUser:
+	case KindService:
+		kind, header = KindService, ks.serviceHeader
+	default:
+		return "", fmt.Errorf("sign token: unknown kind %q", c.Kind)
+	}
+	if c.Actor.Depth() > MaxActorDepth {
+		return "", fmt.Errorf("sign token: act chain deeper than %d", MaxActorDepth)
+	}
+	for a := c.Actor; a != nil; a = a.Actor {
+		if a.Subject == "" {
+			return "", errors.New("sign token: act without sub")
+		}
+	}
 	roles := c.Roles
 	if roles == nil {
 		roles = []string{} // downstream code can rely on an array, never null
@@ -112,6 +157,8 @@ func (s *Signer) Sign(c Claims) (string, error) {
 		Sid:    c.SessionRef,
 		Tenant: c.Tenant,
 		Roles:  roles,
+		Kind:   kind,
+		Act:    c.Actor,
 	})
 	if err != nil {
 		return "", fmt.Errorf("sign token: encode claims: %w", err)
@@ -126,8 +173,8 @@ func (s *Signer) Sign(c Claims) (string, error) {
 	var b strings.Builder
 	// Room for header, payload and the largest signature (RSA-3072+ → 512
 	// bytes base64) so the builder normally allocates once.
-	b.Grow(len(ks.header) + 2 + enc.EncodedLen(len(payload)) + 700)
-	b.WriteString(ks.header)
+	b.Grow(len(header) + 2 + enc.EncodedLen(len(payload)) + 700)
+	b.WriteString(header)
 	b.WriteByte('.')
 	scratch := make([]byte, max(enc.EncodedLen(len(payload)), 700))
 	n := enc.EncodedLen(len(payload))

@@ -150,6 +150,10 @@ func (e *exactClaims) member(dec *json.Decoder, name string) error {
 		e.c.Tenant, err = readString(dec)
 	case "roles":
 		e.c.Roles, err = readStrings(dec)
+	case "kind":
+		e.c.Kind, err = readString(dec)
+	case "act":
+		e.c.Actor, err = readActor(dec, 1)
 	case "aud":
 		e.audience, err = readAudience(dec)
 	case "exp":
@@ -238,6 +242,43 @@ func readString(dec *json.Decoder) (string, error) {
 		return "", fmt.Errorf("want a string, got %T", tok)
 	}
 	return s, nil
+}
+
+// readActor reads an act claim exactly (RFC 8693 §4.1): an object with a
+// string sub and, optionally, a nested act, nothing else, at most
+// token.MaxActorDepth deep. A name given twice, an unknown member or a
+// missing sub is malformed: an actor is who a verifier holds to account,
+// and it must read the same to every parser.
+func readActor(dec *json.Decoder, depth int) (*Actor, error) {
+	if depth > token.MaxActorDepth {
+		return nil, fmt.Errorf("act chain deeper than %d", token.MaxActorDepth)
+	}
+	if err := expectDelim(dec, '{'); err != nil {
+		return nil, err
+	}
+	a := &Actor{}
+	seen := map[string]bool{}
+	for dec.More() {
+		name, err := readKey(dec, seen)
+		if err != nil {
+			return nil, err
+		}
+		switch name {
+		case "sub":
+			a.Subject, err = readString(dec)
+		case "act":
+			a.Actor, err = readActor(dec, depth+1)
+		default:
+			err = fmt.Errorf("unknown member %q", name)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if a.Subject == "" {
+		return nil, errors.New("act without sub")
+	}
+	return a, expectDelim(dec, '}')
 }
 
 // readStrings reads an array of strings (never null).

@@ -26,6 +26,10 @@ func FuzzExactClaims(f *testing.F) {
 		`{"x":{"a":1,"a":2}}`,
 		`{"org":"a","Org":"b"}`,
 		`{"sub":"a\ud800"}`,
+		`{"sub":"alice","kind":"user","act":{"sub":"billing","act":{"sub":"gateway"}}}`,
+		`{"act":{"sub":"billing","sub":"root"}}`,
+		`{"act":{"sub":"billing","Sub":"root"}}`,
+		`{"act":"billing","kind":"service"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -42,6 +46,8 @@ func FuzzExactClaims(f *testing.F) {
 			Sid    string   `json:"sid"`
 			Tenant string   `json:"tenant"`
 			Roles  []string `json:"roles"`
+			Kind   string   `json:"kind"`
+			Act    *jsonAct `json:"act"`
 		}
 		if err := json.Unmarshal(b, &own); err != nil {
 			t.Fatalf("exact read accepted %q, struct decoding refused it: %v", b, err)
@@ -50,7 +56,8 @@ func FuzzExactClaims(f *testing.F) {
 		same := c.Issuer == rc.Issuer && c.Subject == rc.Subject && c.ID == rc.ID &&
 			slices.Equal(c.Audience, []string(rc.Audience)) &&
 			sameDate(e.exp, rc.ExpiresAt) && sameDate(e.nbf, rc.NotBefore) && sameDate(e.iat, rc.IssuedAt) &&
-			c.SessionRef == own.Sid && c.Tenant == own.Tenant && slices.Equal(c.Roles, own.Roles)
+			c.SessionRef == own.Sid && c.Tenant == own.Tenant && slices.Equal(c.Roles, own.Roles) &&
+			c.Kind == own.Kind && sameActor(c.Actor, own.Act)
 		if !same {
 			t.Fatalf("%q: exact read %+v, RegisteredClaims %+v, struct %+v", b, c, rc, own)
 		}
@@ -74,6 +81,22 @@ func FuzzExactClaims(f *testing.F) {
 			t.Fatalf("%q: Custom %v holds more than the payload", b, c.Custom)
 		}
 	})
+}
+
+// jsonAct is the act claim as encoding/json reads it into a struct.
+type jsonAct struct {
+	Sub string   `json:"sub"`
+	Act *jsonAct `json:"act"`
+}
+
+// sameActor reports whether the exact read of act and encoding/json's agree.
+func sameActor(a *Actor, j *jsonAct) bool {
+	for ; a != nil && j != nil; a, j = a.Actor, j.Act {
+		if a.Subject != j.Sub {
+			return false
+		}
+	}
+	return a == nil && j == nil
 }
 
 func sameDate(a, b *jwt.NumericDate) bool {

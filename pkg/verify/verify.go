@@ -29,6 +29,8 @@ import (
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
+
+	"github.com/sessiongate/sessiongate/pkg/token"
 )
 
 // Defaults applied by New and NewWithKeyfunc for zero Options fields.
@@ -94,6 +96,13 @@ type Options struct {
 	// startup. By default New succeeds, logs the error and fetches again on
 	// the first token, so a service can start before sessiongate.
 	RequireInitialFetch bool
+	// Actor says whether a token may, must or must not carry an act claim
+	// (be one obtained by token exchange). Default ActorAllowed.
+	Actor ActorPolicy
+	// Kinds are the kinds of token accepted: token.KindUser (a session's
+	// token) and/or token.KindService (a registered service's). Default:
+	// user tokens only, so a service token is never taken for a user's.
+	Kinds []string
 	// Logger receives JWKS refresh failures (Warn), published keys refused
 	// for carrying private key material (Error, once per key per fetch) and
 	// token rejection reasons (Debug). Tokens are never logged. Default
@@ -101,12 +110,29 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// ActorPolicy is what a Verifier requires of a token's act claim.
+type ActorPolicy uint8
+
+const (
+	// ActorAllowed accepts tokens with and without an actor.
+	ActorAllowed ActorPolicy = iota
+	// ActorRequired accepts only tokens obtained by token exchange: a
+	// service that must only ever be called on a user's behalf by another
+	// service.
+	ActorRequired
+	// ActorForbidden refuses tokens obtained by token exchange: a service
+	// that must only be called with a user's own token.
+	ActorForbidden
+)
+
 // Verifier checks sessiongate JWTs. It is safe for concurrent use.
 type Verifier struct {
 	keyfuncCtx func(context.Context) jwt.Keyfunc
 	parser     *jwt.Parser
 	header     string
 	bearer     bool
+	kinds      []string
+	actor      ActorPolicy
 	log        *slog.Logger
 }
 
@@ -208,6 +234,17 @@ func (o *Options) defaults() error {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.Actor > ActorForbidden {
+		return fmt.Errorf("verify: unknown actor policy %d", o.Actor)
+	}
+	if len(o.Kinds) == 0 {
+		o.Kinds = []string{token.KindUser}
+	}
+	for _, k := range o.Kinds {
+		if k != token.KindUser && k != token.KindService {
+			return fmt.Errorf("verify: unknown token kind %q (want %q or %q)", k, token.KindUser, token.KindService)
+		}
+	}
 	return nil
 }
 
@@ -225,6 +262,8 @@ func newVerifier(opts Options, kf func(context.Context) jwt.Keyfunc) *Verifier {
 		),
 		header: http.CanonicalHeaderKey(opts.Header),
 		bearer: http.CanonicalHeaderKey(opts.Header) == "Authorization",
+		kinds:  append([]string(nil), opts.Kinds...),
+		actor:  opts.Actor,
 		log:    opts.Logger,
 	}
 }
@@ -253,7 +292,7 @@ func (v *Verifier) VerifyContext(ctx context.Context, token string) (*Claims, er
 	}
 	var ec exactClaims
 	kf := v.keyfuncCtx(ctx)
-	_, err := v.parser.ParseWithClaims(token, &ec, func(t *jwt.Token) (any, error) {
+	parsed, err := v.parser.ParseWithClaims(token, &ec, func(t *jwt.Token) (any, error) {
 		// sessiongate always sets kid; requiring it avoids keyfunc's
 		// try-every-key fallback.
 		if kid, _ := t.Header["kid"].(string); kid == "" {
@@ -271,8 +310,41 @@ func (v *Verifier) VerifyContext(ctx context.Context, token string) (*Claims, er
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
+	typ, _ := parsed.Header["typ"].(string)
+	if err := v.checkKind(&ec.c, typ); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	switch {
+	case v.actor == ActorRequired && ec.c.Actor == nil:
+		return nil, fmt.Errorf("%w: no act claim, where an actor is required", ErrInvalidToken)
+	case v.actor == ActorForbidden && ec.c.Actor != nil:
+		return nil, fmt.Errorf("%w: an act claim, where none is allowed", ErrInvalidToken)
+	}
 	c := ec.c
 	return &c, nil
+}
+
+// checkKind holds a verified token to the kinds this verifier accepts. A
+// token is typed twice, by its kind claim (absent: a user token, as
+// sessiongate signed before kinds existed) and by its header's typ; the
+// two must agree, so neither can be changed alone to pass one kind off as
+// the other (RFC 8725 §3.11).
+func (v *Verifier) checkKind(c *Claims, typ string) error {
+	if c.Kind == "" {
+		c.Kind = token.KindUser
+	}
+	switch {
+	case c.Kind == token.KindUser && typ == token.TypUser:
+	case c.Kind == token.KindService && typ == token.TypService:
+	default:
+		return fmt.Errorf("kind %q with typ %q: not a token sessiongate signs", c.Kind, typ)
+	}
+	for _, k := range v.kinds {
+		if k == c.Kind {
+			return nil
+		}
+	}
+	return fmt.Errorf("a %s token, where only %s tokens are accepted", c.Kind, strings.Join(v.kinds, " and "))
 }
 
 // checkKeyForAlg pins each alg to one key type and strength, independently
@@ -309,6 +381,42 @@ type Claims struct {
 	// or fold onto a claim above without being it, is refused.
 	Custom                         map[string]string
 	IssuedAt, NotBefore, ExpiresAt time.Time
+	// Kind is token.KindUser (a session's token; also for tokens without a
+	// kind claim) or token.KindService (a registered service's).
+	Kind string
+	// Actor is the act claim of a token obtained by token exchange: the
+	// service acting for Subject, and whom that one acted for in turn. Nil
+	// for a token that speaks for its subject directly.
+	Actor *Actor
+}
+
+// Actor is one link of an act chain.
+type Actor struct {
+	Subject string
+	Actor   *Actor
+}
+
+// ActorChain lists the actors, the one that called this service first:
+// ["inventory", "billing"] for a token billing obtained for a user and
+// inventory exchanged again. Empty without an actor. Nil-safe.
+func (c *Claims) ActorChain() []string {
+	if c == nil {
+		return nil
+	}
+	var out []string
+	for a := c.Actor; a != nil; a = a.Actor {
+		out = append(out, a.Subject)
+	}
+	return out
+}
+
+// Service returns the calling service's name for a service token, and ""
+// for a user token. It is nil-safe.
+func (c *Claims) Service() string {
+	if c == nil || c.Kind != token.KindService {
+		return ""
+	}
+	return c.Subject
 }
 
 // HasRole reports whether the token grants role. It is nil-safe so handlers

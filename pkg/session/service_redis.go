@@ -1,0 +1,315 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Service keys, next to the session keys and under the same rules (see the
+// key layout in redis.go): one key per step, no hash tags, ordered so that
+// stopping between two steps never leaves a credential the service record
+// does not list.
+//
+//	sg:c:<credential ref>  string  the credential record Check reads; no TTL (a service is registered, not logged in)
+//	sg:svc:<name>          string  the service record, listing its credentials by ref
+//	sg:svcs                zset    every service name (score 0: read in name order)
+//
+// A credential key is written only after the service record lists it, and
+// deleted before the record forgets it, so DeleteService, which reads the
+// record, deletes every credential key, and then deletes the record only if
+// it is unchanged, can always reach every credential. An AddCredential
+// racing with it re-reads the record after writing its key and deletes the
+// key again if the service is gone.
+const (
+	credentialPrefix = "sg:c:"
+	servicePrefix    = "sg:svc:"
+	servicesIndex    = "sg:svcs"
+)
+
+func credentialKey(ref string) string { return credentialPrefix + ref }
+func serviceKey(name string) string   { return servicePrefix + name }
+
+// casDelScript deletes a record only if it is unchanged since it was read.
+var casDelScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+`)
+
+// casAttempts bounds the retries of a compare-and-swap on a service record.
+const casAttempts = 5
+
+// CreateService implements ServiceStore.
+func (r *RedisStore) CreateService(ctx context.Context, s *Service, credRef string) error {
+	if err := checkNewService(s, credRef); err != nil {
+		return err
+	}
+	raw, err := encodeService(withCredential(s, credRef, s.CreatedAt))
+	if err != nil {
+		return err
+	}
+	cred, err := encodeCredential(s, s.CreatedAt)
+	if err != nil {
+		return err
+	}
+	sk := serviceKey(s.Name)
+	ok, err := r.rdb.SetNX(ctx, sk, raw, 0).Result()
+	if err != nil {
+		return wrap("create service", err)
+	}
+	if !ok {
+		// A retried SET NX finds the record its first attempt wrote;
+		// anything else is another service of that name.
+		cur, err := r.rdb.Get(ctx, sk).Result()
+		if err != nil || cur != raw {
+			return ErrServiceExists
+		}
+	}
+	if err := r.rdb.Set(ctx, credentialKey(credRef), cred, 0).Err(); err != nil {
+		r.undoService(ctx, s.Name, raw, "")
+		return wrap("create credential", err)
+	}
+	if err := r.rdb.ZAdd(ctx, servicesIndex, redis.Z{Member: s.Name}).Err(); err != nil {
+		// Unlisted, the service could still be deleted by name; but the
+		// caller is told it failed, so nothing of it may stay.
+		r.undoService(ctx, s.Name, raw, credRef)
+		return wrap("index service", err)
+	}
+	return nil
+}
+
+// undoService removes what a failed CreateService wrote; best effort, the
+// credential first.
+func (r *RedisStore) undoService(ctx context.Context, name, raw, credRef string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+	defer cancel()
+	if credRef != "" {
+		if err := r.rdb.Del(ctx, credentialKey(credRef)).Err(); err != nil {
+			return // keep the record: it is what lets a delete find the credential
+		}
+	}
+	_ = r.run(ctx, casDelScript, []string{serviceKey(name)}, raw).Err()
+}
+
+// readService returns a service record and its raw form.
+func (r *RedisStore) readService(ctx context.Context, name string) (*Service, string, error) {
+	raw, err := r.rdb.Get(ctx, serviceKey(name)).Result()
+	if isNil(err) {
+		return nil, "", ErrNotFound
+	}
+	if err != nil {
+		return nil, "", wrap("read service", err)
+	}
+	s, err := decodeService(raw)
+	if err != nil {
+		return nil, "", fmt.Errorf("service %s: %w", name, err)
+	}
+	return s, raw, nil
+}
+
+// swapService replaces a service record by compare-and-swap, re-reading and
+// re-applying change on contention. change returns the next record, or an
+// error that ends the attempt.
+func (r *RedisStore) swapService(ctx context.Context, name string, change func(*Service) (*Service, error)) error {
+	for range casAttempts {
+		s, raw, err := r.readService(ctx, name)
+		if err != nil {
+			return err
+		}
+		next, err := change(s)
+		if err != nil {
+			return err
+		}
+		enc, err := encodeService(next)
+		if err != nil {
+			return err
+		}
+		swapped, err := r.run(ctx, casScript, []string{serviceKey(name)}, raw, enc).Int()
+		if err != nil {
+			return wrap("update service", err)
+		}
+		if swapped == 1 {
+			return nil
+		}
+	}
+	return fmt.Errorf("update service %s: still contended after %d attempts", name, casAttempts)
+}
+
+// AddCredential implements ServiceStore.
+func (r *RedisStore) AddCredential(ctx context.Context, name, credRef string) error {
+	if !ValidRef(credRef) {
+		return ErrNotFound
+	}
+	now := r.now()
+	var roles *Service
+	err := r.swapService(ctx, name, func(s *Service) (*Service, error) {
+		if len(s.Credentials) >= maxCredentials {
+			return nil, ErrTooManyCredentials
+		}
+		roles = s
+		return withCredential(s, credRef, now), nil
+	})
+	if err != nil {
+		return err
+	}
+	cred, err := encodeCredential(roles, now)
+	if err != nil {
+		return err
+	}
+	ck := credentialKey(credRef)
+	if err := r.rdb.Set(ctx, ck, cred, 0).Err(); err != nil {
+		return wrap("create credential", err)
+	}
+	// A DeleteService may have read the record before this credential was
+	// listed and finished before its key was written: then the key must go.
+	s, _, err := r.readService(ctx, name)
+	listed := false
+	if err == nil {
+		for _, c := range s.Credentials {
+			listed = listed || c.Ref == credRef
+		}
+	}
+	if !listed {
+		if derr := r.rdb.Del(ctx, ck).Err(); derr != nil {
+			return wrap("undo credential", derr)
+		}
+		if err != nil && !isNotFound(err) {
+			return err
+		}
+		return ErrNotFound
+	}
+	return nil
+}
+
+// RevokeCredential implements ServiceStore: the credential key goes first,
+// so the credential fails from that moment; the record forgets it after.
+func (r *RedisStore) RevokeCredential(ctx context.Context, name, credRef string) error {
+	s, _, err := r.readService(ctx, name)
+	if err != nil {
+		return err
+	}
+	if _, found := withoutCredential(s, credRef); !found {
+		return ErrNotFound
+	}
+	if err := r.rdb.Del(ctx, credentialKey(credRef)).Err(); err != nil {
+		return wrap("delete credential", err)
+	}
+	err = r.swapService(ctx, name, func(s *Service) (*Service, error) {
+		next, _ := withoutCredential(s, credRef)
+		return next, nil
+	})
+	if isNotFound(err) {
+		return nil // deleted meanwhile: the credential is gone either way
+	}
+	return err
+}
+
+// DeleteService implements ServiceStore.
+func (r *RedisStore) DeleteService(ctx context.Context, name string) (int, error) {
+	for range casAttempts {
+		s, raw, err := r.readService(ctx, name)
+		if err != nil {
+			return 0, err
+		}
+		if len(s.Credentials) > 0 {
+			pipe := r.rdb.Pipeline()
+			for _, c := range s.Credentials {
+				pipe.Del(ctx, credentialKey(c.Ref))
+			}
+			if _, err := pipe.Exec(ctx); err != nil {
+				return 0, wrap("delete credentials", err)
+			}
+		}
+		deleted, err := r.run(ctx, casDelScript, []string{serviceKey(name)}, raw).Int()
+		if err != nil {
+			return 0, wrap("delete service", err)
+		}
+		if deleted == 0 {
+			continue // a credential was added meanwhile: delete it too
+		}
+		if err := r.rdb.ZRem(ctx, servicesIndex, name).Err(); err != nil {
+			return len(s.Credentials), wrap("unindex service", err)
+		}
+		return len(s.Credentials), nil
+	}
+	return 0, fmt.Errorf("delete service %s: still contended after %d attempts", name, casAttempts)
+}
+
+// GetService implements ServiceStore.
+func (r *RedisStore) GetService(ctx context.Context, name string) (*Service, error) {
+	s, _, err := r.readService(ctx, name)
+	return s, err
+}
+
+// ListServices implements ServiceStore. Index entries whose record is gone
+// (a delete that stopped before unindexing) are pruned.
+func (r *RedisStore) ListServices(ctx context.Context) ([]*Service, error) {
+	names, err := r.rdb.ZRange(ctx, servicesIndex, 0, -1).Result()
+	if err != nil {
+		return nil, wrap("read service index", err)
+	}
+	out := []*Service{}
+	if len(names) == 0 {
+		return out, nil
+	}
+	pipe := r.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(names))
+	for i, n := range names {
+		cmds[i] = pipe.Get(ctx, serviceKey(n))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !isNil(err) {
+		return nil, wrap("read services", err)
+	}
+	var dead []any
+	for i, n := range names {
+		raw, err := cmds[i].Result()
+		if isNil(err) {
+			dead = append(dead, n)
+			continue
+		}
+		if err != nil {
+			return nil, wrap("read service", err)
+		}
+		s, err := decodeService(raw)
+		if err != nil {
+			return nil, fmt.Errorf("service %s: %w", n, err)
+		}
+		out = append(out, s)
+	}
+	if len(dead) > 0 {
+		if err := r.rdb.ZRem(ctx, servicesIndex, dead...).Err(); err != nil {
+			return nil, wrap("prune service index", err)
+		}
+	}
+	return out, nil
+}
+
+// ResolveCredential implements ServiceStore: one GET, the Check path's
+// single round trip for a service.
+func (r *RedisStore) ResolveCredential(ctx context.Context, ref string) (ServiceEntry, error) {
+	raw, err := r.rdb.Get(ctx, credentialKey(ref)).Result()
+	if err != nil {
+		if isNil(err) {
+			return ServiceEntry{}, ErrNotFound
+		}
+		return ServiceEntry{}, wrap("resolve credential", err)
+	}
+	return parseServiceEntry(ref, raw)
+}
+
+// ResolveServiceName implements ServiceStore: one GET of the service record.
+func (r *RedisStore) ResolveServiceName(ctx context.Context, name string) (ServiceEntry, error) {
+	raw, err := r.rdb.Get(ctx, serviceKey(name)).Result()
+	if err != nil {
+		if isNil(err) {
+			return ServiceEntry{}, ErrNotFound
+		}
+		return ServiceEntry{}, wrap("resolve service", err)
+	}
+	return serviceEntryOf(name, raw)
+}
+
+func isNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
