@@ -299,6 +299,9 @@ func splitCookie(header, name, id string) (val string, count int, rest string, c
 		case 0:
 			rest = part
 		case 1:
+			// One allocation, whatever follows: the rebuilt header is never
+			// longer than the original.
+			b.Grow(len(header))
 			b.WriteString(rest)
 			fallthrough
 		default:
