@@ -163,7 +163,12 @@ func runCache(ctx context.Context, st *stack, o options, ids []string, reqs []*a
 		return err
 	}
 	cr.revoke = rf
-	return nil
+	// The parts that follow use every session: bring the revoked back.
+	refs := make([]string, len(ids))
+	for i, id := range ids {
+		refs[i] = session.RefOf(id)
+	}
+	return seed(ctx, st.rdb, "user-", 0, len(ids), refs)
 }
 
 // cmdStats are INFO commandstats counters.
