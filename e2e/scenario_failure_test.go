@@ -88,6 +88,9 @@ func TestRedisPausedFailsClosedThenRecovers(t *testing.T) {
 	if err := s.Redis.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// A replica answers a session it holds in its cache until its
+	// invalidation link's last answered heartbeat is 500 ms old; from then
+	// on every Check needs Redis (expectStoreDown503 allows for the lease).
 	expectStoreDown503(t, s, alice, "redis-stopped")
 	// Public routes do not depend on the store.
 	s.Echo(s.Get("/public/status"))

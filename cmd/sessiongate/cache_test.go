@@ -88,7 +88,7 @@ func retry503(f func() int) int {
 // to the revoke; the count of B's Checks that got there first is the
 // measured figure (SECURITY.md: 0 in 10 000 with
 // REVOCATION_TRIALS=10000), and each must be refused within the
-// cache's 1 s lease in any case.
+// cache's 500 ms lease in any case.
 func TestRevocationAcrossCachedReplicas(t *testing.T) {
 	trials := revokeTrials(t)
 	r := redistest.Start(t)

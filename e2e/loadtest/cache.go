@@ -42,11 +42,21 @@ type cacheRun struct {
 
 // cacheReport is the cache part's figures.
 type cacheReport struct {
-	conc    int
-	delay   time.Duration
-	runs    []cacheRun // no-op first
-	revoke  revokeFigures
-	skipped string
+	conc   int
+	delay  time.Duration
+	runs   []cacheRun // no-op first
+	revoke revokeFigures
+	steady steadyFigures
+}
+
+// steadyFigures are one replica's Redis cost at a fixed, moderate rate.
+type steadyFigures struct {
+	rate     int
+	sessions int
+	duration time.Duration
+	checks   int64
+	errors   int64
+	cmds     cmdStats
 }
 
 type revokeFigures struct {
@@ -158,12 +168,20 @@ func runCache(ctx context.Context, st *stack, o options, ids []string, reqs []*a
 			cr.runs[i].cmds = cr.runs[i].cmds.add(d)
 		}
 	}
+	if cr.steady, err = steadyCost(ctx, st, reps[0], reqs, o.steadyRate, o.steadyFor); err != nil {
+		return err
+	}
 	rf, err := revokeUnderLoad(ctx, st, reps[0], reps[4], ids, reqs, o.duration)
 	if err != nil {
 		return err
 	}
 	cr.revoke = rf
-	return nil
+	// The parts that follow use every session: bring the revoked back.
+	refs := make([]string, len(ids))
+	for i, id := range ids {
+		refs[i] = session.RefOf(id)
+	}
+	return seed(ctx, st.rdb, "user-", 0, len(ids), refs)
 }
 
 // cmdStats are INFO commandstats counters.
@@ -236,6 +254,57 @@ func (a cmdStats) perCheck() (all, scripts, scriptUsec float64) {
 		scriptUsec = (a.usec["evalsha"] + a.usec["eval"]) / sc
 	}
 	return n / a.requests, sc / a.requests, scriptUsec
+}
+
+// steadyCost sends Checks to one cache-on replica at a fixed total rate
+// (every session about rate/len(reqs) times a second) for d, longer than a
+// slide interval, and counts what Redis ran meanwhile.
+func steadyCost(ctx context.Context, st *stack, r *replica, reqs []*authv3.CheckRequest, rate int, d time.Duration) (steadyFigures, error) {
+	f := steadyFigures{rate: rate, sessions: len(reqs), duration: d}
+	if rate <= 0 || d <= 0 {
+		return f, nil
+	}
+	cc, err := grpc.NewClient(r.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return f, err
+	}
+	defer cc.Close()
+	client := authv3.NewAuthorizationClient(cc)
+	const callers = 8
+	every := time.Duration(callers) * time.Second / time.Duration(rate)
+	logf("cache: steady state, %d Checks/s on %s for %v", rate, r.name, d)
+	c0, err := commandStats(ctx, st.rdb)
+	if err != nil {
+		return f, err
+	}
+	var checks, errs atomic.Int64
+	var wg sync.WaitGroup
+	end := time.Now().Add(d)
+	for w := range callers {
+		wg.Go(func() {
+			next := time.Now()
+			for i := w; time.Now().Before(end) && ctx.Err() == nil; i += callers {
+				cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				resp, err := client.Check(cctx, reqs[i%len(reqs)])
+				cancel()
+				checks.Add(1)
+				if err != nil || !isAllow(resp) {
+					errs.Add(1)
+				}
+				next = next.Add(every)
+				time.Sleep(time.Until(next))
+			}
+		})
+	}
+	wg.Wait()
+	c1, err := commandStats(ctx, st.rdb)
+	if err != nil {
+		return f, err
+	}
+	f.cmds = c1.sub(c0)
+	f.checks, f.errors = checks.Load(), errs.Load()
+	f.cmds.requests = float64(f.checks)
+	return f, nil
 }
 
 // revokeUnderLoad runs Checks against replicas a and b (alternating, 16
@@ -459,6 +528,14 @@ func (c *cacheReport) print(w io.Writer) {
 			ratio(s.RPS(), noop.RPS()), us, cmds, scriptUS, s.Errors, cpu(s.CPU))
 	}
 	fmt.Fprintf(w, "\nThe five targets alternate in rounds. \"+%v each way\": Redis behind a loopback TCP proxy (in the load generator's process) that holds every chunk %v in each direction. Redis commands per Check: INFO commandstats delta over the window and its warm-up (scripts' inner commands included, INFO excluded; the other idle replicas' heartbeat PINGs included) / Checks sent.\n", c.delay, c.delay)
+	if s := c.steady; s.checks > 0 {
+		all, sc, _ := s.cmds.perCheck()
+		ping := s.cmds.calls["ping"] / s.cmds.requests
+		fmt.Fprintf(w, "\n### Steady state: one cache-on replica at %d Checks/s over %d sessions for %v\n\n", s.rate, s.sessions, s.duration)
+		fmt.Fprintf(w, "| Checks | errors | Redis commands per Check | of which PING (every replica's heartbeats) | EVALSHA per Check | PEXPIREAT (slides) per Check |\n|---:|---:|---:|---:|---:|---:|\n")
+		fmt.Fprintf(w, "| %d | %d | %.3f | %.3f | %.3f | %.3f |\n", s.checks, s.errors, all, ping, sc, s.cmds.calls["pexpireat"]/s.cmds.requests)
+		fmt.Fprintf(w, "\nLonger than one slide interval (1 %% of the 30 min idle timeout: 18 s), so every session is slid and reread about once in it.\n")
+	}
 	r := c.revoke
 	fmt.Fprintf(w, "\n### Revocation under load: two replicas with the cache on, 16 callers alternating between them for %v; half-way, %d of %d sessions revoked one by one through replica B's admin API\n\n", r.duration, r.revoked, r.sessions)
 	fmt.Fprintf(w, "| Checks | on A / on B | Checks sent after their session's revoke returned (A / B) | of those answered OK | other errors | revoke call mean / max | Redis commands per Check (EVALSHA) |\n")

@@ -72,6 +72,8 @@ type options struct {
 	wrkThreads  int
 	rounds      int
 	redisDelay  time.Duration
+	steadyRate  int
+	steadyFor   time.Duration
 }
 
 func drive(args []string) error {
@@ -88,6 +90,8 @@ func drive(args []string) error {
 	fs.IntVar(&o.scale, "scale", 1_000_000, "sessions in Redis for the large scale point")
 	fs.StringVar(&o.only, "only", "", "run one part only: grpc, envoy, scale or cache")
 	fs.DurationVar(&o.redisDelay, "redis-delay", 500*time.Microsecond, "cache part: delay the Redis proxy adds in each direction")
+	fs.IntVar(&o.steadyRate, "steady-rate", 2000, "cache part: Checks/s of the steady-state phase (0 skips it)")
+	fs.DurationVar(&o.steadyFor, "steady-for", 25*time.Second, "cache part: length of the steady-state phase (longer than a slide interval, 18 s)")
 	fs.IntVar(&o.wrkThreads, "wrk-threads", 1, "wrk threads")
 	fs.IntVar(&o.rounds, "rounds", 4, "rounds per target, the targets of a comparison alternating (no-op and sessiongate; the three Envoy listeners; 1 000 and 1 000 000 sessions); each is duration/rounds long")
 	if err := fs.Parse(args); err != nil {
@@ -107,6 +111,9 @@ func drive(args []string) error {
 	}
 	if o.redisDelay < 0 || o.redisDelay > 10*time.Millisecond {
 		return errors.New("-redis-delay must be in [0, 10ms]")
+	}
+	if o.steadyRate < 0 || o.steadyRate > 20000 || o.steadyFor < 0 || o.steadyFor > time.Minute {
+		return errors.New("-steady-rate must be in [0, 20000] and -steady-for in [0, 1m]: the load test is bounded")
 	}
 	if o.rounds < 1 || o.rounds > 10 {
 		return errors.New("-rounds must be in [1, 10]")

@@ -162,8 +162,13 @@ func (r *report) printTargets(w io.Writer) {
 		noop, on, off := c.runs[0].stats, c.runs[1].stats, c.runs[2].stats
 		rt := ratio(on.RPS(), noop.RPS())
 		rows = append(rows, [3]string{"gRPC c=64, 1 000 active sessions, cache on: ≥ 0.90× no-op req/s", fmt.Sprintf("%.2f× (cache off %.2f×)", rt, ratio(off.RPS(), noop.RPS())), verdict(rt >= 0.90)})
-		all, _, _ := c.runs[1].cmds.perCheck()
-		rows = append(rows, [3]string{"Redis commands per Check in steady state, cache on ≤ 0.05", fmt.Sprintf("%.3f", all), verdict(all <= 0.05)})
+		all, sc, _ := c.runs[1].cmds.perCheck()
+		label := "Redis commands per Check, cache on, c=64 rounds ≤ 0.05"
+		if s := c.steady; s.checks > 0 {
+			all, sc, _ = s.cmds.perCheck()
+			label = fmt.Sprintf("Redis commands per Check in steady state (%d Checks/s over 1 000 sessions), cache on ≤ 0.05", s.rate)
+		}
+		rows = append(rows, [3]string{label, fmt.Sprintf("%.3f (EVALSHA %.3f)", all, sc), verdict(all <= 0.05)})
 		perCheck := func(s Stats) float64 {
 			if s.Requests == 0 {
 				return 0

@@ -13,7 +13,7 @@ import (
 //
 //   - An entry is served only while the tracker has confirmed the
 //     invalidation link: every node's subscription answered a heartbeat sent
-//     less than cacheLease ago. A heartbeat answered means every
+//     less than cacheLease (500 ms) ago. A heartbeat answered means every
 //     invalidation Redis sent before it has been applied (one connection,
 //     in order), so a revocation is seen when its invalidation arrives, and
 //     never later than cacheLease after Redis ran it, even over a link that

@@ -33,6 +33,11 @@ type guardConn struct {
 	closed atomic.Bool
 	// reads is odd while the reader is inside Read.
 	reads atomic.Uint64
+	// consumed counts the bytes Read has returned, recorded before reads
+	// turns even. Compared with the kernel's count of bytes received, it
+	// tells whether bytes have left the socket without being accounted for
+	// yet: a Read returning whose thread the OS has not run since.
+	consumed atomic.Uint64
 }
 
 func newGuardConn(cn net.Conn) *guardConn {
@@ -53,6 +58,7 @@ func newGuardConn(cn net.Conn) *guardConn {
 func (g *guardConn) Read(b []byte) (int, error) {
 	g.reads.Add(1)
 	n, err := g.Conn.Read(b)
+	g.consumed.Add(uint64(max(n, 0)))
 	g.reads.Add(1)
 	return n, err
 }
@@ -69,26 +75,43 @@ type peekBuf [4096]byte
 
 var peekBufs = sync.Pool{New: func() any { return new(peekBuf) }}
 
-// clear reports whether the reader is waiting in Read and nothing unread in
-// the socket names ref (or could drop everything), with no Read returning
-// and no Close in between. Anything else, or a socket it cannot inspect,
-// is not clear. Waiting in Read means go-redis's buffer holds no complete
-// message: it reads only when it needs more.
+// clear reports whether the reader is waiting in Read and nothing received
+// and not yet applied names ref (or could drop everything), with no Read
+// returning and no Close in between. Anything else, or a socket it cannot
+// inspect, is not clear. Waiting in Read means go-redis's buffer holds no
+// complete message: it reads only when it needs more.
+//
+// On a plain-text link every byte the kernel received (TCP_INFO) is either
+// accounted for by Read or still in the socket, where it is peeked at; a
+// difference means a Read has taken bytes its thread has not yet accounted
+// for (the OS descheduled it right after the read), and is not clear. Over
+// TLS the kernel's bytes are ciphertext: the socket must be empty, and that
+// last window (a thread descheduled between its read and its accounting)
+// remains.
 func (g *guardConn) clear(ref string) bool {
 	s := g.reads.Load()
 	if s&1 == 0 || g.fd < 0 || g.closed.Load() {
 		return false
 	}
-	ok := socketEmpty(uintptr(g.fd))
-	if !ok && !g.tls {
-		b := peekBufs.Get().(*peekBuf)
-		n := socketPeek(uintptr(g.fd), b[:])
-		// A nil payload (a flush) reads "*-1" or "$-1"; a ref is 32 hex
-		// characters, found whole or the message is still in flight.
-		ok = n >= 0 && n < len(b) && !strings.Contains(unsafeString(b[:n]), ref) && !strings.Contains(unsafeString(b[:n]), "-1\r\n")
-		peekBufs.Put(b)
+	c := g.consumed.Load()
+	var ok bool
+	if g.tls {
+		ok = socketEmpty(uintptr(g.fd))
+	} else if recv, known := socketReceived(uintptr(g.fd)); known && recv >= c {
+		switch pending := recv - c; {
+		case pending == 0:
+			ok = true
+		case pending < uint64(len(peekBuf{})) && socketQueued(uintptr(g.fd)) == int(pending):
+			b := peekBufs.Get().(*peekBuf)
+			n := socketPeek(uintptr(g.fd), b[:pending])
+			// A nil payload (a flush) reads "*-1" or "$-1"; a ref is 32
+			// hex characters, found whole or the message is still in
+			// flight.
+			ok = n == int(pending) && !strings.Contains(unsafeString(b[:n]), ref) && !strings.Contains(unsafeString(b[:n]), "-1\r\n")
+			peekBufs.Put(b)
+		}
 	}
-	return ok && !g.closed.Load() && g.reads.Load() == s
+	return ok && !g.closed.Load() && g.reads.Load() == s && g.consumed.Load() == c
 }
 
 // unsafeString views b as a string for a search that does not keep it.

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"encoding/binary"
 	"syscall"
 	"unsafe"
 )
@@ -22,4 +23,31 @@ func socketPeek(fd uintptr, b []byte) int {
 		return -1
 	}
 	return int(n)
+}
+
+// socketQueued is the socket's unread byte count (ioctl TIOCINQ); -1 on
+// error.
+func socketQueued(fd uintptr) int {
+	var n int32
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCINQ, uintptr(unsafe.Pointer(&n))); errno != 0 {
+		return -1
+	}
+	return int(n)
+}
+
+// tcpInfoBytesReceived is the offset of tcpi_bytes_received in Linux's
+// struct tcp_info (since Linux 4.1).
+const tcpInfoBytesReceived = 128
+
+// socketReceived is how many bytes the kernel has received on the TCP
+// socket since it was opened (TCP_INFO tcpi_bytes_received).
+func socketReceived(fd uintptr) (uint64, bool) {
+	var b [256]byte
+	l := uint32(len(b))
+	_, _, errno := syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
+		uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&l)), 0)
+	if errno != 0 || l < tcpInfoBytesReceived+8 {
+		return 0, false
+	}
+	return binary.LittleEndian.Uint64(b[tcpInfoBytesReceived:]), true
 }

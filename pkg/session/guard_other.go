@@ -7,3 +7,6 @@ package session
 func socketEmpty(uintptr) bool { return false }
 
 func socketPeek(uintptr, []byte) int { return -1 }
+
+func socketQueued(uintptr) int              { return -1 }
+func socketReceived(uintptr) (uint64, bool) { return 0, false }

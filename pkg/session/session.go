@@ -184,6 +184,8 @@ type Store interface {
 	Create(ctx context.Context, s *Session, limit Limit) (evicted []string, err error)
 	// Touch resolves a session and extends its idle expiry (capped at the
 	// absolute one) in one atomic step: the Check path's single round trip.
+	// A RedisStore with its cache on (EnableCache) may answer from memory
+	// and slide the expiry later, at most once per slide interval.
 	Touch(ctx context.Context, ref string) (Entry, error)
 	// Delete removes one session; ErrNotFound if there was none.
 	Delete(ctx context.Context, ref string) error

@@ -33,8 +33,12 @@ import (
 // been applied.
 const (
 	invalidateChannel = "__redis__:invalidate"
-	cacheHeartbeat    = 200 * time.Millisecond
-	cacheLease        = time.Second
+	cacheHeartbeat    = 100 * time.Millisecond
+	cacheLease        = 500 * time.Millisecond
+	// silentLimit is how long a reader waits for any message before it
+	// gives the connection up and reconnects (dropping the cache). Longer
+	// than the lease: a machine stalled for a moment only pauses serving.
+	silentLimit = 2 * time.Second
 	// trackRetry paces reconnects while a node is unreachable.
 	trackRetry = 100 * time.Millisecond
 	// topologyEvery is how often the tracker compares the nodes it
@@ -238,7 +242,7 @@ func (n *trackedNode) read(ctx context.Context, ps *redis.PubSub) {
 	defer stopPings()
 	subscribed := false
 	for {
-		msg, err := ps.ReceiveTimeout(ctx, cacheLease)
+		msg, err := ps.ReceiveTimeout(ctx, silentLimit)
 		if err != nil {
 			return // a timeout too: a live connection answers a PING every cacheHeartbeat
 		}
