@@ -151,6 +151,10 @@ func authzOptions(cfg *config.Config) (authz.Options, error) {
 	if err != nil {
 		return authz.Options{}, err
 	}
+	binding, err := authzBinding(cfg.Session.Binding)
+	if err != nil {
+		return authz.Options{}, err
+	}
 	return authz.Options{
 		Routes:       routes,
 		Cookie:       cookie(cfg),
@@ -162,7 +166,19 @@ func authzOptions(cfg *config.Config) (authz.Options, error) {
 		LogoutPath:   cfg.Logout.Path,
 		LogoutURL:    cfg.Logout.RedirectURL,
 		CSRF:         authz.CSRF{Disabled: !cfg.CSRF.Enabled, AllowedOrigins: cfg.CSRF.AllowedOrigins, Shadow: cfg.CSRF.Shadow},
+
+		Binding:        binding,
+		XFFTrustedHops: cfg.ClientIP.XFFTrustedHops,
 	}, nil
+}
+
+// authzBinding maps session.binding to the Check server's binding.
+func authzBinding(b config.SessionBinding) (authz.Binding, error) {
+	action, err := authz.ParseBindingAction(b.Action)
+	if err != nil {
+		return authz.Binding{}, fmt.Errorf("session.binding.action: %w", err)
+	}
+	return authz.Binding{UserAgent: b.UserAgent, IPv4Bits: b.IPPrefix.IPv4, IPv6Bits: b.IPPrefix.IPv6, Action: action}, nil
 }
 
 // authzRoutes maps routes to the Check server's rules; they are also what a

@@ -90,6 +90,14 @@ func TestAuthzOptions(t *testing.T) {
 				{PathPrefix: "/", Access: authz.Deny},
 			}
 		}, ""},
+		{"binding", func(c *config.Config) {
+			c.Session.Binding = config.SessionBinding{UserAgent: true, IPPrefix: config.IPPrefix{IPv4: 24, IPv6: 48}, Action: "revoke"}
+			c.ClientIP.XFFTrustedHops = 2
+		}, func(o *authz.Options) {
+			o.Binding = authz.Binding{UserAgent: true, IPv4Bits: 24, IPv6Bits: 48, Action: authz.BindRevoke}
+			o.XFFTrustedHops = 2
+		}, ""},
+		{"unknown binding action", func(c *config.Config) { c.Session.Binding.Action = "block" }, nil, "session.binding.action"},
 		{"unknown access", func(c *config.Config) {
 			c.Routes = []config.Route{{PathPrefix: "/", Access: "public"}, {PathPrefix: "/x", Access: "sometimes"}}
 		}, nil, "routes[1].access"},

@@ -93,6 +93,9 @@ func explain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	signer := &claimsRecorder{issuer: cfg.Token.Issuer}
 	ao.Signer, ao.Log = signer, log
+	// The session binding judges a client (its address, its user agent),
+	// and explain has none: it explains the rules, never revokes.
+	ao.Binding = authz.Binding{}
 
 	var e explanation
 	var credential string

@@ -18,6 +18,7 @@ const (
 	DecisionUnavailable                     // the store failed or timed out, or signing failed (503)
 	DecisionLogout                          // the logout path (204 or 302)
 	DecisionCanceled                        // the caller went away before the answer (Envoy cancelled)
+	DecisionBindingMismatch                 // the request does not match the session's binding, action deny or revoke (401)
 
 	numDecisions
 )
@@ -33,6 +34,7 @@ var decisionNames = [numDecisions]string{
 	DecisionUnavailable:     "unavailable",
 	DecisionLogout:          "logout",
 	DecisionCanceled:        "canceled",
+	DecisionBindingMismatch: "binding_mismatch",
 }
 
 func (d Decision) String() string {

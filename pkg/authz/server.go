@@ -72,6 +72,13 @@ type Options struct {
 	Metrics      *metrics.Metrics
 	Log          *slog.Logger
 	Now          func() time.Time
+
+	// Binding ties sessions to their user agent and network (binding.go);
+	// the zero value is off.
+	Binding Binding
+	// XFFTrustedHops: 0 takes the client address from Envoy's
+	// source.address, N the N-th X-Forwarded-For entry from the right.
+	XFFTrustedHops int
 }
 
 // Server implements envoy.service.auth.v3.Authorization.
@@ -148,7 +155,7 @@ func (s *Server) Decide(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 }
 
 // check reads top to bottom: the request's form, the policy for its path,
-// the credential, the session behind it, the token, the roles.
+// the credential, the session behind it, the token, the binding, the roles.
 func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, Verdict) {
 	attrs := req.GetAttributes()
 	httpReq := attrs.GetRequest().GetHttp()
@@ -210,6 +217,11 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		}
 		s.o.Log.Error("check: sign token", "session_ref", ref, "err", err)
 		return s.resp.unavailable, verdict(DecisionUnavailable, "signing failed", pol.rule)
+	}
+	if s.o.Binding.on() {
+		if resp, v, refused := s.bind(ctx, attrs, h, ref, c.origin, pol.rule); refused {
+			return resp, v
+		}
 	}
 	if len(pol.roles) > 0 && !session.HasAnyRole(c.roles, pol.roles) {
 		denied := verdict(DecisionForbidden, "missing role", pol.rule)
@@ -338,6 +350,9 @@ func (s *Server) sign(e session.Entry, audience string, now time.Time) (cached, 
 		token: tok,
 		roles: sess.Roles,
 		parts: s.newOKParts(tok, sess.Subject, sess.Ref),
+		// What the binding compares against, decoded with the token: a
+		// session's device never changes, so a cache hit costs nothing.
+		origin: originOf(sess.Device),
 		// Reuse a token while at least half its lifetime remains, so no
 		// upstream receives one about to expire.
 		refresh: now.Add(exp.Sub(now) / 2),

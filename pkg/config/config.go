@@ -36,6 +36,7 @@ type Config struct {
 	Routes  []Route `yaml:"routes"`
 
 	CSRF     CSRF     `yaml:"csrf"`      // security.go
+	ClientIP ClientIP `yaml:"client_ip"` // binding.go
 	Admin    Admin    `yaml:"admin"`     // security.go
 	AdminTLS AdminTLS `yaml:"admin_tls"` // security.go
 }
@@ -112,6 +113,8 @@ type Session struct {
 	AbsoluteTimeout time.Duration `yaml:"absolute_timeout"`
 	MaxPerUser      int           `yaml:"max_per_user"`
 	OnLimit         string        `yaml:"on_limit"`
+
+	Binding SessionBinding `yaml:"binding"` // binding.go
 }
 
 // Token describes the internal JWT handed to upstream services.
@@ -174,6 +177,7 @@ func Default() Config {
 			IdleTimeout:     30 * time.Minute,
 			AbsoluteTimeout: 12 * time.Hour,
 			OnLimit:         "evict_oldest",
+			Binding:         SessionBinding{Action: "log"},
 		},
 		Token: Token{
 			Header:     "x-internal-jwt",

@@ -51,7 +51,8 @@ func TestDefault(t *testing.T) {
 		LogLevel:  "info",
 		Redis:     Redis{Timeout: 100 * time.Millisecond},
 		Cookie:    Cookie{Name: "__Host-sid", SameSite: "Lax"},
-		Session:   Session{IdleTimeout: 30 * time.Minute, AbsoluteTimeout: 12 * time.Hour, OnLimit: "evict_oldest"},
+		Session: Session{IdleTimeout: 30 * time.Minute, AbsoluteTimeout: 12 * time.Hour, OnLimit: "evict_oldest",
+			Binding: SessionBinding{Action: "log"}},
 		Token: Token{
 			Header: "x-internal-jwt", Issuer: "sessiongate", Audience: "internal",
 			TTL: 5 * time.Minute, JWKSMaxAge: 5 * time.Minute,
@@ -120,6 +121,12 @@ session:
   absolute_timeout: 8h
   max_per_user: 3
   on_limit: reject
+  binding:
+    user_agent: true
+    ip_prefix: {ipv4: 24, ipv6: 48}
+    action: deny
+client_ip:
+  xff_trusted_hops: 1
 token:
   header: X-User-JWT
   issuer: gate
@@ -174,8 +181,10 @@ func TestLoadFullFile(t *testing.T) {
 			Username:     "sessiongate", PasswordFile: "/run/secrets/redis-password",
 			TLS: RedisTLS{Enabled: true, CAFile: "/ca.pem", CertFile: "/c.pem", KeyFile: "/k.pem", ServerName: "redis.internal"},
 		},
-		Cookie:  Cookie{Name: "sid", SameSite: "Strict", Domain: "example.com"},
-		Session: Session{IdleTimeout: 15 * time.Minute, AbsoluteTimeout: 8 * time.Hour, MaxPerUser: 3, OnLimit: "reject"},
+		Cookie: Cookie{Name: "sid", SameSite: "Strict", Domain: "example.com"},
+		Session: Session{IdleTimeout: 15 * time.Minute, AbsoluteTimeout: 8 * time.Hour, MaxPerUser: 3, OnLimit: "reject",
+			Binding: SessionBinding{UserAgent: true, IPPrefix: IPPrefix{IPv4: 24, IPv6: 48}, Action: "deny"}},
+		ClientIP: ClientIP{XFFTrustedHops: 1},
 		Token: Token{
 			Header: "x-user-jwt", Issuer: "gate", Audience: "apis", TTL: 2 * time.Minute,
 			SigningKeys:      []string{"/keys/b.pem", "/keys/a.pem"},

@@ -92,6 +92,7 @@ func (c *Config) Validate(dev bool) error {
 		r.validate(v, fmt.Sprintf("routes[%d]", i))
 	}
 	c.validateSecurity(v)
+	c.validateBinding(v)
 	return errors.Join(v.errs...)
 }
 

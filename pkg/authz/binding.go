@@ -1,0 +1,199 @@
+package authz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/sessiongate/sessiongate/pkg/session"
+)
+
+// Binding ties a session to where it was created: the User-Agent and the
+// client network the login service reported in device.user_agent and
+// device.ip. A stolen session ID then only works from a client that looks
+// like the victim's. The zero value binds nothing.
+type Binding struct {
+	// UserAgent requires the request's User-Agent to equal the session's
+	// with every digit and dot removed, so a browser update keeps the
+	// session. A session created without a user agent is not UA-bound.
+	UserAgent bool
+	// IPv4Bits and IPv6Bits require the client address to lie in the
+	// network of that many leading bits around the session's device.ip;
+	// 0 leaves a family unbound. A session created without device.ip is not
+	// network-bound; one whose device.ip is not an address never matches.
+	IPv4Bits, IPv6Bits int
+	// Action is what a mismatch does.
+	Action BindingAction
+}
+
+// BindingAction is what a binding mismatch does.
+type BindingAction uint8
+
+const (
+	BindLog    BindingAction = iota // allow, and log the mismatch
+	BindDeny                        // 401 (or the login redirect); the session is kept
+	BindRevoke                      // 401 and the session deleted
+)
+
+var bindingActionNames = []string{BindLog: "log", BindDeny: "deny", BindRevoke: "revoke"}
+
+func (a BindingAction) String() string {
+	if int(a) < len(bindingActionNames) {
+		return bindingActionNames[a]
+	}
+	return "unknown"
+}
+
+// ParseBindingAction reads log, deny or revoke.
+func ParseBindingAction(s string) (BindingAction, error) {
+	for i, n := range bindingActionNames {
+		if s == n {
+			return BindingAction(i), nil
+		}
+	}
+	return 0, fmt.Errorf("binding action must be log, deny or revoke, got %q", s)
+}
+
+func (b Binding) on() bool { return b.UserAgent || b.IPv4Bits > 0 || b.IPv6Bits > 0 }
+
+// origin is where a session was created, as its record says; decoded once
+// per session version with its token (see sign).
+type origin struct {
+	userAgent string     // "" = not UA-bound
+	ip        netip.Addr // invalid = no address recorded, or ipBad
+	ipBad     bool       // device.ip is set but is not an address
+}
+
+func originOf(d session.Device) origin {
+	o := origin{userAgent: d.UserAgent}
+	if d.IP != "" {
+		o.ip, o.ipBad = parseClientAddr(d.IP)
+		o.ipBad = !o.ipBad
+	}
+	return o
+}
+
+// Binding mismatch reasons: the Verdict's Reason, fixed strings.
+const (
+	reasonUAMismatch      = "user agent differs from the session's"
+	reasonNetworkMismatch = "client network differs from the session's"
+	reasonClientUnknown   = "client address unknown"
+	reasonOriginBad       = "session's device.ip is not an address"
+)
+
+// mismatch says how a request fails the session's binding, or "" when it
+// does not. It allocates nothing.
+func (s *Server) mismatch(attrs *authv3.AttributeContext, h headers, o origin) (reason string, client netip.Addr) {
+	b := s.o.Binding
+	if b.UserAgent && o.userAgent != "" {
+		ua, n := h.get("user-agent")
+		if n != 1 || !sameSansVersions(ua, o.userAgent) {
+			return reasonUAMismatch, client
+		}
+	}
+	if b.IPv4Bits == 0 && b.IPv6Bits == 0 || !o.ip.IsValid() && !o.ipBad {
+		return "", client
+	}
+	if o.ipBad {
+		return reasonOriginBad, client
+	}
+	bits := b.IPv6Bits
+	if o.ip.Is4() {
+		bits = b.IPv4Bits
+	}
+	if bits == 0 {
+		return "", client
+	}
+	client, ok := clientAddr(attrs, h, s.o.XFFTrustedHops)
+	if !ok {
+		return reasonClientUnknown, client
+	}
+	net, _ := o.ip.Prefix(bits)
+	if client.BitLen() != o.ip.BitLen() || !net.Contains(client) {
+		return reasonNetworkMismatch, client
+	}
+	return "", client
+}
+
+// bind applies the session binding to a request whose session resolved.
+// refused is true when the answer is resp: a 401 (or the login redirect),
+// or what revoking the session met.
+func (s *Server) bind(ctx context.Context, attrs *authv3.AttributeContext, h headers, ref string, o origin, rule int) (resp *authv3.CheckResponse, v Verdict, refused bool) {
+	reason, client := s.mismatch(attrs, h, o)
+	if reason == "" {
+		return nil, Verdict{}, false
+	}
+	action := s.o.Binding.Action
+	s.logMismatch(ref, reason, action, o, client)
+	switch action {
+	case BindDeny:
+	case BindRevoke:
+		sctx, cancel := context.WithTimeout(ctx, s.o.StoreTimeout)
+		err := s.o.Sessions.Delete(sctx, ref)
+		cancel()
+		switch {
+		case err == nil, errors.Is(err, session.ErrNotFound):
+		case ctx.Err() == context.Canceled:
+			return s.resp.unavailable, verdict(DecisionCanceled, "caller canceled", rule), true
+		default:
+			// Refused either way; 503 says the revocation did not happen.
+			s.o.Log.Warn("check: revoke on binding mismatch: session store unavailable", "session_ref", ref, "err", err)
+			return s.resp.unavailable, verdict(DecisionUnavailable, "session store unavailable", rule), true
+		}
+	default:
+		return nil, Verdict{}, false
+	}
+	return s.unauthenticated(attrs.GetRequest().GetHttp(), h), verdict(DecisionBindingMismatch, reason, rule), true
+}
+
+// logMismatch records a mismatch: networks as prefixes of the bound
+// length, never the user agents themselves.
+func (s *Server) logMismatch(ref, reason string, action BindingAction, o origin, client netip.Addr) {
+	attrs := []any{"session_ref", ref, "reason", reason, "action", action.String()}
+	if reason == reasonNetworkMismatch {
+		attrs = append(attrs, "session_network", s.network(o.ip).String(), "client_network", s.network(client).String())
+	}
+	s.o.Log.Warn("check: session binding mismatch", attrs...)
+}
+
+// network is the bound network around a, by its family's prefix length (the
+// full address when that family is not bound).
+func (s *Server) network(a netip.Addr) netip.Prefix {
+	bits := s.o.Binding.IPv6Bits
+	if a.Is4() {
+		bits = s.o.Binding.IPv4Bits
+	}
+	if bits == 0 {
+		bits = a.BitLen()
+	}
+	p, _ := a.Prefix(bits)
+	return p
+}
+
+// sameSansVersions reports whether a and b are equal once every digit and
+// dot is removed: "Chrome/120.0.6099.109" and "Chrome/121.0.6167.85" are the
+// same browser. It allocates nothing.
+func sameSansVersions(a, b string) bool {
+	i, j := 0, 0
+	for {
+		for i < len(a) && versionByte(a[i]) {
+			i++
+		}
+		for j < len(b) && versionByte(b[j]) {
+			j++
+		}
+		if i == len(a) || j == len(b) {
+			return i == len(a) && j == len(b)
+		}
+		if a[i] != b[j] {
+			return false
+		}
+		i++
+		j++
+	}
+}
+
+func versionByte(c byte) bool { return c >= '0' && c <= '9' || c == '.' }
