@@ -125,6 +125,8 @@ type SGConfig struct {
 	Token          sgToken   `yaml:"token"`
 	Logout         sgLogout  `yaml:"logout"`
 	Routes         []SGRoute `yaml:"routes"`
+
+	ClientIP *SGClientIP `yaml:"client_ip,omitempty"`
 }
 
 type sgRedis struct {
@@ -142,6 +144,26 @@ type sgSession struct {
 	AbsoluteTimeout string `yaml:"absolute_timeout"`
 	MaxPerUser      int    `yaml:"max_per_user"`
 	OnLimit         string `yaml:"on_limit"`
+
+	Binding *SGBinding `yaml:"binding,omitempty"`
+}
+
+// SGBinding is session.binding.
+type SGBinding struct {
+	UserAgent bool       `yaml:"user_agent"`
+	IPPrefix  SGIPPrefix `yaml:"ip_prefix"`
+	Action    string     `yaml:"action"`
+}
+
+// SGIPPrefix is session.binding.ip_prefix.
+type SGIPPrefix struct {
+	IPv4 int `yaml:"ipv4"`
+	IPv6 int `yaml:"ipv6"`
+}
+
+// SGClientIP is client_ip.
+type SGClientIP struct {
+	XFFTrustedHops int `yaml:"xff_trusted_hops"`
 }
 
 type sgToken struct {
