@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -114,4 +116,31 @@ func TestSessionBindingThroughEnvoy(t *testing.T) {
 	if list, err := s.Admin().ListSessions(tctx(t), "alice"); err != nil || len(list) != 0 {
 		t.Errorf("alice's sessions after the revoking mismatch: %v (%v), want none", list, err)
 	}
+
+	// The security event log in Redis, read through the admin API: the
+	// login, each mismatch with the networks, and the revocation it caused.
+	var ref string
+	s.Eventually(5*time.Second, "security events stored", func() error {
+		page, err := s.Admin().Events(tctx(t), "", 1000)
+		if err != nil {
+			return err
+		}
+		var got []string
+		for _, e := range page.Events {
+			switch {
+			case e.Type == "login" && e.Subject == "alice":
+				ref = e.SessionRef
+				got = append(got, "login")
+			case e.Type == "binding_mismatch" && e.SessionRef == ref:
+				got = append(got, "mismatch/"+e.Details["action"]+"/"+e.Details["client_network"])
+			case e.Type == "revoke" && e.SessionRef == ref:
+				got = append(got, "revoke/"+e.Details["by"])
+			}
+		}
+		want := "login mismatch/deny/127.0.0.3/32 mismatch/deny/127.0.0.3/32 mismatch/deny/ mismatch/revoke/127.0.0.3/32 revoke/binding"
+		if strings.Join(got, " ") != want {
+			return fmt.Errorf("events %v, want %s", got, want)
+		}
+		return nil
+	})
 }

@@ -22,6 +22,9 @@ var knownMetrics = map[string]string{
 	"sessiongate_token_cache_hits_total":   "counter",
 	"sessiongate_token_cache_misses_total": "counter",
 	"sessiongate_store_up":                 "gauge", // 1 when the last store probe succeeded
+
+	"sessiongate_security_events_total":         "counter", // {type}
+	"sessiongate_security_events_dropped_total": "counter",
 }
 
 // The kustomizations that must exist and render.

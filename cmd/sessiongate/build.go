@@ -14,6 +14,7 @@ import (
 	"github.com/sessiongate/sessiongate/pkg/admin"
 	"github.com/sessiongate/sessiongate/pkg/authz"
 	"github.com/sessiongate/sessiongate/pkg/config"
+	"github.com/sessiongate/sessiongate/pkg/events"
 	"github.com/sessiongate/sessiongate/pkg/metrics"
 	"github.com/sessiongate/sessiongate/pkg/session"
 	"github.com/sessiongate/sessiongate/pkg/token"
@@ -34,6 +35,10 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 		return nil, err
 	}
 	g.store = g.metrics.Store(store)
+	if g.eventStore, err = newEventStore(cfg); err != nil {
+		return nil, err
+	}
+	g.events = events.NewLog(eventLogOptions(g.eventStore, g.metrics, log))
 
 	if len(cfg.Token.SigningKeys) == 0 {
 		// Only reachable with --dev.
@@ -55,6 +60,7 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 		return nil, err
 	}
 	ao.Sessions, ao.Signer, ao.Metrics, ao.Log = g.store, g.signer, g.metrics, log
+	ao.Events = g.events
 	g.authz = authz.New(ao)
 
 	do, err := adminOptions(cfg)
@@ -65,6 +71,7 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 		log.Warn("dev mode: admin API open without a token on loopback", "addr", cfg.AdminAddr)
 	}
 	do.Store, do.Log = g.store, log
+	do.Events, do.EventStore = g.events, g.eventStore
 	g.admin = admin.NewHandler(do)
 
 	if cfg.AdminTokenFile != "" {

@@ -4,6 +4,7 @@
 //	sessiongate serve [--config FILE] [--dev]   run the server
 //	sessiongate keygen [--alg ES256|EdDSA|RS256] write a new PEM private key to stdout
 //	sessiongate session ...                     manage sessions through the admin API
+//	sessiongate events tail                     follow security events through the admin API
 //	sessiongate version                         print the version
 package main
 
@@ -29,6 +30,7 @@ commands:
   serve     run the ext_authz gRPC server, JWKS/health/metrics HTTP server and admin API
   keygen    write a new PEM private signing key to stdout
   session   create, list, revoke and update sessions through the admin API
+  events    follow security events (events tail) through the admin API
   explain   show which rule applies to a request and what Check decides, and why
   version   print the version
 `
@@ -65,6 +67,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return keygen(rest, stdout, stderr)
 	case "session":
 		return sessionCmd(ctx, rest, stdout, stderr)
+	case "events":
+		return eventsCmd(ctx, rest, stdout, stderr)
 	case "explain":
 		return explain(ctx, rest, stdout, stderr)
 	case "version", "--version":

@@ -25,6 +25,7 @@ import (
 	"github.com/sessiongate/sessiongate/pkg/admin"
 	"github.com/sessiongate/sessiongate/pkg/authz"
 	"github.com/sessiongate/sessiongate/pkg/config"
+	"github.com/sessiongate/sessiongate/pkg/events"
 	"github.com/sessiongate/sessiongate/pkg/metrics"
 	"github.com/sessiongate/sessiongate/pkg/session"
 	"github.com/sessiongate/sessiongate/pkg/token"
@@ -101,6 +102,8 @@ type gate struct {
 	overrides  func(*config.Config) // command-line flags, re-applied on reload
 	log        *slog.Logger
 	store      session.Store
+	events     *events.Log
+	eventStore events.Store
 	signer     *token.Signer
 	authz      *authz.Server
 	admin      *admin.Handler
@@ -182,6 +185,10 @@ func (g *gate) run(ctx context.Context) error {
 	}
 	_ = httpSrv.Shutdown(sctx)
 	_ = adminSrv.Shutdown(sctx)
+	g.events.Close()
+	if c, ok := g.eventStore.(io.Closer); ok {
+		_ = c.Close()
+	}
 	if err := g.store.Close(); err != nil {
 		g.log.Warn("close store", "err", err)
 	}

@@ -7,11 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/sessiongate/sessiongate/pkg/admin"
-	"github.com/sessiongate/sessiongate/pkg/config"
 )
 
 const sessionUsage = `usage: sessiongate session [--config FILE] [--url URL] [--token-file FILE] <command> [args]
@@ -38,35 +36,14 @@ func sessionCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := flag.NewFlagSet("session", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, sessionUsage) }
-	configPath := fs.String("config", "", "config file (for admin_addr and admin_token_file)")
-	baseURL := fs.String("url", "", "admin API base URL (default http://<admin_addr>)")
-	tokenFile := fs.String("token-file", "", "admin token file (default admin_token_file)")
+	af := adminFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*configPath, os.Environ())
+	c, err := af.client()
 	if err != nil {
 		return err
 	}
-	if *baseURL == "" {
-		addr := cfg.AdminAddr
-		if strings.HasPrefix(addr, ":") {
-			addr = "127.0.0.1" + addr
-		}
-		*baseURL = "http://" + addr
-	}
-	if *tokenFile == "" {
-		*tokenFile = cfg.AdminTokenFile
-	}
-	var tok string
-	if *tokenFile != "" {
-		tokens, err := readAdminTokens(*tokenFile)
-		if err != nil {
-			return err
-		}
-		tok = tokens[0]
-	}
-	c := admin.NewClient(*baseURL, tok, nil)
 
 	rest := fs.Args()
 	if len(rest) == 0 {

@@ -8,6 +8,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/sessiongate/sessiongate/pkg/events"
 	"github.com/sessiongate/sessiongate/pkg/session"
 )
 
@@ -127,7 +128,7 @@ func (s *Server) bind(ctx context.Context, attrs *authv3.AttributeContext, h hea
 		return nil, Verdict{}, false
 	}
 	action := s.o.Binding.Action
-	s.logMismatch(ref, reason, action, o, client)
+	s.recordMismatch(h, ref, reason, action, o, client)
 	switch action {
 	case BindDeny:
 	case BindRevoke:
@@ -143,20 +144,26 @@ func (s *Server) bind(ctx context.Context, attrs *authv3.AttributeContext, h hea
 			s.o.Log.Warn("check: revoke on binding mismatch: session store unavailable", "session_ref", ref, "err", err)
 			return s.resp.unavailable, verdict(DecisionUnavailable, "session store unavailable", rule), true
 		}
+		if err == nil {
+			s.record(h, events.Event{Type: events.Revoke, SessionRef: ref, Details: map[string]string{"by": "binding", "reason": reason}})
+		}
 	default:
 		return nil, Verdict{}, false
 	}
 	return s.unauthenticated(attrs.GetRequest().GetHttp(), h), verdict(DecisionBindingMismatch, reason, rule), true
 }
 
-// logMismatch records a mismatch: networks as prefixes of the bound
-// length, never the user agents themselves.
-func (s *Server) logMismatch(ref, reason string, action BindingAction, o origin, client netip.Addr) {
+// recordMismatch logs a mismatch and records its event: networks as
+// prefixes of the bound length, never the user agents themselves.
+func (s *Server) recordMismatch(h headers, ref, reason string, action BindingAction, o origin, client netip.Addr) {
+	details := map[string]string{"reason": reason, "action": action.String()}
 	attrs := []any{"session_ref", ref, "reason", reason, "action", action.String()}
 	if reason == reasonNetworkMismatch {
-		attrs = append(attrs, "session_network", s.network(o.ip).String(), "client_network", s.network(client).String())
+		details["session_network"], details["client_network"] = s.network(o.ip).String(), s.network(client).String()
+		attrs = append(attrs, "session_network", details["session_network"], "client_network", details["client_network"])
 	}
 	s.o.Log.Warn("check: session binding mismatch", attrs...)
+	s.record(h, events.Event{Type: events.BindingMismatch, SessionRef: ref, Details: details})
 }
 
 // network is the bound network around a, by its family's prefix length (the

@@ -6,12 +6,14 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/sessiongate/sessiongate/pkg/events"
 	"github.com/sessiongate/sessiongate/pkg/logtest"
 	"github.com/sessiongate/sessiongate/pkg/session"
 )
@@ -334,3 +336,65 @@ func TestBindingRevokeStoreDown(t *testing.T) {
 type failingDelete struct{ session.Store }
 
 func (failingDelete) Delete(context.Context, string) error { return errors.New("connection refused") }
+
+// recorded keeps the events a Server records.
+type recorded struct {
+	mu sync.Mutex
+	e  []events.Event
+}
+
+func (r *recorded) Record(e events.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.e = append(r.e, e)
+}
+
+// A mismatch is an event whatever the action, with the networks and never
+// a user agent; a revoking one is a revoke event too; a logout is one.
+func TestBindingAndLogoutEvents(t *testing.T) {
+	for _, action := range []BindingAction{BindLog, BindDeny, BindRevoke} {
+		t.Run(action.String(), func(t *testing.T) {
+			rec := &recorded{}
+			f := newFixture(t, session.NewMemoryStore(nil), func(o *Options) {
+				o.Binding = Binding{UserAgent: true, IPv4Bits: 24, Action: action}
+				o.Events = rec
+			})
+			id := f.loginFrom(t, session.Device{UserAgent: firefox115, IP: "198.51.100.23"})
+			ref := session.RefOf(id)
+			f.check(t, request("GET", "/app/x", withCookie("__Host-sid="+id), withHeader("user-agent", firefox115),
+				withSource("203.0.113.9"), withHeader("x-request-id", "req-1")))
+			f.check(t, request("POST", "/auth/logout", withHeader("authorization", "Bearer "+id), withHeader("x-request-id", strings.Repeat("x", 200))))
+			want := []events.Type{events.BindingMismatch, events.Logout}
+			if action == BindRevoke {
+				// The session is gone: the logout finds nothing to end.
+				want = []events.Type{events.BindingMismatch, events.Revoke}
+			}
+			if len(rec.e) != len(want) {
+				t.Fatalf("events %+v, want types %v", rec.e, want)
+			}
+			for i, e := range rec.e {
+				if e.Type != want[i] || e.SessionRef != ref {
+					t.Errorf("event %d = %+v, want %s of %s", i, e, want[i], ref)
+				}
+			}
+			m := rec.e[0]
+			if m.RequestID != "req-1" || m.Details["action"] != action.String() || m.Details["reason"] != reasonNetworkMismatch ||
+				m.Details["session_network"] != "198.51.100.0/24" || m.Details["client_network"] != "203.0.113.0/24" {
+				t.Errorf("mismatch event %+v", m)
+			}
+			for _, e := range rec.e {
+				for _, v := range e.Details {
+					if strings.Contains(v, "Firefox") || strings.Contains(v, id) {
+						t.Errorf("event %+v holds a user agent or the session ID", e)
+					}
+				}
+			}
+			if action == BindRevoke && rec.e[1].Details["by"] != "binding" {
+				t.Errorf("revoke event %+v, want by binding", rec.e[1])
+			}
+			if action != BindRevoke && rec.e[1].RequestID != "" {
+				t.Errorf("an overlong x-request-id was kept: %q", rec.e[1].RequestID)
+			}
+		})
+	}
+}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sessiongate/sessiongate/pkg/events"
 	"github.com/sessiongate/sessiongate/pkg/metrics"
 	"github.com/sessiongate/sessiongate/pkg/session"
 	"github.com/sessiongate/sessiongate/pkg/token"
@@ -79,6 +80,9 @@ type Options struct {
 	// XFFTrustedHops: 0 takes the client address from Envoy's
 	// source.address, N the N-th X-Forwarded-For entry from the right.
 	XFFTrustedHops int
+	// Events receives logouts, binding mismatches and the revocations
+	// they cause; nil records nothing.
+	Events events.Recorder
 }
 
 // Server implements envoy.service.auth.v3.Authorization.
@@ -413,6 +417,9 @@ func (s *Server) logout(ctx context.Context, r *authv3.AttributeContext_HttpRequ
 			}
 			s.o.Log.Warn("logout: session store unavailable", "err", err)
 			return s.resp.unavailable, verdict(DecisionUnavailable, "session store unavailable", -1)
+		}
+		if err == nil {
+			s.record(h, events.Event{Type: events.Logout, SessionRef: session.RefOf(cred.id)})
 		}
 	}
 	return s.resp.logout, verdict(DecisionLogout, "logout", -1)

@@ -39,6 +39,8 @@ func TestValidateBinding(t *testing.T) {
 		{"session.binding.action", func(c *Config) { c.Session.Binding.Action = "block" }},
 		{"client_ip.xff_trusted_hops", func(c *Config) { c.ClientIP.XFFTrustedHops = -1 }},
 		{"client_ip.xff_trusted_hops", func(c *Config) { c.ClientIP.XFFTrustedHops = maxTrustedHops + 1 }},
+		{"events.max_len", func(c *Config) { c.Events.MaxLen = 999 }},
+		{"events.max_len", func(c *Config) { c.Events.MaxLen = 10_000_001 }},
 	}
 	for _, tt := range rejects {
 		t.Run(tt.key, func(t *testing.T) {

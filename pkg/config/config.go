@@ -37,6 +37,7 @@ type Config struct {
 
 	CSRF     CSRF     `yaml:"csrf"`      // security.go
 	ClientIP ClientIP `yaml:"client_ip"` // binding.go
+	Events   Events   `yaml:"events"`    // events.go
 	Admin    Admin    `yaml:"admin"`     // security.go
 	AdminTLS AdminTLS `yaml:"admin_tls"` // security.go
 }
@@ -188,6 +189,7 @@ func Default() Config {
 		},
 		Logout: Logout{Path: "/auth/logout"},
 		CSRF:   CSRF{Enabled: true},
+		Events: Events{MaxLen: 100_000},
 		Admin:  Admin{RateLimit: 100, RateBurst: 200},
 	}
 }

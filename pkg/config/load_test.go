@@ -60,6 +60,7 @@ func TestDefault(t *testing.T) {
 		Logout: Logout{Path: "/auth/logout"},
 		CSRF:   CSRF{Enabled: true},
 		Admin:  Admin{RateLimit: 100, RateBurst: 200},
+		Events: Events{MaxLen: 100_000},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() = %+v\nwant        %+v", c, want)
@@ -127,6 +128,8 @@ session:
     action: deny
 client_ip:
   xff_trusted_hops: 1
+events:
+  max_len: 5000
 token:
   header: X-User-JWT
   issuer: gate
@@ -185,6 +188,7 @@ func TestLoadFullFile(t *testing.T) {
 		Session: Session{IdleTimeout: 15 * time.Minute, AbsoluteTimeout: 8 * time.Hour, MaxPerUser: 3, OnLimit: "reject",
 			Binding: SessionBinding{UserAgent: true, IPPrefix: IPPrefix{IPv4: 24, IPv6: 48}, Action: "deny"}},
 		ClientIP: ClientIP{XFFTrustedHops: 1},
+		Events:   Events{MaxLen: 5000},
 		Token: Token{
 			Header: "x-user-jwt", Issuer: "gate", Audience: "apis", TTL: 2 * time.Minute,
 			SigningKeys:      []string{"/keys/b.pem", "/keys/a.pem"},

@@ -26,6 +26,9 @@ type Metrics struct {
 	TokenCacheHits   prometheus.Counter       // sessiongate_token_cache_hits_total
 	TokenCacheMisses prometheus.Counter       // sessiongate_token_cache_misses_total
 	StoreUp          prometheus.Gauge         // sessiongate_store_up
+
+	SecurityEvents        *prometheus.CounterVec // sessiongate_security_events_total{type}
+	SecurityEventsDropped prometheus.Counter     // sessiongate_security_events_dropped_total
 }
 
 // New creates the collectors and registers them with reg (nil: not
@@ -82,9 +85,18 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "1 when the last store health probe succeeded, else 0.",
 		}),
 	}
+	m.SecurityEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sessiongate_security_events_total",
+		Help: "Security events recorded (logins, logouts, revocations, binding mismatches), by type.",
+	}, []string{"type"})
+	m.SecurityEventsDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sessiongate_security_events_dropped_total",
+		Help: "Security events counted but not stored in the event log: queue full or store failure.",
+	})
 	if reg != nil {
 		reg.MustRegister(m.Decisions, m.CheckDuration, m.StoreDuration, m.StoreErrors, m.StoreCanceled, m.ShadowDecisions,
 			m.SessionsCreated, m.SessionsRevoked, m.TokenCacheHits, m.TokenCacheMisses, m.StoreUp)
+		reg.MustRegister(m.SecurityEvents, m.SecurityEventsDropped)
 	}
 	return m
 }
