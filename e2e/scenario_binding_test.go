@@ -144,3 +144,38 @@ func TestSessionBindingThroughEnvoy(t *testing.T) {
 		return nil
 	})
 }
+
+// A session used faster than session.anomaly.max_rate is revoked, through
+// the real Envoy, and the event log says why.
+func TestRateAnomalyRevokesThroughEnvoy(t *testing.T) {
+	s := harness.Start(t, harness.Options{Configure: func(c *harness.SGConfig) {
+		c.Session.Anomaly = &harness.SGAnomaly{MaxRate: 5, Action: "revoke"}
+	}})
+	sess := s.Login("alice", alicePW, "laptop")
+	for range 5 {
+		s.Echo(s.Get("/api/me", harness.WithSession(sess)))
+	}
+	p := probe(t, "rate-anomaly")
+	expectStatus(t, s.Get("/api/me?"+p, harness.WithSession(sess), acceptJSON()), http.StatusUnauthorized)
+	assertNotReachedUpstream(t, s, p)
+	expectStatus(t, s.Get("/api/me", harness.WithSession(sess), acceptJSON()), http.StatusUnauthorized)
+	if list, err := s.Admin().ListSessions(tctx(t), "alice"); err != nil || len(list) != 0 {
+		t.Errorf("alice's sessions after the rate anomaly: %v (%v), want none", list, err)
+	}
+	s.Eventually(5*time.Second, "rate anomaly events stored", func() error {
+		page, err := s.Admin().Events(tctx(t), "", 1000)
+		if err != nil {
+			return err
+		}
+		var got []string
+		for _, e := range page.Events {
+			if e.Type == "rate_anomaly" || e.Type == "revoke" {
+				got = append(got, string(e.Type)+"/"+e.Details["by"]+e.Details["action"])
+			}
+		}
+		if strings.Join(got, " ") != "rate_anomaly/revoke revoke/rate_anomaly" {
+			return fmt.Errorf("events %v", got)
+		}
+		return nil
+	})
+}

@@ -162,6 +162,10 @@ func authzOptions(cfg *config.Config) (authz.Options, error) {
 	if err != nil {
 		return authz.Options{}, err
 	}
+	anomalyAction, err := authz.ParsePolicyAction(cfg.Session.Anomaly.Action)
+	if err != nil {
+		return authz.Options{}, fmt.Errorf("session.anomaly.action: %w", err)
+	}
 	return authz.Options{
 		Routes:       routes,
 		Cookie:       cookie(cfg),
@@ -176,12 +180,13 @@ func authzOptions(cfg *config.Config) (authz.Options, error) {
 
 		Binding:        binding,
 		XFFTrustedHops: cfg.ClientIP.XFFTrustedHops,
+		Anomaly:        authz.Anomaly{MaxRate: cfg.Session.Anomaly.MaxRate, Action: anomalyAction},
 	}, nil
 }
 
 // authzBinding maps session.binding to the Check server's binding.
 func authzBinding(b config.SessionBinding) (authz.Binding, error) {
-	action, err := authz.ParseBindingAction(b.Action)
+	action, err := authz.ParsePolicyAction(b.Action)
 	if err != nil {
 		return authz.Binding{}, fmt.Errorf("session.binding.action: %w", err)
 	}

@@ -146,6 +146,13 @@ type sgSession struct {
 	OnLimit         string `yaml:"on_limit"`
 
 	Binding *SGBinding `yaml:"binding,omitempty"`
+	Anomaly *SGAnomaly `yaml:"anomaly,omitempty"`
+}
+
+// SGAnomaly is session.anomaly.
+type SGAnomaly struct {
+	MaxRate int    `yaml:"max_rate"`
+	Action  string `yaml:"action"`
 }
 
 // SGBinding is session.binding.

@@ -65,16 +65,25 @@ func TestPolicyAllocationPromises(t *testing.T) {
 		o    func(*Options)
 		opts []reqOpt
 	}{
-		{"user-agent binding", func(o *Options) { o.Binding = Binding{UserAgent: true, Action: BindRevoke} },
+		{"user-agent binding", func(o *Options) { o.Binding = Binding{UserAgent: true, Action: PolicyRevoke} },
 			[]reqOpt{withHeader("user-agent", firefox128)}},
-		{"network binding, source.address", func(o *Options) { o.Binding = Binding{IPv4Bits: 24, IPv6Bits: 48, Action: BindRevoke} },
+		{"network binding, source.address", func(o *Options) { o.Binding = Binding{IPv4Bits: 24, IPv6Bits: 48, Action: PolicyRevoke} },
 			[]reqOpt{withSource("198.51.100.9")}},
 		{"network binding, X-Forwarded-For", func(o *Options) {
-			o.Binding = Binding{IPv4Bits: 24, IPv6Bits: 48, Action: BindRevoke}
+			o.Binding = Binding{IPv4Bits: 24, IPv6Bits: 48, Action: PolicyRevoke}
 			o.XFFTrustedHops = 2
 		}, []reqOpt{withSource("10.0.0.1"), withHeader("x-forwarded-for", "203.0.113.1, 198.51.100.9, 10.0.0.2")}},
-		{"every binding", func(o *Options) { o.Binding = Binding{UserAgent: true, IPv4Bits: 24, IPv6Bits: 48, Action: BindRevoke} },
+		{"every binding", func(o *Options) {
+			o.Binding = Binding{UserAgent: true, IPv4Bits: 24, IPv6Bits: 48, Action: PolicyRevoke}
+		},
 			[]reqOpt{withHeader("user-agent", firefox128), withSource("198.51.100.9")}},
+		{"binding log, a network change already recorded", func(o *Options) { o.Binding = Binding{IPv4Bits: 24, Action: PolicyLog} },
+			[]reqOpt{withSource("203.0.113.9")}},
+		{"rate anomaly", func(o *Options) { o.Anomaly = Anomaly{MaxRate: 1 << 30, Action: PolicyRevoke} }, nil},
+		{"every policy", func(o *Options) {
+			o.Binding = Binding{UserAgent: true, IPv4Bits: 24, IPv6Bits: 48, Action: PolicyLog}
+			o.Anomaly = Anomaly{MaxRate: 1 << 30, Action: PolicyRevoke}
+		}, []reqOpt{withHeader("user-agent", firefox128), withSource("198.51.100.9")}},
 	}
 	for _, tt := range tests {
 		f := newFixture(t, session.NewMemoryStore(nil), tt.o)

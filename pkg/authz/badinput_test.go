@@ -452,7 +452,7 @@ func newCatalog(t *testing.T) *catalog {
 		o.LogoutPath = ""
 	})
 	bound := c.f.srv.o
-	bound.Binding = Binding{UserAgent: true, IPv4Bits: 24, IPv6Bits: 48, Action: BindDeny}
+	bound.Binding = Binding{UserAgent: true, IPv4Bits: 24, IPv6Bits: 48, Action: PolicyDeny}
 	bound.XFFTrustedHops = 1
 	c.bound = New(bound)
 	h := admin.NewHandler(admin.Options{

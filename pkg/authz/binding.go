@@ -2,7 +2,6 @@ package authz
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 
@@ -27,35 +26,35 @@ type Binding struct {
 	// network-bound; one whose device.ip is not an address never matches.
 	IPv4Bits, IPv6Bits int
 	// Action is what a mismatch does.
-	Action BindingAction
+	Action PolicyAction
 }
 
-// BindingAction is what a binding mismatch does.
-type BindingAction uint8
+// PolicyAction is what a binding mismatch does.
+type PolicyAction uint8
 
 const (
-	BindLog    BindingAction = iota // allow, and log the mismatch
-	BindDeny                        // 401 (or the login redirect); the session is kept
-	BindRevoke                      // 401 and the session deleted
+	PolicyLog    PolicyAction = iota // allow, and log the mismatch
+	PolicyDeny                       // 401 (or the login redirect); the session is kept
+	PolicyRevoke                     // 401 and the session deleted
 )
 
-var bindingActionNames = []string{BindLog: "log", BindDeny: "deny", BindRevoke: "revoke"}
+var policyActionNames = []string{PolicyLog: "log", PolicyDeny: "deny", PolicyRevoke: "revoke"}
 
-func (a BindingAction) String() string {
-	if int(a) < len(bindingActionNames) {
-		return bindingActionNames[a]
+func (a PolicyAction) String() string {
+	if int(a) < len(policyActionNames) {
+		return policyActionNames[a]
 	}
 	return "unknown"
 }
 
-// ParseBindingAction reads log, deny or revoke.
-func ParseBindingAction(s string) (BindingAction, error) {
-	for i, n := range bindingActionNames {
+// ParsePolicyAction reads log, deny or revoke.
+func ParsePolicyAction(s string) (PolicyAction, error) {
+	for i, n := range policyActionNames {
 		if s == n {
-			return BindingAction(i), nil
+			return PolicyAction(i), nil
 		}
 	}
-	return 0, fmt.Errorf("binding action must be log, deny or revoke, got %q", s)
+	return 0, fmt.Errorf("must be log, deny or revoke, got %q", s)
 }
 
 func (b Binding) on() bool { return b.UserAgent || b.IPv4Bits > 0 || b.IPv6Bits > 0 }
@@ -128,34 +127,22 @@ func (s *Server) bind(ctx context.Context, attrs *authv3.AttributeContext, h hea
 		return nil, Verdict{}, false
 	}
 	action := s.o.Binding.Action
-	s.recordMismatch(h, ref, reason, action, o, client)
-	switch action {
-	case BindDeny:
-	case BindRevoke:
-		sctx, cancel := context.WithTimeout(ctx, s.o.StoreTimeout)
-		err := s.o.Sessions.Delete(sctx, ref)
-		cancel()
-		switch {
-		case err == nil, errors.Is(err, session.ErrNotFound):
-		case ctx.Err() == context.Canceled:
-			return s.resp.unavailable, verdict(DecisionCanceled, "caller canceled", rule), true
-		default:
-			// Refused either way; 503 says the revocation did not happen.
-			s.o.Log.Warn("check: revoke on binding mismatch: session store unavailable", "session_ref", ref, "err", err)
-			return s.resp.unavailable, verdict(DecisionUnavailable, "session store unavailable", rule), true
-		}
-		if err == nil {
-			s.record(h, events.Event{Type: events.Revoke, SessionRef: ref, Details: map[string]string{"by": "binding", "reason": reason}})
-		}
-	default:
+	if action == PolicyLog {
+		s.noteMismatch(h, ref, reason, o, client)
 		return nil, Verdict{}, false
+	}
+	s.recordMismatch(h, ref, reason, action, o, client)
+	if action == PolicyRevoke {
+		if resp, v, failed := s.revoke(ctx, h, ref, "binding", reason, rule); failed {
+			return resp, v, true
+		}
 	}
 	return s.unauthenticated(attrs.GetRequest().GetHttp(), h), verdict(DecisionBindingMismatch, reason, rule), true
 }
 
-// recordMismatch logs a mismatch and records its event: networks as
-// prefixes of the bound length, never the user agents themselves.
-func (s *Server) recordMismatch(h headers, ref, reason string, action BindingAction, o origin, client netip.Addr) {
+// recordMismatch logs a refused mismatch and records its event: networks
+// as prefixes of the bound length, never the user agents themselves.
+func (s *Server) recordMismatch(h headers, ref, reason string, action PolicyAction, o origin, client netip.Addr) {
 	details := map[string]string{"reason": reason, "action": action.String()}
 	attrs := []any{"session_ref", ref, "reason", reason, "action", action.String()}
 	if reason == reasonNetworkMismatch {
@@ -164,6 +151,43 @@ func (s *Server) recordMismatch(h headers, ref, reason string, action BindingAct
 	}
 	s.o.Log.Warn("check: session binding mismatch", attrs...)
 	s.record(h, events.Event{Type: events.BindingMismatch, SessionRef: ref, Details: details})
+}
+
+// mismatchBits number the reasons a session's log-mode mismatches were
+// recorded for (seen.mismatches).
+var mismatchBits = map[string]uint8{reasonUAMismatch: 1, reasonClientUnknown: 2, reasonOriginBad: 4}
+
+// noteMismatch records a mismatch that is only logged, once per change
+// instead of once per request: a user who moved to another network would
+// otherwise add an event to every request. A session seen from a network
+// other than the last one recorded (at first, its own) is a
+// network_change event with both; any other reason is a binding_mismatch
+// event the first time this replica sees it for the session.
+func (s *Server) noteMismatch(h headers, ref, reason string, o origin, client netip.Addr) {
+	var from, to netip.Prefix
+	fresh := false
+	s.seen.with(ref, s.o.Now(), func(e *seen, _ int64) {
+		if reason != reasonNetworkMismatch {
+			bit := mismatchBits[reason]
+			fresh, e.mismatches = e.mismatches&bit == 0, e.mismatches|bit
+			return
+		}
+		from, to = e.network, s.network(client)
+		if !from.IsValid() {
+			from = s.network(o.ip)
+		}
+		fresh, e.network = from != to, to
+	})
+	if !fresh {
+		return
+	}
+	if reason != reasonNetworkMismatch {
+		s.recordMismatch(h, ref, reason, PolicyLog, o, client)
+		return
+	}
+	s.o.Log.Warn("check: session seen from a new network", "session_ref", ref, "old_network", from.String(), "new_network", to.String())
+	s.record(h, events.Event{Type: events.NetworkChange, SessionRef: ref, Details: map[string]string{
+		"old_network": from.String(), "new_network": to.String(), "session_network": s.network(o.ip).String()}})
 }
 
 // network is the bound network around a, by its family's prefix length (the

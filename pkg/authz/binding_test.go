@@ -188,7 +188,7 @@ func TestBinding(t *testing.T) {
 	ua := Binding{UserAgent: true}
 	nets := Binding{IPv4Bits: 24, IPv6Bits: 48}
 	both := Binding{UserAgent: true, IPv4Bits: 24, IPv6Bits: 48}
-	with := func(b Binding, a BindingAction) Binding { b.Action = a; return b }
+	with := func(b Binding, a PolicyAction) Binding { b.Action = a; return b }
 	tests := []struct {
 		name    string
 		binding Binding
@@ -201,62 +201,62 @@ func TestBinding(t *testing.T) {
 		kept    bool   // the session still resolves afterwards
 		logged  string // a log line holds this; "" = no mismatch line
 	}{
-		{name: "UA: browser update keeps the session", binding: with(ua, BindDeny), device: home,
+		{name: "UA: browser update keeps the session", binding: with(ua, PolicyDeny), device: home,
 			opts: []reqOpt{withHeader("user-agent", firefox128)}, status: 200, verdict: DecisionOK, kept: true},
-		{name: "UA: other browser, deny", binding: with(ua, BindDeny), device: home,
+		{name: "UA: other browser, deny", binding: with(ua, PolicyDeny), device: home,
 			opts: []reqOpt{withHeader("user-agent", safari)}, status: 401, verdict: DecisionBindingMismatch, reason: reasonUAMismatch, kept: true, logged: "action=deny"},
-		{name: "UA: no user agent, deny", binding: with(ua, BindDeny), device: home,
+		{name: "UA: no user agent, deny", binding: with(ua, PolicyDeny), device: home,
 			status: 401, verdict: DecisionBindingMismatch, reason: reasonUAMismatch, kept: true, logged: reasonUAMismatch},
-		{name: "UA: two user-agent headers, deny", binding: with(ua, BindDeny), device: home,
+		{name: "UA: two user-agent headers, deny", binding: with(ua, PolicyDeny), device: home,
 			opts: []reqOpt{withRaw("user-agent", firefox115, "user-agent", firefox115)}, status: 401, verdict: DecisionBindingMismatch, reason: reasonUAMismatch, kept: true, logged: reasonUAMismatch},
-		{name: "UA: other browser, log allows", binding: with(ua, BindLog), device: home,
+		{name: "UA: other browser, log allows", binding: with(ua, PolicyLog), device: home,
 			opts: []reqOpt{withHeader("user-agent", safari)}, status: 200, verdict: DecisionOK, kept: true, logged: "action=log"},
-		{name: "UA: other browser, revoke", binding: with(ua, BindRevoke), device: home,
+		{name: "UA: other browser, revoke", binding: with(ua, PolicyRevoke), device: home,
 			opts: []reqOpt{withHeader("user-agent", safari)}, status: 401, verdict: DecisionBindingMismatch, reason: reasonUAMismatch, kept: false, logged: "action=revoke"},
-		{name: "UA: session created without a user agent is not UA-bound", binding: with(ua, BindRevoke), device: session.Device{IP: "198.51.100.23"},
+		{name: "UA: session created without a user agent is not UA-bound", binding: with(ua, PolicyRevoke), device: session.Device{IP: "198.51.100.23"},
 			opts: []reqOpt{withHeader("user-agent", safari)}, status: 200, verdict: DecisionOK, kept: true},
-		{name: "UA binding ignores the network", binding: with(ua, BindRevoke), device: home,
+		{name: "UA binding ignores the network", binding: with(ua, PolicyRevoke), device: home,
 			opts: []reqOpt{withHeader("user-agent", firefox115), withSource("203.0.113.9")}, status: 200, verdict: DecisionOK, kept: true},
 
-		{name: "net: same /24", binding: with(nets, BindRevoke), device: home,
+		{name: "net: same /24", binding: with(nets, PolicyRevoke), device: home,
 			opts: []reqOpt{withSource("198.51.100.200")}, status: 200, verdict: DecisionOK, kept: true},
-		{name: "net: other /24, deny", binding: with(nets, BindDeny), device: home,
+		{name: "net: other /24, deny", binding: with(nets, PolicyDeny), device: home,
 			opts: []reqOpt{withSource("198.51.101.23")}, status: 401, verdict: DecisionBindingMismatch, reason: reasonNetworkMismatch, kept: true,
 			logged: "session_network=198.51.100.0/24 client_network=198.51.101.0/24"},
-		{name: "net: other /24, revoke", binding: with(nets, BindRevoke), device: home,
+		{name: "net: other /24, revoke", binding: with(nets, PolicyRevoke), device: home,
 			opts: []reqOpt{withSource("203.0.113.9")}, status: 401, verdict: DecisionBindingMismatch, reason: reasonNetworkMismatch, kept: false, logged: "action=revoke"},
-		{name: "net: other /24, log", binding: with(nets, BindLog), device: home,
-			opts: []reqOpt{withSource("203.0.113.9")}, status: 200, verdict: DecisionOK, kept: true, logged: "client_network=203.0.113.0/24"},
-		{name: "net: IPv6 same /48", binding: with(nets, BindDeny), device: home6,
+		{name: "net: other /24, log", binding: with(nets, PolicyLog), device: home,
+			opts: []reqOpt{withSource("203.0.113.9")}, status: 200, verdict: DecisionOK, kept: true, logged: "old_network=198.51.100.0/24 new_network=203.0.113.0/24"},
+		{name: "net: IPv6 same /48", binding: with(nets, PolicyDeny), device: home6,
 			opts: []reqOpt{withSource("2001:db8:aa:ffff::1")}, status: 200, verdict: DecisionOK, kept: true},
-		{name: "net: IPv6 other /48", binding: with(nets, BindDeny), device: home6,
+		{name: "net: IPv6 other /48", binding: with(nets, PolicyDeny), device: home6,
 			opts: []reqOpt{withSource("2001:db8:ab::1")}, status: 401, verdict: DecisionBindingMismatch, reason: reasonNetworkMismatch, kept: true, logged: "session_network=2001:db8:aa::/48"},
-		{name: "net: created over IPv4, now IPv6, is a new network", binding: with(nets, BindDeny), device: home,
+		{name: "net: created over IPv4, now IPv6, is a new network", binding: with(nets, PolicyDeny), device: home,
 			opts: []reqOpt{withSource("2001:db8:aa::1")}, status: 401, verdict: DecisionBindingMismatch, reason: reasonNetworkMismatch, kept: true, logged: reasonNetworkMismatch},
-		{name: "net: IPv4-mapped source matches its IPv4 network", binding: with(nets, BindDeny), device: home,
+		{name: "net: IPv4-mapped source matches its IPv4 network", binding: with(nets, PolicyDeny), device: home,
 			opts: []reqOpt{withSource("::ffff:198.51.100.1")}, status: 200, verdict: DecisionOK, kept: true},
-		{name: "net: IPv4 family unbound", binding: with(Binding{IPv6Bits: 48}, BindDeny), device: home,
+		{name: "net: IPv4 family unbound", binding: with(Binding{IPv6Bits: 48}, PolicyDeny), device: home,
 			opts: []reqOpt{withSource("203.0.113.9")}, status: 200, verdict: DecisionOK, kept: true},
-		{name: "net: no client address", binding: with(nets, BindDeny), device: home,
+		{name: "net: no client address", binding: with(nets, PolicyDeny), device: home,
 			status: 401, verdict: DecisionBindingMismatch, reason: reasonClientUnknown, kept: true, logged: reasonClientUnknown},
-		{name: "net: session without device.ip is not network-bound", binding: with(nets, BindRevoke), device: session.Device{UserAgent: firefox115},
+		{name: "net: session without device.ip is not network-bound", binding: with(nets, PolicyRevoke), device: session.Device{UserAgent: firefox115},
 			opts: []reqOpt{withSource("203.0.113.9")}, status: 200, verdict: DecisionOK, kept: true},
-		{name: "net: device.ip not an address never matches", binding: with(nets, BindDeny), device: session.Device{IP: "unknown"},
+		{name: "net: device.ip not an address never matches", binding: with(nets, PolicyDeny), device: session.Device{IP: "unknown"},
 			opts: []reqOpt{withSource("198.51.100.23")}, status: 401, verdict: DecisionBindingMismatch, reason: reasonOriginBad, kept: true, logged: reasonOriginBad},
-		{name: "net: device.ip with a port", binding: with(nets, BindDeny), device: session.Device{IP: "198.51.100.23:51234"},
+		{name: "net: device.ip with a port", binding: with(nets, PolicyDeny), device: session.Device{IP: "198.51.100.23:51234"},
 			opts: []reqOpt{withSource("198.51.100.1")}, status: 200, verdict: DecisionOK, kept: true},
-		{name: "xff: trusted hop gives the client", binding: with(nets, BindDeny), hops: 1, device: home,
+		{name: "xff: trusted hop gives the client", binding: with(nets, PolicyDeny), hops: 1, device: home,
 			opts: []reqOpt{withSource("10.0.0.1"), withHeader("x-forwarded-for", "198.51.100.9")}, status: 200, verdict: DecisionOK, kept: true},
-		{name: "xff: a client-written entry left of the hop is not believed", binding: with(nets, BindDeny), hops: 1, device: home,
+		{name: "xff: a client-written entry left of the hop is not believed", binding: with(nets, PolicyDeny), hops: 1, device: home,
 			opts: []reqOpt{withSource("10.0.0.1"), withHeader("x-forwarded-for", "198.51.100.9, 203.0.113.9")}, status: 401, verdict: DecisionBindingMismatch, reason: reasonNetworkMismatch, kept: true, logged: reasonNetworkMismatch},
-		{name: "xff: missing header with hops is unknown", binding: with(nets, BindDeny), hops: 1, device: home,
+		{name: "xff: missing header with hops is unknown", binding: with(nets, PolicyDeny), hops: 1, device: home,
 			opts: []reqOpt{withSource("198.51.100.9")}, status: 401, verdict: DecisionBindingMismatch, reason: reasonClientUnknown, kept: true, logged: reasonClientUnknown},
 
-		{name: "both: UA first", binding: with(both, BindDeny), device: home,
+		{name: "both: UA first", binding: with(both, PolicyDeny), device: home,
 			opts: []reqOpt{withHeader("user-agent", safari), withSource("198.51.100.9")}, status: 401, verdict: DecisionBindingMismatch, reason: reasonUAMismatch, kept: true, logged: reasonUAMismatch},
-		{name: "both match", binding: with(both, BindRevoke), device: home,
+		{name: "both match", binding: with(both, PolicyRevoke), device: home,
 			opts: []reqOpt{withHeader("user-agent", firefox128), withSource("198.51.100.9")}, status: 200, verdict: DecisionOK, kept: true},
-		{name: "browser navigation goes to login", binding: with(nets, BindDeny), device: home,
+		{name: "browser navigation goes to login", binding: with(nets, PolicyDeny), device: home,
 			opts: []reqOpt{withSource("203.0.113.9"), withHeader("accept", "text/html")}, status: 302, verdict: DecisionBindingMismatch, reason: reasonNetworkMismatch, kept: true, logged: reasonNetworkMismatch},
 	}
 	for name, mk := range stores(t) {
@@ -306,7 +306,7 @@ func TestBinding(t *testing.T) {
 // A mismatch is judged on every Check, also when the token comes from the
 // cache: the first request from home warms it, the thief's is still refused.
 func TestBindingOnCachedToken(t *testing.T) {
-	f := newFixture(t, session.NewMemoryStore(nil), func(o *Options) { o.Binding = Binding{IPv4Bits: 24, Action: BindDeny} })
+	f := newFixture(t, session.NewMemoryStore(nil), func(o *Options) { o.Binding = Binding{IPv4Bits: 24, Action: PolicyDeny} })
 	id := f.loginFrom(t, session.Device{IP: "198.51.100.23"})
 	home := request("GET", "/app/x", withCookie("__Host-sid="+id), withSource("198.51.100.23"))
 	thief := request("GET", "/app/x", withCookie("__Host-sid="+id), withSource("203.0.113.9"))
@@ -325,7 +325,7 @@ func TestBindingOnCachedToken(t *testing.T) {
 // happened.
 func TestBindingRevokeStoreDown(t *testing.T) {
 	st := &failingDelete{Store: session.NewMemoryStore(nil)}
-	f := newFixture(t, st, func(o *Options) { o.Binding = Binding{IPv4Bits: 24, Action: BindRevoke} })
+	f := newFixture(t, st, func(o *Options) { o.Binding = Binding{IPv4Bits: 24, Action: PolicyRevoke} })
 	id := f.loginFrom(t, session.Device{IP: "198.51.100.23"})
 	resp, v := f.srv.Decide(context.Background(), request("GET", "/app/x", withCookie("__Host-sid="+id), withSource("203.0.113.9")))
 	if status(resp) != 503 || v.Decision != DecisionUnavailable {
@@ -352,7 +352,7 @@ func (r *recorded) Record(e events.Event) {
 // A mismatch is an event whatever the action, with the networks and never
 // a user agent; a revoking one is a revoke event too; a logout is one.
 func TestBindingAndLogoutEvents(t *testing.T) {
-	for _, action := range []BindingAction{BindLog, BindDeny, BindRevoke} {
+	for _, action := range []PolicyAction{PolicyLog, PolicyDeny, PolicyRevoke} {
 		t.Run(action.String(), func(t *testing.T) {
 			rec := &recorded{}
 			f := newFixture(t, session.NewMemoryStore(nil), func(o *Options) {
@@ -365,7 +365,10 @@ func TestBindingAndLogoutEvents(t *testing.T) {
 				withSource("203.0.113.9"), withHeader("x-request-id", "req-1")))
 			f.check(t, request("POST", "/auth/logout", withHeader("authorization", "Bearer "+id), withHeader("x-request-id", strings.Repeat("x", 200))))
 			want := []events.Type{events.BindingMismatch, events.Logout}
-			if action == BindRevoke {
+			if action == PolicyLog {
+				want[0] = events.NetworkChange
+			}
+			if action == PolicyRevoke {
 				// The session is gone: the logout finds nothing to end.
 				want = []events.Type{events.BindingMismatch, events.Revoke}
 			}
@@ -378,7 +381,11 @@ func TestBindingAndLogoutEvents(t *testing.T) {
 				}
 			}
 			m := rec.e[0]
-			if m.RequestID != "req-1" || m.Details["action"] != action.String() || m.Details["reason"] != reasonNetworkMismatch ||
+			if action == PolicyLog {
+				if m.RequestID != "req-1" || m.Details["old_network"] != "198.51.100.0/24" || m.Details["new_network"] != "203.0.113.0/24" {
+					t.Errorf("network change event %+v", m)
+				}
+			} else if m.RequestID != "req-1" || m.Details["action"] != action.String() || m.Details["reason"] != reasonNetworkMismatch ||
 				m.Details["session_network"] != "198.51.100.0/24" || m.Details["client_network"] != "203.0.113.0/24" {
 				t.Errorf("mismatch event %+v", m)
 			}
@@ -389,12 +396,58 @@ func TestBindingAndLogoutEvents(t *testing.T) {
 					}
 				}
 			}
-			if action == BindRevoke && rec.e[1].Details["by"] != "binding" {
+			if action == PolicyRevoke && rec.e[1].Details["by"] != "binding" {
 				t.Errorf("revoke event %+v, want by binding", rec.e[1])
 			}
-			if action != BindRevoke && rec.e[1].RequestID != "" {
+			if action != PolicyRevoke && rec.e[1].RequestID != "" {
 				t.Errorf("an overlong x-request-id was kept: %q", rec.e[1].RequestID)
 			}
 		})
+	}
+}
+
+// With action log a mismatch is recorded when it changes, not on every
+// request: a network change once per new network, any other reason once.
+func TestLogModeRecordsChanges(t *testing.T) {
+	rec := &recorded{}
+	f := newFixture(t, session.NewMemoryStore(nil), func(o *Options) {
+		o.Binding = Binding{UserAgent: true, IPv4Bits: 24, IPv6Bits: 48, Action: PolicyLog}
+		o.Events = rec
+	})
+	id := f.loginFrom(t, session.Device{UserAgent: firefox115, IP: "198.51.100.23"})
+	from := func(src, ua string) {
+		t.Helper()
+		if got := status(f.check(t, request("GET", "/app/x", withCookie("__Host-sid="+id), withSource(src), withHeader("user-agent", ua)))); got != 200 {
+			t.Fatalf("from %s: %d, want 200 (log only)", src, got)
+		}
+	}
+	from("198.51.100.1", firefox115) // home: nothing
+	for range 3 {
+		from("203.0.113.9", firefox115) // moved: one event
+	}
+	from("203.0.113.77", firefox115)  // same /24: nothing
+	from("2001:db8:1::1", firefox115) // IPv6: another network
+	from("198.51.100.9", firefox115)  // home again: matches, nothing
+	from("203.0.113.9", firefox115)   // and away: a change from the last recorded
+	for range 2 {
+		from("198.51.100.9", safari) // another browser: once
+	}
+	var got []string
+	for _, e := range rec.e {
+		switch e.Type {
+		case events.NetworkChange:
+			got = append(got, e.Details["old_network"]+">"+e.Details["new_network"])
+		default:
+			got = append(got, string(e.Type)+":"+e.Details["reason"])
+		}
+	}
+	want := []string{
+		"198.51.100.0/24>203.0.113.0/24",
+		"203.0.113.0/24>2001:db8:1::/48",
+		"2001:db8:1::/48>203.0.113.0/24",
+		"binding_mismatch:" + reasonUAMismatch,
+	}
+	if strings.Join(got, " | ") != strings.Join(want, " | ") {
+		t.Errorf("events\n %v\nwant\n %v", got, want)
 	}
 }

@@ -19,6 +19,7 @@ const (
 	DecisionLogout                          // the logout path (204 or 302)
 	DecisionCanceled                        // the caller went away before the answer (Envoy cancelled)
 	DecisionBindingMismatch                 // the request does not match the session's binding, action deny or revoke (401)
+	DecisionRateAnomaly                     // the session is over its request rate, action deny (429) or revoke (401)
 
 	numDecisions
 )
@@ -35,6 +36,7 @@ var decisionNames = [numDecisions]string{
 	DecisionLogout:          "logout",
 	DecisionCanceled:        "canceled",
 	DecisionBindingMismatch: "binding_mismatch",
+	DecisionRateAnomaly:     "rate_anomaly",
 }
 
 func (d Decision) String() string {

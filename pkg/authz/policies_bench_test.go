@@ -18,16 +18,25 @@ func BenchmarkCheckPolicies(b *testing.B) {
 		opts []reqOpt
 	}{
 		{"off", func(*Options) {}, nil},
-		{"binding/user-agent", func(o *Options) { o.Binding = Binding{UserAgent: true, Action: BindRevoke} },
+		{"binding/user-agent", func(o *Options) { o.Binding = Binding{UserAgent: true, Action: PolicyRevoke} },
 			[]reqOpt{withHeader("user-agent", firefox128)}},
-		{"binding/network", func(o *Options) { o.Binding = Binding{IPv4Bits: 24, IPv6Bits: 48, Action: BindRevoke} },
+		{"binding/network", func(o *Options) { o.Binding = Binding{IPv4Bits: 24, IPv6Bits: 48, Action: PolicyRevoke} },
 			[]reqOpt{withSource("198.51.100.9")}},
 		{"binding/network-xff", func(o *Options) {
-			o.Binding = Binding{IPv4Bits: 24, IPv6Bits: 48, Action: BindRevoke}
+			o.Binding = Binding{IPv4Bits: 24, IPv6Bits: 48, Action: PolicyRevoke}
 			o.XFFTrustedHops = 2
 		}, []reqOpt{withHeader("x-forwarded-for", "203.0.113.1, 198.51.100.9, 10.0.0.2")}},
-		{"binding/all", func(o *Options) { o.Binding = Binding{UserAgent: true, IPv4Bits: 24, IPv6Bits: 48, Action: BindRevoke} },
+		{"binding/all", func(o *Options) {
+			o.Binding = Binding{UserAgent: true, IPv4Bits: 24, IPv6Bits: 48, Action: PolicyRevoke}
+		},
 			[]reqOpt{withHeader("user-agent", firefox128), withSource("198.51.100.9")}},
+		{"binding/log-moved", func(o *Options) { o.Binding = Binding{IPv4Bits: 24, Action: PolicyLog} },
+			[]reqOpt{withSource("203.0.113.9")}},
+		{"anomaly/rate", func(o *Options) { o.Anomaly = Anomaly{MaxRate: 1 << 30, Action: PolicyRevoke} }, nil},
+		{"all", func(o *Options) {
+			o.Binding = Binding{UserAgent: true, IPv4Bits: 24, IPv6Bits: 48, Action: PolicyLog}
+			o.Anomaly = Anomaly{MaxRate: 1 << 30, Action: PolicyRevoke}
+		}, []reqOpt{withHeader("user-agent", firefox128), withSource("198.51.100.9")}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			f := newFixture(b, session.NewMemoryStore(nil), bc.o)

@@ -80,8 +80,11 @@ type Options struct {
 	// XFFTrustedHops: 0 takes the client address from Envoy's
 	// source.address, N the N-th X-Forwarded-For entry from the right.
 	XFFTrustedHops int
-	// Events receives logouts, binding mismatches and the revocations
-	// they cause; nil records nothing.
+	// Anomaly notices sessions used too fast (anomaly.go); the zero value
+	// is off.
+	Anomaly Anomaly
+	// Events receives logouts, binding mismatches, anomalies and the
+	// revocations they cause; nil records nothing.
 	Events events.Recorder
 }
 
@@ -97,6 +100,10 @@ type Server struct {
 	decisions   [numDecisions]prometheus.Counter
 	resp        responses
 	csrfOrigins []string // normalised CSRF.AllowedOrigins
+
+	// seen is the per-session rate and recorded mismatches; nil unless a
+	// policy needs them.
+	seen *seenSessions
 }
 
 // New returns a Server.
@@ -121,6 +128,9 @@ func New(o Options) *Server {
 	// the first such answer.
 	for _, d := range Decisions() {
 		s.decisions[d] = o.Metrics.Decisions.WithLabelValues(d.String())
+	}
+	if o.Anomaly.MaxRate > 0 || o.Binding.on() && o.Binding.Action == PolicyLog {
+		s.seen = newSeenSessions()
 	}
 	s.SetRoutes(o.Routes)
 	return s
@@ -159,7 +169,8 @@ func (s *Server) Decide(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 }
 
 // check reads top to bottom: the request's form, the policy for its path,
-// the credential, the session behind it, the token, the binding, the roles.
+// the credential, the session behind it, the token, the binding, the
+// anomalies, the roles.
 func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, Verdict) {
 	attrs := req.GetAttributes()
 	httpReq := attrs.GetRequest().GetHttp()
@@ -224,6 +235,11 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	}
 	if s.o.Binding.on() {
 		if resp, v, refused := s.bind(ctx, attrs, h, ref, c.origin, pol.rule); refused {
+			return resp, v
+		}
+	}
+	if s.o.Anomaly.MaxRate > 0 {
+		if resp, v, refused := s.anomaly(ctx, attrs, h, ref, pol.rule); refused {
 			return resp, v
 		}
 	}

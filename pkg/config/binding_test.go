@@ -17,6 +17,7 @@ func TestValidateBinding(t *testing.T) {
 		{"prefix bounds", func(c *Config) { c.Session.Binding.IPPrefix = IPPrefix{IPv4: 32, IPv6: 128} }},
 		{"one family", func(c *Config) { c.Session.Binding.IPPrefix = IPPrefix{IPv6: 48}; c.Session.Binding.Action = "revoke" }},
 		{"hops", func(c *Config) { c.ClientIP.XFFTrustedHops = maxTrustedHops }},
+		{"rate anomaly", func(c *Config) { c.Session.Anomaly = SessionAnomaly{MaxRate: 600, Action: "deny"} }},
 	}
 	for _, tt := range accepts {
 		t.Run(tt.name, func(t *testing.T) {
@@ -40,6 +41,9 @@ func TestValidateBinding(t *testing.T) {
 		{"client_ip.xff_trusted_hops", func(c *Config) { c.ClientIP.XFFTrustedHops = -1 }},
 		{"client_ip.xff_trusted_hops", func(c *Config) { c.ClientIP.XFFTrustedHops = maxTrustedHops + 1 }},
 		{"events.max_len", func(c *Config) { c.Events.MaxLen = 999 }},
+		{"session.anomaly.max_rate", func(c *Config) { c.Session.Anomaly.MaxRate = -1 }},
+		{"session.anomaly.max_rate", func(c *Config) { c.Session.Anomaly.MaxRate = 1_000_001 }},
+		{"session.anomaly.action", func(c *Config) { c.Session.Anomaly.Action = "block" }},
 		{"events.max_len", func(c *Config) { c.Events.MaxLen = 10_000_001 }},
 	}
 	for _, tt := range rejects {

@@ -116,6 +116,7 @@ type Session struct {
 	OnLimit         string        `yaml:"on_limit"`
 
 	Binding SessionBinding `yaml:"binding"` // binding.go
+	Anomaly SessionAnomaly `yaml:"anomaly"` // anomaly.go
 }
 
 // Token describes the internal JWT handed to upstream services.
@@ -179,6 +180,7 @@ func Default() Config {
 			AbsoluteTimeout: 12 * time.Hour,
 			OnLimit:         "evict_oldest",
 			Binding:         SessionBinding{Action: "log"},
+			Anomaly:         SessionAnomaly{Action: "log"},
 		},
 		Token: Token{
 			Header:     "x-internal-jwt",

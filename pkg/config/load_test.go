@@ -52,7 +52,7 @@ func TestDefault(t *testing.T) {
 		Redis:     Redis{Timeout: 100 * time.Millisecond},
 		Cookie:    Cookie{Name: "__Host-sid", SameSite: "Lax"},
 		Session: Session{IdleTimeout: 30 * time.Minute, AbsoluteTimeout: 12 * time.Hour, OnLimit: "evict_oldest",
-			Binding: SessionBinding{Action: "log"}},
+			Binding: SessionBinding{Action: "log"}, Anomaly: SessionAnomaly{Action: "log"}},
 		Token: Token{
 			Header: "x-internal-jwt", Issuer: "sessiongate", Audience: "internal",
 			TTL: 5 * time.Minute, JWKSMaxAge: 5 * time.Minute,
@@ -126,6 +126,9 @@ session:
     user_agent: true
     ip_prefix: {ipv4: 24, ipv6: 48}
     action: deny
+  anomaly:
+    max_rate: 600
+    action: revoke
 client_ip:
   xff_trusted_hops: 1
 events:
@@ -186,7 +189,8 @@ func TestLoadFullFile(t *testing.T) {
 		},
 		Cookie: Cookie{Name: "sid", SameSite: "Strict", Domain: "example.com"},
 		Session: Session{IdleTimeout: 15 * time.Minute, AbsoluteTimeout: 8 * time.Hour, MaxPerUser: 3, OnLimit: "reject",
-			Binding: SessionBinding{UserAgent: true, IPPrefix: IPPrefix{IPv4: 24, IPv6: 48}, Action: "deny"}},
+			Binding: SessionBinding{UserAgent: true, IPPrefix: IPPrefix{IPv4: 24, IPv6: 48}, Action: "deny"},
+			Anomaly: SessionAnomaly{MaxRate: 600, Action: "revoke"}},
 		ClientIP: ClientIP{XFFTrustedHops: 1},
 		Events:   Events{MaxLen: 5000},
 		Token: Token{

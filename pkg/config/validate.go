@@ -93,6 +93,7 @@ func (c *Config) Validate(dev bool) error {
 	}
 	c.validateSecurity(v)
 	c.validateBinding(v)
+	c.validateAnomaly(v)
 	c.validateEvents(v)
 	return errors.Join(v.errs...)
 }

@@ -22,10 +22,14 @@ const (
 	Logout          Type = "logout"           // the session's owner logged out
 	Revoke          Type = "revoke"           // a session was ended by someone else; details.by says who
 	BindingMismatch Type = "binding_mismatch" // a request did not match its session's binding
+	RateAnomaly     Type = "rate_anomaly"     // a session made more Checks per minute than allowed
+	NetworkChange   Type = "network_change"   // a session was seen from another network than before (binding action log)
 )
 
 // Types lists every type, for exporting each metric label at zero.
-func Types() []Type { return []Type{Login, Logout, Revoke, BindingMismatch} }
+func Types() []Type {
+	return []Type{Login, Logout, Revoke, BindingMismatch, RateAnomaly, NetworkChange}
+}
 
 // Event is one security event.
 type Event struct {
