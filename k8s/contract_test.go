@@ -25,6 +25,7 @@ var knownMetrics = map[string]string{
 
 	"sessiongate_security_events_total":         "counter", // {type}
 	"sessiongate_security_events_dropped_total": "counter",
+	"sessiongate_security_events_webhook_total": "counter", // {result}
 }
 
 // The kustomizations that must exist and render.

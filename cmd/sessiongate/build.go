@@ -38,7 +38,11 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 	if g.eventStore, err = newEventStore(cfg); err != nil {
 		return nil, err
 	}
-	g.events = events.NewLog(eventLogOptions(g.eventStore, g.metrics, log))
+	eo := eventLogOptions(g.eventStore, g.metrics, log)
+	if eo.Webhook, err = newWebhook(cfg.Events.Webhook, g.metrics, log); err != nil {
+		return nil, err
+	}
+	g.events = events.NewLog(eo)
 
 	if len(cfg.Token.SigningKeys) == 0 {
 		// Only reachable with --dev.

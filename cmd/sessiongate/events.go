@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -123,4 +124,28 @@ func tail(ctx context.Context, c *admin.Client, after string, interval time.Dura
 		case <-time.After(interval):
 		}
 	}
+}
+
+// minWebhookSecret is the shortest HMAC key accepted: a guessable key
+// lets anyone forge events the receiver trusts.
+const minWebhookSecret = 16
+
+// newWebhook starts the events webhook, or returns nil without a URL. The
+// secret is the file's content without surrounding whitespace.
+func newWebhook(c config.EventsWebhook, m *metrics.Metrics, log *slog.Logger) (*events.Webhook, error) {
+	if c.URL == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(c.SecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("events.webhook.secret_file: %w", err)
+	}
+	secret := bytes.TrimSpace(data)
+	if len(secret) < minWebhookSecret {
+		return nil, fmt.Errorf("events.webhook.secret_file %s: secret shorter than %d bytes", c.SecretFile, minWebhookSecret)
+	}
+	for _, r := range []string{"delivered", "failed", "dropped"} {
+		m.SecurityEventsWebhook.WithLabelValues(r)
+	}
+	return events.NewWebhook(events.WebhookOptions{URL: c.URL, Secret: secret, Deliveries: m.SecurityEventsWebhook, Log: log}), nil
 }

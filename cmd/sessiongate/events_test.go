@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -14,7 +17,9 @@ import (
 	"time"
 
 	"github.com/sessiongate/sessiongate/pkg/admin"
+	"github.com/sessiongate/sessiongate/pkg/config"
 	"github.com/sessiongate/sessiongate/pkg/events"
+	"github.com/sessiongate/sessiongate/pkg/metrics"
 	"github.com/sessiongate/sessiongate/pkg/session"
 )
 
@@ -143,4 +148,51 @@ func idBefore(a, b string) bool {
 	am, as := num(a)
 	bm, bs := num(b)
 	return am < bm || am == bm && as < bs
+}
+
+// The webhook is started only with a URL, and only with a secret worth the
+// name; its deliveries are signed with it.
+func TestNewWebhook(t *testing.T) {
+	dir := t.TempDir()
+	short := filepath.Join(dir, "short")
+	good := filepath.Join(dir, "good")
+	if err := os.WriteFile(short, []byte("tooshort\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(good, []byte("  webhook-secret-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New(nil)
+	log := slog.New(slog.DiscardHandler)
+	if wh, err := newWebhook(config.EventsWebhook{}, m, log); wh != nil || err != nil {
+		t.Errorf("no URL: %v %v, want nothing", wh, err)
+	}
+	for _, file := range []string{short, filepath.Join(dir, "missing")} {
+		if _, err := newWebhook(config.EventsWebhook{URL: "https://x", SecretFile: file}, m, log); err == nil || !strings.Contains(err.Error(), "events.webhook.secret_file") {
+			t.Errorf("%s: %v, want an error naming the key", file, err)
+		}
+	}
+	got := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		ts, _ := strconv.ParseInt(r.Header.Get(events.TimestampHeader), 10, 64)
+		if r.Header.Get(events.SignatureHeader) == events.Sign([]byte("webhook-secret-0123456789"), ts, body) {
+			got <- string(body)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	wh, err := newWebhook(config.EventsWebhook{URL: srv.URL, SecretFile: good}, m, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wh.Close()
+	wh.Send(events.Event{Type: events.Login, Subject: "alice"})
+	select {
+	case body := <-got:
+		if !strings.Contains(body, `"subject":"alice"`) {
+			t.Errorf("delivered %s", body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no delivery signed with the file's secret")
+	}
 }

@@ -186,6 +186,9 @@ func (g *gate) run(ctx context.Context) error {
 	_ = httpSrv.Shutdown(sctx)
 	_ = adminSrv.Shutdown(sctx)
 	g.events.Close()
+	if wh := g.events.Webhook(); wh != nil {
+		wh.Close()
+	}
 	if c, ok := g.eventStore.(io.Closer); ok {
 		_ = c.Close()
 	}

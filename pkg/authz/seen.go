@@ -34,7 +34,8 @@ type seenShard struct {
 
 // seen is one session on this replica.
 type seen struct {
-	minute      int64  // the minute count is for (unix minutes)
+	last        int64  // the minute the session was last seen (unix minutes)
+	minute      int64  // the minute count is for
 	count, prev uint32 // Checks in minute and in the minute before
 	rateLogged  int64  // the minute a rate anomaly was last recorded
 	// network is the client network of the last network mismatch recorded
@@ -72,13 +73,14 @@ func (s *seenSessions) with(ref string, now time.Time, f func(e *seen, minute in
 		e = &seen{minute: minute}
 		sh.m[ref] = e
 	}
+	e.last = minute
 	f(e, minute)
 }
 
 // sweep forgets sessions not seen in this minute or the one before.
 func (sh *seenShard) sweep(minute int64) {
 	for ref, e := range sh.m {
-		if e.minute < minute-1 {
+		if e.last < minute-1 {
 			delete(sh.m, ref)
 		}
 	}

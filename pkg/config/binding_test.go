@@ -17,6 +17,9 @@ func TestValidateBinding(t *testing.T) {
 		{"prefix bounds", func(c *Config) { c.Session.Binding.IPPrefix = IPPrefix{IPv4: 32, IPv6: 128} }},
 		{"one family", func(c *Config) { c.Session.Binding.IPPrefix = IPPrefix{IPv6: 48}; c.Session.Binding.Action = "revoke" }},
 		{"hops", func(c *Config) { c.ClientIP.XFFTrustedHops = maxTrustedHops }},
+		{"webhook", func(c *Config) {
+			c.Events.Webhook = EventsWebhook{URL: "https://siem.example.com/hook?src=sg", SecretFile: "/run/secrets/webhook"}
+		}},
 		{"rate anomaly", func(c *Config) { c.Session.Anomaly = SessionAnomaly{MaxRate: 600, Action: "deny"} }},
 	}
 	for _, tt := range accepts {
@@ -41,6 +44,11 @@ func TestValidateBinding(t *testing.T) {
 		{"client_ip.xff_trusted_hops", func(c *Config) { c.ClientIP.XFFTrustedHops = -1 }},
 		{"client_ip.xff_trusted_hops", func(c *Config) { c.ClientIP.XFFTrustedHops = maxTrustedHops + 1 }},
 		{"events.max_len", func(c *Config) { c.Events.MaxLen = 999 }},
+		{"events.webhook.url", func(c *Config) { c.Events.Webhook = EventsWebhook{URL: "ftp://x", SecretFile: "/s"} }},
+		{"events.webhook.url", func(c *Config) { c.Events.Webhook = EventsWebhook{URL: "/hook", SecretFile: "/s"} }},
+		{"events.webhook.url", func(c *Config) { c.Events.Webhook = EventsWebhook{URL: "https://u:p@h/x", SecretFile: "/s"} }},
+		{"events.webhook.secret_file", func(c *Config) { c.Events.Webhook = EventsWebhook{URL: "https://siem.example.com/hook"} }},
+		{"events.webhook.secret_file", func(c *Config) { c.Events.Webhook = EventsWebhook{SecretFile: "/s"} }},
 		{"session.anomaly.max_rate", func(c *Config) { c.Session.Anomaly.MaxRate = -1 }},
 		{"session.anomaly.max_rate", func(c *Config) { c.Session.Anomaly.MaxRate = 1_000_001 }},
 		{"session.anomaly.action", func(c *Config) { c.Session.Anomaly.Action = "block" }},

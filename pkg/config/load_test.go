@@ -133,6 +133,9 @@ client_ip:
   xff_trusted_hops: 1
 events:
   max_len: 5000
+  webhook:
+    url: https://siem.example.com/hook
+    secret_file: /run/secrets/webhook
 token:
   header: X-User-JWT
   issuer: gate
@@ -192,7 +195,7 @@ func TestLoadFullFile(t *testing.T) {
 			Binding: SessionBinding{UserAgent: true, IPPrefix: IPPrefix{IPv4: 24, IPv6: 48}, Action: "deny"},
 			Anomaly: SessionAnomaly{MaxRate: 600, Action: "revoke"}},
 		ClientIP: ClientIP{XFFTrustedHops: 1},
-		Events:   Events{MaxLen: 5000},
+		Events:   Events{MaxLen: 5000, Webhook: EventsWebhook{URL: "https://siem.example.com/hook", SecretFile: "/run/secrets/webhook"}},
 		Token: Token{
 			Header: "x-user-jwt", Issuer: "gate", Audience: "apis", TTL: 2 * time.Minute,
 			SigningKeys:      []string{"/keys/b.pem", "/keys/a.pem"},

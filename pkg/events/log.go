@@ -33,6 +33,9 @@ type Options struct {
 	Dropped prometheus.Counter
 	Log     *slog.Logger
 	Now     func() time.Time
+	// Webhook, if set, receives every event once it is stored (with its
+	// ID), or once storing it failed (without).
+	Webhook *Webhook
 }
 
 // Log is a Recorder that stores events in the background, in the order
@@ -129,13 +132,21 @@ func (l *Log) write() {
 func (l *Log) store(e Event) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.o.Timeout)
 	defer cancel()
-	if _, err := l.o.Store.Append(ctx, e); err != nil {
+	id, err := l.o.Store.Append(ctx, e)
+	if err != nil {
 		if l.o.Dropped != nil {
 			l.o.Dropped.Inc()
 		}
 		l.o.Log.Warn("events: store event", "type", string(e.Type), "session_ref", e.SessionRef, "err", err)
 	}
+	if l.o.Webhook != nil {
+		e.ID = id
+		l.o.Webhook.Send(e)
+	}
 }
+
+// Webhook is the webhook events are forwarded to, or nil.
+func (l *Log) Webhook() *Webhook { return l.o.Webhook }
 
 // Close stores what is queued, within the store timeout per event, and
 // stops the writer. Events recorded after Close are dropped and counted.

@@ -29,6 +29,7 @@ type Metrics struct {
 
 	SecurityEvents        *prometheus.CounterVec // sessiongate_security_events_total{type}
 	SecurityEventsDropped prometheus.Counter     // sessiongate_security_events_dropped_total
+	SecurityEventsWebhook *prometheus.CounterVec // sessiongate_security_events_webhook_total{result}
 }
 
 // New creates the collectors and registers them with reg (nil: not
@@ -93,10 +94,14 @@ func New(reg prometheus.Registerer) *Metrics {
 		Name: "sessiongate_security_events_dropped_total",
 		Help: "Security events counted but not stored in the event log: queue full or store failure.",
 	})
+	m.SecurityEventsWebhook = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sessiongate_security_events_webhook_total",
+		Help: "Security events sent to events.webhook.url, by result: delivered, failed (every attempt), dropped (queue full or shutdown).",
+	}, []string{"result"})
 	if reg != nil {
 		reg.MustRegister(m.Decisions, m.CheckDuration, m.StoreDuration, m.StoreErrors, m.StoreCanceled, m.ShadowDecisions,
 			m.SessionsCreated, m.SessionsRevoked, m.TokenCacheHits, m.TokenCacheMisses, m.StoreUp)
-		reg.MustRegister(m.SecurityEvents, m.SecurityEventsDropped)
+		reg.MustRegister(m.SecurityEvents, m.SecurityEventsDropped, m.SecurityEventsWebhook)
 	}
 	return m
 }
