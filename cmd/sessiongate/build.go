@@ -15,6 +15,7 @@ import (
 	"github.com/sessiongate/sessiongate/pkg/authz"
 	"github.com/sessiongate/sessiongate/pkg/config"
 	"github.com/sessiongate/sessiongate/pkg/events"
+	"github.com/sessiongate/sessiongate/pkg/geoip"
 	"github.com/sessiongate/sessiongate/pkg/metrics"
 	"github.com/sessiongate/sessiongate/pkg/session"
 	"github.com/sessiongate/sessiongate/pkg/token"
@@ -65,6 +66,12 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 	}
 	ao.Sessions, ao.Signer, ao.Metrics, ao.Log = g.store, g.signer, g.metrics, log
 	ao.Events = g.events
+	if cfg.GeoIP.Database != "" {
+		if g.geoip, err = geoip.Open(cfg.GeoIP.Database); err != nil {
+			return nil, fmt.Errorf("geoip.database: %w", err)
+		}
+		ao.GeoIP = g.geoip
+	}
 	g.authz = authz.New(ao)
 
 	do, err := adminOptions(cfg)
@@ -166,9 +173,9 @@ func authzOptions(cfg *config.Config) (authz.Options, error) {
 	if err != nil {
 		return authz.Options{}, err
 	}
-	anomalyAction, err := authz.ParsePolicyAction(cfg.Session.Anomaly.Action)
+	anomaly, err := authzAnomaly(cfg.Session.Anomaly)
 	if err != nil {
-		return authz.Options{}, fmt.Errorf("session.anomaly.action: %w", err)
+		return authz.Options{}, err
 	}
 	return authz.Options{
 		Routes:       routes,
@@ -184,8 +191,24 @@ func authzOptions(cfg *config.Config) (authz.Options, error) {
 
 		Binding:        binding,
 		XFFTrustedHops: cfg.ClientIP.XFFTrustedHops,
-		Anomaly:        authz.Anomaly{MaxRate: cfg.Session.Anomaly.MaxRate, Action: anomalyAction},
+		Anomaly:        anomaly,
 	}, nil
+}
+
+// authzAnomaly maps session.anomaly to the Check server's anomaly checks;
+// the caller adds the GeoIP database.
+func authzAnomaly(a config.SessionAnomaly) (authz.Anomaly, error) {
+	action, err := authz.ParsePolicyAction(a.Action)
+	if err != nil {
+		return authz.Anomaly{}, fmt.Errorf("session.anomaly.action: %w", err)
+	}
+	out := authz.Anomaly{MaxRate: a.MaxRate, Action: action, CountryChange: a.CountryChange != ""}
+	if out.CountryChange {
+		if out.CountryAction, err = authz.ParsePolicyAction(a.CountryChange); err != nil {
+			return authz.Anomaly{}, fmt.Errorf("session.anomaly.country_change: %w", err)
+		}
+	}
+	return out, nil
 }
 
 // authzBinding maps session.binding to the Check server's binding.

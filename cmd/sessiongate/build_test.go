@@ -99,6 +99,11 @@ func TestAuthzOptions(t *testing.T) {
 		}, ""},
 		{"rate anomaly", func(c *config.Config) { c.Session.Anomaly = config.SessionAnomaly{MaxRate: 600, Action: "deny"} },
 			func(o *authz.Options) { o.Anomaly = authz.Anomaly{MaxRate: 600, Action: authz.PolicyDeny} }, ""},
+		{"country change", func(c *config.Config) { c.Session.Anomaly.CountryChange = "revoke" },
+			func(o *authz.Options) {
+				o.Anomaly = authz.Anomaly{CountryChange: true, CountryAction: authz.PolicyRevoke}
+			}, ""},
+		{"unknown country change action", func(c *config.Config) { c.Session.Anomaly.CountryChange = "block" }, nil, "session.anomaly.country_change"},
 		{"unknown anomaly action", func(c *config.Config) { c.Session.Anomaly.Action = "block" }, nil, "session.anomaly.action"},
 		{"unknown binding action", func(c *config.Config) { c.Session.Binding.Action = "block" }, nil, "session.binding.action"},
 		{"unknown access", func(c *config.Config) {

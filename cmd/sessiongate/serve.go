@@ -26,6 +26,7 @@ import (
 	"github.com/sessiongate/sessiongate/pkg/authz"
 	"github.com/sessiongate/sessiongate/pkg/config"
 	"github.com/sessiongate/sessiongate/pkg/events"
+	"github.com/sessiongate/sessiongate/pkg/geoip"
 	"github.com/sessiongate/sessiongate/pkg/metrics"
 	"github.com/sessiongate/sessiongate/pkg/session"
 	"github.com/sessiongate/sessiongate/pkg/token"
@@ -104,6 +105,7 @@ type gate struct {
 	store      session.Store
 	events     *events.Log
 	eventStore events.Store
+	geoip      *geoip.DB // nil without geoip.database
 	signer     *token.Signer
 	authz      *authz.Server
 	admin      *admin.Handler
@@ -186,6 +188,9 @@ func (g *gate) run(ctx context.Context) error {
 	_ = httpSrv.Shutdown(sctx)
 	_ = adminSrv.Shutdown(sctx)
 	g.events.Close()
+	if g.geoip != nil {
+		_ = g.geoip.Close()
+	}
 	if wh := g.events.Webhook(); wh != nil {
 		wh.Close()
 	}

@@ -80,11 +80,27 @@ func TestPolicyAllocationPromises(t *testing.T) {
 		{"binding log, a network change already recorded", func(o *Options) { o.Binding = Binding{IPv4Bits: 24, Action: PolicyLog} },
 			[]reqOpt{withSource("203.0.113.9")}},
 		{"rate anomaly", func(o *Options) { o.Anomaly = Anomaly{MaxRate: 1 << 30, Action: PolicyRevoke} }, nil},
-		{"every policy", func(o *Options) {
+		{"every policy but GeoIP", func(o *Options) {
 			o.Binding = Binding{UserAgent: true, IPv4Bits: 24, IPv6Bits: 48, Action: PolicyLog}
 			o.Anomaly = Anomaly{MaxRate: 1 << 30, Action: PolicyRevoke}
 		}, []reqOpt{withHeader("user-agent", firefox128), withSource("198.51.100.9")}},
 	}
+	geo := testGeoIP(t)
+	tests = append(tests, struct {
+		name string
+		o    func(*Options)
+		opts []reqOpt
+	}{"country change", func(o *Options) { o.Anomaly = Anomaly{CountryChange: true, CountryAction: PolicyRevoke}; o.GeoIP = geo },
+		[]reqOpt{withSource("198.51.100.9")}})
+	tests = append(tests, struct {
+		name string
+		o    func(*Options)
+		opts []reqOpt
+	}{"every policy", func(o *Options) {
+		o.Binding = Binding{UserAgent: true, IPv4Bits: 24, IPv6Bits: 48, Action: PolicyLog}
+		o.Anomaly = Anomaly{MaxRate: 1 << 30, Action: PolicyRevoke, CountryChange: true, CountryAction: PolicyRevoke}
+		o.GeoIP, o.XFFTrustedHops = geo, 1
+	}, []reqOpt{withHeader("user-agent", firefox128), withHeader("x-forwarded-for", "198.51.100.9")}})
 	for _, tt := range tests {
 		f := newFixture(t, session.NewMemoryStore(nil), tt.o)
 		id := f.loginFrom(t, device)

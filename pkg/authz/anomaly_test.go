@@ -2,12 +2,15 @@ package authz
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sessiongate/sessiongate/pkg/events"
+	"github.com/sessiongate/sessiongate/pkg/geoip"
+	"github.com/sessiongate/sessiongate/pkg/geoip/geoiptest"
 	"github.com/sessiongate/sessiongate/pkg/session"
 )
 
@@ -127,5 +130,91 @@ func TestSeenSessionsBounded(t *testing.T) {
 	s.with("new-session", later, func(*seen, int64) { ok = true })
 	if !ok {
 		t.Error("a full shard did not make room for a session once the old ones aged out")
+	}
+}
+
+func testGeoIP(t testing.TB) *geoip.DB {
+	t.Helper()
+	db, err := geoip.Open(geoiptest.WriteTestDB(t, map[string]string{
+		"198.51.100.0/24": "DE", "203.0.113.0/24": "FR", "192.0.2.0/24": "US", "2001:db8:aa::/48": "DE",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// The country check with each action, against a MaxMind-format database
+// written for the test: same country passes, another applies the action,
+// an unknown one is no change.
+func TestCountryChange(t *testing.T) {
+	db := testGeoIP(t)
+	for _, action := range []PolicyAction{PolicyLog, PolicyDeny, PolicyRevoke} {
+		t.Run(action.String(), func(t *testing.T) {
+			rec := &recorded{}
+			f := newFixture(t, session.NewMemoryStore(nil), func(o *Options) {
+				o.Anomaly = Anomaly{CountryChange: true, CountryAction: action}
+				o.GeoIP, o.Events = db, rec
+			})
+			id := f.loginFrom(t, session.Device{IP: "198.51.100.23"})
+			noCountry := f.loginFrom(t, session.Device{IP: "10.1.2.3"})
+			from := func(id, src string) int {
+				t.Helper()
+				return status(f.check(t, request("GET", "/app/x", withHeader("authorization", "Bearer "+id), withSource(src))))
+			}
+			for _, src := range []string{"198.51.100.200", "2001:db8:aa::9", "10.0.0.1", "2001:db8:ff::1"} {
+				if got := from(id, src); got != 200 {
+					t.Errorf("from %s (same or unknown country): %d", src, got)
+				}
+			}
+			if got := from(noCountry, "203.0.113.9"); got != 200 {
+				t.Errorf("a session without a known country: %d, want 200", got)
+			}
+			if len(rec.e) != 0 {
+				t.Fatalf("events without a change: %+v", rec.e)
+			}
+			want := map[PolicyAction]int{PolicyLog: 200, PolicyDeny: 401, PolicyRevoke: 401}[action]
+			resp, v := f.srv.Decide(context.Background(), request("GET", "/app/x", withHeader("authorization", "Bearer "+id), withSource("203.0.113.9")))
+			if got := status(resp); got != want {
+				t.Fatalf("from FR: %d, want %d", got, want)
+			}
+			if action != PolicyLog && (v.Decision != DecisionCountryChange || v.Reason != reasonCountryChange) {
+				t.Errorf("verdict %v %q", v.Decision, v.Reason)
+			}
+			e := rec.e[0]
+			if e.Type != events.CountryChange || e.Details["session_country"] != "DE" || e.Details["client_country"] != "FR" || e.Details["action"] != action.String() {
+				t.Errorf("event %+v", e)
+			}
+			if action == PolicyRevoke {
+				if _, err := f.store.Touch(context.Background(), session.RefOf(id)); !errors.Is(err, session.ErrNotFound) {
+					t.Errorf("session after a revoking country change: %v", err)
+				}
+				if len(rec.e) != 2 || rec.e[1].Type != events.Revoke || rec.e[1].Details["by"] != "country_change" {
+					t.Errorf("events %+v, want a revoke by country_change", rec.e)
+				}
+				return
+			}
+			from(id, "203.0.113.10") // FR again
+			from(id, "192.0.2.1")    // US
+			n := map[PolicyAction]int{PolicyLog: 2, PolicyDeny: 3}[action]
+			if len(rec.e) != n {
+				t.Errorf("%d events, want %d (log: once per new country; deny: every refusal): %+v", len(rec.e), n, rec.e)
+			}
+		})
+	}
+}
+
+// Events carry the countries with GeoIP on.
+func TestNetworkChangeCarriesCountries(t *testing.T) {
+	rec := &recorded{}
+	f := newFixture(t, session.NewMemoryStore(nil), func(o *Options) {
+		o.Binding = Binding{IPv4Bits: 24, Action: PolicyLog}
+		o.GeoIP, o.Events = testGeoIP(t), rec
+	})
+	id := f.loginFrom(t, session.Device{IP: "198.51.100.23"})
+	f.check(t, request("GET", "/app/x", withHeader("authorization", "Bearer "+id), withSource("203.0.113.9")))
+	if len(rec.e) != 1 || rec.e[0].Details["session_country"] != "DE" || rec.e[0].Details["client_country"] != "FR" {
+		t.Errorf("events %+v", rec.e)
 	}
 }

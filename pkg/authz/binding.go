@@ -65,13 +65,17 @@ type origin struct {
 	userAgent string     // "" = not UA-bound
 	ip        netip.Addr // invalid = no address recorded, or ipBad
 	ipBad     bool       // device.ip is set but is not an address
+	country   string     // ip's country with GeoIP on; "" = unknown
 }
 
-func originOf(d session.Device) origin {
+func (s *Server) originOf(d session.Device) origin {
 	o := origin{userAgent: d.UserAgent}
 	if d.IP != "" {
 		o.ip, o.ipBad = parseClientAddr(d.IP)
 		o.ipBad = !o.ipBad
+	}
+	if s.o.GeoIP != nil && o.ip.IsValid() {
+		o.country = s.o.GeoIP.Country(o.ip)
 	}
 	return o
 }
@@ -148,6 +152,7 @@ func (s *Server) recordMismatch(h headers, ref, reason string, action PolicyActi
 	if reason == reasonNetworkMismatch {
 		details["session_network"], details["client_network"] = s.network(o.ip).String(), s.network(client).String()
 		attrs = append(attrs, "session_network", details["session_network"], "client_network", details["client_network"])
+		s.addCountries(details, o, client)
 	}
 	s.o.Log.Warn("check: session binding mismatch", attrs...)
 	s.record(h, events.Event{Type: events.BindingMismatch, SessionRef: ref, Details: details})
@@ -186,8 +191,9 @@ func (s *Server) noteMismatch(h headers, ref, reason string, o origin, client ne
 		return
 	}
 	s.o.Log.Warn("check: session seen from a new network", "session_ref", ref, "old_network", from.String(), "new_network", to.String())
-	s.record(h, events.Event{Type: events.NetworkChange, SessionRef: ref, Details: map[string]string{
-		"old_network": from.String(), "new_network": to.String(), "session_network": s.network(o.ip).String()}})
+	details := map[string]string{"old_network": from.String(), "new_network": to.String(), "session_network": s.network(o.ip).String()}
+	s.addCountries(details, o, client)
+	s.record(h, events.Event{Type: events.NetworkChange, SessionRef: ref, Details: details})
 }
 
 // network is the bound network around a, by its family's prefix length (the
@@ -228,3 +234,17 @@ func sameSansVersions(a, b string) bool {
 }
 
 func versionByte(c byte) bool { return c >= '0' && c <= '9' || c == '.' }
+
+// addCountries adds the session's and the client's countries to an
+// event's details when GeoIP is on and knows them.
+func (s *Server) addCountries(details map[string]string, o origin, client netip.Addr) {
+	if s.o.GeoIP == nil {
+		return
+	}
+	if o.country != "" {
+		details["session_country"] = o.country
+	}
+	if c := s.o.GeoIP.Country(client); c != "" {
+		details["client_country"] = c
+	}
+}

@@ -20,6 +20,7 @@ const (
 	DecisionCanceled                        // the caller went away before the answer (Envoy cancelled)
 	DecisionBindingMismatch                 // the request does not match the session's binding, action deny or revoke (401)
 	DecisionRateAnomaly                     // the session is over its request rate, action deny (429) or revoke (401)
+	DecisionCountryChange                   // the session is used from another country than it was created in, action deny or revoke (401)
 
 	numDecisions
 )
@@ -37,6 +38,7 @@ var decisionNames = [numDecisions]string{
 	DecisionCanceled:        "canceled",
 	DecisionBindingMismatch: "binding_mismatch",
 	DecisionRateAnomaly:     "rate_anomaly",
+	DecisionCountryChange:   "country_change",
 }
 
 func (d Decision) String() string {

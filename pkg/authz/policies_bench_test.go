@@ -12,6 +12,7 @@ import (
 // cost on the Check path.
 func BenchmarkCheckPolicies(b *testing.B) {
 	device := session.Device{UserAgent: firefox115, IP: "198.51.100.23"}
+	geo := testGeoIP(b)
 	for _, bc := range []struct {
 		name string
 		o    func(*Options)
@@ -33,9 +34,12 @@ func BenchmarkCheckPolicies(b *testing.B) {
 		{"binding/log-moved", func(o *Options) { o.Binding = Binding{IPv4Bits: 24, Action: PolicyLog} },
 			[]reqOpt{withSource("203.0.113.9")}},
 		{"anomaly/rate", func(o *Options) { o.Anomaly = Anomaly{MaxRate: 1 << 30, Action: PolicyRevoke} }, nil},
+		{"anomaly/country", func(o *Options) { o.Anomaly = Anomaly{CountryChange: true, CountryAction: PolicyRevoke}; o.GeoIP = geo },
+			[]reqOpt{withSource("198.51.100.9")}},
 		{"all", func(o *Options) {
 			o.Binding = Binding{UserAgent: true, IPv4Bits: 24, IPv6Bits: 48, Action: PolicyLog}
-			o.Anomaly = Anomaly{MaxRate: 1 << 30, Action: PolicyRevoke}
+			o.Anomaly = Anomaly{MaxRate: 1 << 30, Action: PolicyRevoke, CountryChange: true, CountryAction: PolicyRevoke}
+			o.GeoIP = geo
 		}, []reqOpt{withHeader("user-agent", firefox128), withSource("198.51.100.9")}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {

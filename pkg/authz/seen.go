@@ -43,6 +43,12 @@ type seen struct {
 	// already recorded.
 	network    netip.Prefix
 	mismatches uint8
+	// client is the last client address the country was looked up for,
+	// clientCountry its country; countryLogged the last other country
+	// recorded (log mode).
+	client        netip.Addr
+	clientCountry string
+	countryLogged string
 }
 
 func newSeenSessions() *seenSessions {

@@ -80,9 +80,12 @@ type Options struct {
 	// XFFTrustedHops: 0 takes the client address from Envoy's
 	// source.address, N the N-th X-Forwarded-For entry from the right.
 	XFFTrustedHops int
-	// Anomaly notices sessions used too fast (anomaly.go); the zero value
-	// is off.
+	// Anomaly notices sessions used too fast or from another country
+	// (anomaly.go); the zero value is off.
 	Anomaly Anomaly
+	// GeoIP names the country of an address, for the country change and
+	// for events; nil is none.
+	GeoIP Countries
 	// Events receives logouts, binding mismatches, anomalies and the
 	// revocations they cause; nil records nothing.
 	Events events.Recorder
@@ -129,7 +132,7 @@ func New(o Options) *Server {
 	for _, d := range Decisions() {
 		s.decisions[d] = o.Metrics.Decisions.WithLabelValues(d.String())
 	}
-	if o.Anomaly.MaxRate > 0 || o.Binding.on() && o.Binding.Action == PolicyLog {
+	if o.Anomaly.on(o.GeoIP) || o.Binding.on() && o.Binding.Action == PolicyLog {
 		s.seen = newSeenSessions()
 	}
 	s.SetRoutes(o.Routes)
@@ -238,8 +241,8 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 			return resp, v
 		}
 	}
-	if s.o.Anomaly.MaxRate > 0 {
-		if resp, v, refused := s.anomaly(ctx, attrs, h, ref, pol.rule); refused {
+	if s.o.Anomaly.on(s.o.GeoIP) {
+		if resp, v, refused := s.anomaly(ctx, attrs, h, ref, c.origin, pol.rule); refused {
 			return resp, v
 		}
 	}
@@ -372,7 +375,7 @@ func (s *Server) sign(e session.Entry, audience string, now time.Time) (cached, 
 		parts: s.newOKParts(tok, sess.Subject, sess.Ref),
 		// What the binding compares against, decoded with the token: a
 		// session's device never changes, so a cache hit costs nothing.
-		origin: originOf(sess.Device),
+		origin: s.originOf(sess.Device),
 		// Reuse a token while at least half its lifetime remains, so no
 		// upstream receives one about to expire.
 		refresh: now.Add(exp.Sub(now) / 2),

@@ -20,6 +20,10 @@ func TestValidateBinding(t *testing.T) {
 		{"webhook", func(c *Config) {
 			c.Events.Webhook = EventsWebhook{URL: "https://siem.example.com/hook?src=sg", SecretFile: "/run/secrets/webhook"}
 		}},
+		{"country change", func(c *Config) {
+			c.Session.Anomaly.CountryChange = "revoke"
+			c.GeoIP.Database = "/geo/country.mmdb"
+		}},
 		{"rate anomaly", func(c *Config) { c.Session.Anomaly = SessionAnomaly{MaxRate: 600, Action: "deny"} }},
 	}
 	for _, tt := range accepts {
@@ -52,6 +56,11 @@ func TestValidateBinding(t *testing.T) {
 		{"session.anomaly.max_rate", func(c *Config) { c.Session.Anomaly.MaxRate = -1 }},
 		{"session.anomaly.max_rate", func(c *Config) { c.Session.Anomaly.MaxRate = 1_000_001 }},
 		{"session.anomaly.action", func(c *Config) { c.Session.Anomaly.Action = "block" }},
+		{"session.anomaly.country_change", func(c *Config) { c.Session.Anomaly.CountryChange = "log" }},
+		{"session.anomaly.country_change", func(c *Config) {
+			c.Session.Anomaly.CountryChange = "block"
+			c.GeoIP.Database = "/geo/country.mmdb"
+		}},
 		{"events.max_len", func(c *Config) { c.Events.MaxLen = 10_000_001 }},
 	}
 	for _, tt := range rejects {

@@ -38,6 +38,7 @@ type Config struct {
 	CSRF     CSRF     `yaml:"csrf"`      // security.go
 	ClientIP ClientIP `yaml:"client_ip"` // binding.go
 	Events   Events   `yaml:"events"`    // events.go
+	GeoIP    GeoIP    `yaml:"geoip"`     // anomaly.go
 	Admin    Admin    `yaml:"admin"`     // security.go
 	AdminTLS AdminTLS `yaml:"admin_tls"` // security.go
 }

@@ -129,6 +129,9 @@ session:
   anomaly:
     max_rate: 600
     action: revoke
+    country_change: deny
+geoip:
+  database: /geo/country.mmdb
 client_ip:
   xff_trusted_hops: 1
 events:
@@ -193,7 +196,8 @@ func TestLoadFullFile(t *testing.T) {
 		Cookie: Cookie{Name: "sid", SameSite: "Strict", Domain: "example.com"},
 		Session: Session{IdleTimeout: 15 * time.Minute, AbsoluteTimeout: 8 * time.Hour, MaxPerUser: 3, OnLimit: "reject",
 			Binding: SessionBinding{UserAgent: true, IPPrefix: IPPrefix{IPv4: 24, IPv6: 48}, Action: "deny"},
-			Anomaly: SessionAnomaly{MaxRate: 600, Action: "revoke"}},
+			Anomaly: SessionAnomaly{MaxRate: 600, Action: "revoke", CountryChange: "deny"}},
+		GeoIP:    GeoIP{Database: "/geo/country.mmdb"},
 		ClientIP: ClientIP{XFFTrustedHops: 1},
 		Events:   Events{MaxLen: 5000, Webhook: EventsWebhook{URL: "https://siem.example.com/hook", SecretFile: "/run/secrets/webhook"}},
 		Token: Token{

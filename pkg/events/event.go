@@ -24,11 +24,12 @@ const (
 	BindingMismatch Type = "binding_mismatch" // a request did not match its session's binding
 	RateAnomaly     Type = "rate_anomaly"     // a session made more Checks per minute than allowed
 	NetworkChange   Type = "network_change"   // a session was seen from another network than before (binding action log)
+	CountryChange   Type = "country_change"   // a session was used from another country than it was created in
 )
 
 // Types lists every type, for exporting each metric label at zero.
 func Types() []Type {
-	return []Type{Login, Logout, Revoke, BindingMismatch, RateAnomaly, NetworkChange}
+	return []Type{Login, Logout, Revoke, BindingMismatch, RateAnomaly, NetworkChange, CountryChange}
 }
 
 // Event is one security event.
