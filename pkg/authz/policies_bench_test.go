@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 
 	"github.com/sessiongate/sessiongate/pkg/session"
@@ -43,7 +44,8 @@ func BenchmarkCheckPolicies(b *testing.B) {
 		}, []reqOpt{withHeader("user-agent", firefox128), withSource("198.51.100.9")}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			f := newFixture(b, session.NewMemoryStore(nil), bc.o)
+			// Quiet: a log line in the benchmark output breaks benchstat.
+			f := newFixture(b, session.NewMemoryStore(nil), bc.o, func(o *Options) { o.Log = slog.New(slog.DiscardHandler) })
 			id := f.loginFrom(b, device)
 			opts := append([]reqOpt{withCookie("theme=dark; __Host-sid=" + id), withHeader("accept", "application/json")}, bc.opts...)
 			req := request("GET", "/api/items?page=2", opts...)
