@@ -69,7 +69,7 @@ func (s *Server) anomaly(ctx context.Context, attrs *authv3.AttributeContext, h 
 	var rate float64
 	var country string
 	over, first, moved, newCountry := false, false, false, false
-	s.seen.with(ref, now, func(e *seen, minute int64) {
+	tracked := s.seen.with(ref, now, func(e *seen, minute int64) {
 		if a.MaxRate > 0 {
 			rate = e.rate(now, minute)
 			over = rate > float64(a.MaxRate)
@@ -89,6 +89,13 @@ func (s *Server) anomaly(ctx context.Context, attrs *authv3.AttributeContext, h 
 			}
 		}
 	})
+	if checkCountry && !tracked {
+		// No room to remember the session: its rate goes uncounted, but
+		// the country is still checked, without the lookup cache.
+		country = s.o.GeoIP.Country(client)
+		moved = country != "" && country != o.country
+		newCountry = moved
+	}
 	if moved {
 		if resp, v, refused := s.countryChanged(ctx, attrs, h, ref, o.country, country, newCountry, rule); refused {
 			return resp, v, true

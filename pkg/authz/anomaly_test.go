@@ -218,3 +218,32 @@ func TestNetworkChangeCarriesCountries(t *testing.T) {
 		t.Errorf("events %+v", rec.e)
 	}
 }
+
+// A replica with no room left to remember sessions still checks the
+// country of a new one, and still records its log-mode network changes.
+func TestPoliciesWithoutRoomToRemember(t *testing.T) {
+	rec := &recorded{}
+	f := newFixture(t, session.NewMemoryStore(nil), func(o *Options) {
+		o.Anomaly = Anomaly{CountryChange: true, CountryAction: PolicyDeny}
+		o.Binding = Binding{IPv4Bits: 24, Action: PolicyLog}
+		o.GeoIP, o.Events = testGeoIP(t), rec
+	})
+	now := time.Now()
+	for i := range seenShards * seenPerShard * 2 {
+		f.srv.seen.with(strconv.Itoa(i), now, func(*seen, int64) {})
+	}
+	id := f.loginFrom(t, session.Device{IP: "198.51.100.23"})
+	if f.srv.seen.with(session.RefOf(id), now, func(*seen, int64) {}) {
+		t.Fatal("setup: the session is remembered")
+	}
+	if got := status(f.check(t, request("GET", "/app/x", withHeader("authorization", "Bearer "+id), withSource("203.0.113.9")))); got != 401 {
+		t.Errorf("from another country, untracked: %d, want 401", got)
+	}
+	var types []string
+	for _, e := range rec.e {
+		types = append(types, string(e.Type))
+	}
+	if strings.Join(types, " ") != "network_change country_change" {
+		t.Errorf("events %v, want a network change and a country change", types)
+	}
+}

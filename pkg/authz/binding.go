@@ -169,21 +169,22 @@ var mismatchBits = map[string]uint8{reasonUAMismatch: 1, reasonClientUnknown: 2,
 // network_change event with both; any other reason is a binding_mismatch
 // event the first time this replica sees it for the session.
 func (s *Server) noteMismatch(h headers, ref, reason string, o origin, client netip.Addr) {
-	var from, to netip.Prefix
+	from, to := s.network(o.ip), s.network(client)
 	fresh := false
-	s.seen.with(ref, s.o.Now(), func(e *seen, _ int64) {
+	tracked := s.seen.with(ref, s.o.Now(), func(e *seen, _ int64) {
 		if reason != reasonNetworkMismatch {
 			bit := mismatchBits[reason]
 			fresh, e.mismatches = e.mismatches&bit == 0, e.mismatches|bit
 			return
 		}
-		from, to = e.network, s.network(client)
-		if !from.IsValid() {
-			from = s.network(o.ip)
+		if e.network.IsValid() {
+			from = e.network
 		}
 		fresh, e.network = from != to, to
 	})
-	if !fresh {
+	// A session this replica has no room to remember is recorded every
+	// time: too many events rather than none.
+	if !fresh && tracked {
 		return
 	}
 	if reason != reasonNetworkMismatch {

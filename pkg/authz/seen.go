@@ -60,8 +60,9 @@ func newSeenSessions() *seenSessions {
 }
 
 // with runs f on ref's entry under its shard's lock, creating the entry
-// if there is room; f is not run when there is none.
-func (s *seenSessions) with(ref string, now time.Time, f func(e *seen, minute int64)) {
+// if there is room. When there is none, f is not run and with returns
+// false: the caller decides without memory.
+func (s *seenSessions) with(ref string, now time.Time, f func(e *seen, minute int64)) bool {
 	minute := now.Unix() / 60
 	sh := &s.shards[maphash.String(s.seed, ref)%seenShards]
 	sh.mu.Lock()
@@ -74,13 +75,14 @@ func (s *seenSessions) with(ref string, now time.Time, f func(e *seen, minute in
 			sh.sweep(minute)
 		}
 		if len(sh.m) >= seenPerShard {
-			return
+			return false
 		}
 		e = &seen{minute: minute}
 		sh.m[ref] = e
 	}
 	e.last = minute
 	f(e, minute)
+	return true
 }
 
 // sweep forgets sessions not seen in this minute or the one before.
