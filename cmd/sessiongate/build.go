@@ -14,7 +14,9 @@ import (
 	"github.com/sessiongate/sessiongate/pkg/admin"
 	"github.com/sessiongate/sessiongate/pkg/authz"
 	"github.com/sessiongate/sessiongate/pkg/config"
+	"github.com/sessiongate/sessiongate/pkg/events"
 	"github.com/sessiongate/sessiongate/pkg/exchange"
+	"github.com/sessiongate/sessiongate/pkg/geoip"
 	"github.com/sessiongate/sessiongate/pkg/metrics"
 	"github.com/sessiongate/sessiongate/pkg/session"
 	"github.com/sessiongate/sessiongate/pkg/token"
@@ -40,6 +42,14 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 	g.store = g.metrics.Store(store)
 	g.services = g.metrics.ServiceStore(store.(session.ServiceStore)) // both stores keep services next to sessions
 	g.peek = store.(exchange.Sessions)
+	if g.eventStore, err = newEventStore(cfg); err != nil {
+		return nil, err
+	}
+	eo := eventLogOptions(g.eventStore, g.metrics, log)
+	if eo.Webhook, err = newWebhook(cfg.Events.Webhook, g.metrics, log); err != nil {
+		return nil, err
+	}
+	g.events = events.NewLog(eo)
 
 	if len(cfg.Token.SigningKeys) == 0 {
 		// Only reachable with --dev.
@@ -61,6 +71,13 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 		return nil, err
 	}
 	ao.Sessions, ao.Services, ao.Signer, ao.Metrics, ao.Log = g.store, g.services, g.signer, g.metrics, log
+	ao.Events = g.events
+	if cfg.GeoIP.Database != "" {
+		if g.geoip, err = geoip.Open(cfg.GeoIP.Database); err != nil {
+			return nil, fmt.Errorf("geoip.database: %w", err)
+		}
+		ao.GeoIP = g.geoip
+	}
 	g.authz = authz.New(ao)
 
 	do, err := adminOptions(cfg)
@@ -71,6 +88,7 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 		log.Warn("dev mode: admin API open without a token on loopback", "addr", cfg.AdminAddr)
 	}
 	do.Store, do.Services, do.Log = g.store, g.services, log
+	do.Events, do.EventStore = g.events, g.eventStore
 	g.admin = admin.NewHandler(do)
 	if g.exchange, err = newExchange(cfg, g); err != nil {
 		return nil, err
@@ -175,6 +193,14 @@ func authzOptions(cfg *config.Config) (authz.Options, error) {
 	if err != nil {
 		return authz.Options{}, err
 	}
+	binding, err := authzBinding(cfg.Session.Binding)
+	if err != nil {
+		return authz.Options{}, err
+	}
+	anomaly, err := authzAnomaly(cfg.Session.Anomaly)
+	if err != nil {
+		return authz.Options{}, err
+	}
 	return authz.Options{
 		Routes:       routes,
 		SPIFFE:       spiffe,
@@ -187,7 +213,36 @@ func authzOptions(cfg *config.Config) (authz.Options, error) {
 		LogoutPath:   cfg.Logout.Path,
 		LogoutURL:    cfg.Logout.RedirectURL,
 		CSRF:         authz.CSRF{Disabled: !cfg.CSRF.Enabled, AllowedOrigins: cfg.CSRF.AllowedOrigins, Shadow: cfg.CSRF.Shadow},
+
+		Binding:        binding,
+		XFFTrustedHops: cfg.ClientIP.XFFTrustedHops,
+		Anomaly:        anomaly,
 	}, nil
+}
+
+// authzAnomaly maps session.anomaly to the Check server's anomaly checks;
+// the caller adds the GeoIP database.
+func authzAnomaly(a config.SessionAnomaly) (authz.Anomaly, error) {
+	action, err := authz.ParsePolicyAction(a.Action)
+	if err != nil {
+		return authz.Anomaly{}, fmt.Errorf("session.anomaly.action: %w", err)
+	}
+	out := authz.Anomaly{MaxRate: a.MaxRate, Action: action, CountryChange: a.CountryChange != ""}
+	if out.CountryChange {
+		if out.CountryAction, err = authz.ParsePolicyAction(a.CountryChange); err != nil {
+			return authz.Anomaly{}, fmt.Errorf("session.anomaly.country_change: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// authzBinding maps session.binding to the Check server's binding.
+func authzBinding(b config.SessionBinding) (authz.Binding, error) {
+	action, err := authz.ParsePolicyAction(b.Action)
+	if err != nil {
+		return authz.Binding{}, fmt.Errorf("session.binding.action: %w", err)
+	}
+	return authz.Binding{UserAgent: b.UserAgent, IPv4Bits: b.IPPrefix.IPv4, IPv6Bits: b.IPPrefix.IPv6, Action: action}, nil
 }
 
 // authzRoutes maps routes to the Check server's rules; they are also what a

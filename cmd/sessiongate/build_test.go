@@ -90,6 +90,22 @@ func TestAuthzOptions(t *testing.T) {
 				{PathPrefix: "/", Access: authz.Deny},
 			}
 		}, ""},
+		{"binding", func(c *config.Config) {
+			c.Session.Binding = config.SessionBinding{UserAgent: true, IPPrefix: config.IPPrefix{IPv4: 24, IPv6: 48}, Action: "revoke"}
+			c.ClientIP.XFFTrustedHops = 2
+		}, func(o *authz.Options) {
+			o.Binding = authz.Binding{UserAgent: true, IPv4Bits: 24, IPv6Bits: 48, Action: authz.PolicyRevoke}
+			o.XFFTrustedHops = 2
+		}, ""},
+		{"rate anomaly", func(c *config.Config) { c.Session.Anomaly = config.SessionAnomaly{MaxRate: 600, Action: "deny"} },
+			func(o *authz.Options) { o.Anomaly = authz.Anomaly{MaxRate: 600, Action: authz.PolicyDeny} }, ""},
+		{"country change", func(c *config.Config) { c.Session.Anomaly.CountryChange = "revoke" },
+			func(o *authz.Options) {
+				o.Anomaly = authz.Anomaly{CountryChange: true, CountryAction: authz.PolicyRevoke}
+			}, ""},
+		{"unknown country change action", func(c *config.Config) { c.Session.Anomaly.CountryChange = "block" }, nil, "session.anomaly.country_change"},
+		{"unknown anomaly action", func(c *config.Config) { c.Session.Anomaly.Action = "block" }, nil, "session.anomaly.action"},
+		{"unknown binding action", func(c *config.Config) { c.Session.Binding.Action = "block" }, nil, "session.binding.action"},
 		{"unknown access", func(c *config.Config) {
 			c.Routes = []config.Route{{PathPrefix: "/", Access: "public"}, {PathPrefix: "/x", Access: "sometimes"}}
 		}, nil, "routes[1].access"},

@@ -93,6 +93,10 @@ func explain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	signer := &claimsRecorder{issuer: cfg.Token.Issuer}
 	ao.Signer, ao.Log = signer, log
+	// The session binding and the anomaly checks judge a client (its
+	// address, its user agent, its rate), and explain has none: it
+	// explains the rules, never revokes.
+	ao.Binding, ao.Anomaly = authz.Binding{}, authz.Anomaly{}
 
 	var e explanation
 	var credential string

@@ -5,6 +5,7 @@
 //	sessiongate keygen [--alg ES256|EdDSA|RS256] write a new PEM private key to stdout
 //	sessiongate session ...                     manage sessions through the admin API
 //	sessiongate service ...                     manage services and their credentials through the admin API
+//	sessiongate events tail                     follow security events through the admin API
 //	sessiongate version                         print the version
 package main
 
@@ -30,6 +31,7 @@ commands:
   serve     run the ext_authz gRPC server, JWKS/health/metrics HTTP server and admin API
   keygen    write a new PEM private signing key to stdout
   session   create, list, revoke and update sessions through the admin API
+  events    follow security events (events tail) through the admin API
   explain   show which rule applies to a request and what Check decides, and why
   service   register services and manage their credentials through the admin API
   version   print the version
@@ -67,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return keygen(rest, stdout, stderr)
 	case "session":
 		return sessionCmd(ctx, rest, stdout, stderr)
+	case "events":
+		return eventsCmd(ctx, rest, stdout, stderr)
 	case "explain":
 		return explain(ctx, rest, stdout, stderr)
 	case "service":

@@ -25,7 +25,9 @@ import (
 	"github.com/sessiongate/sessiongate/pkg/admin"
 	"github.com/sessiongate/sessiongate/pkg/authz"
 	"github.com/sessiongate/sessiongate/pkg/config"
+	"github.com/sessiongate/sessiongate/pkg/events"
 	"github.com/sessiongate/sessiongate/pkg/exchange"
+	"github.com/sessiongate/sessiongate/pkg/geoip"
 	"github.com/sessiongate/sessiongate/pkg/metrics"
 	"github.com/sessiongate/sessiongate/pkg/session"
 	"github.com/sessiongate/sessiongate/pkg/token"
@@ -105,6 +107,9 @@ type gate struct {
 	services   session.ServiceStore
 	peek       exchange.Sessions // the session store, read without sliding
 	exchange   *exchange.Handler // POST /oauth2/token
+	events     *events.Log
+	eventStore events.Store
+	geoip      *geoip.DB // nil without geoip.database
 	signer     *token.Signer
 	authz      *authz.Server
 	admin      *admin.Handler
@@ -186,6 +191,16 @@ func (g *gate) run(ctx context.Context) error {
 	}
 	_ = httpSrv.Shutdown(sctx)
 	_ = adminSrv.Shutdown(sctx)
+	g.events.Close()
+	if g.geoip != nil {
+		_ = g.geoip.Close()
+	}
+	if wh := g.events.Webhook(); wh != nil {
+		wh.Close()
+	}
+	if c, ok := g.eventStore.(io.Closer); ok {
+		_ = c.Close()
+	}
 	if err := g.store.Close(); err != nil {
 		g.log.Warn("close store", "err", err)
 	}

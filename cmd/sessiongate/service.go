@@ -37,9 +37,7 @@ func serviceCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := flag.NewFlagSet("service", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, serviceUsage) }
-	configPath := fs.String("config", "", "config file (for admin_addr and admin_token_file)")
-	baseURL := fs.String("url", "", "admin API base URL (default http://<admin_addr>)")
-	tokenFile := fs.String("token-file", "", "admin token file (default admin_token_file)")
+	af := adminFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -48,7 +46,7 @@ func serviceCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fs.Usage()
 		return errors.New("service: missing command")
 	}
-	c, err := adminClient(*configPath, *baseURL, *tokenFile)
+	c, err := af.client()
 	if err != nil {
 		return err
 	}

@@ -7,11 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/sessiongate/sessiongate/pkg/admin"
-	"github.com/sessiongate/sessiongate/pkg/config"
 )
 
 const sessionUsage = `usage: sessiongate session [--config FILE] [--url URL] [--token-file FILE] <command> [args]
@@ -38,13 +36,11 @@ func sessionCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := flag.NewFlagSet("session", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, sessionUsage) }
-	configPath := fs.String("config", "", "config file (for admin_addr and admin_token_file)")
-	baseURL := fs.String("url", "", "admin API base URL (default http://<admin_addr>)")
-	tokenFile := fs.String("token-file", "", "admin token file (default admin_token_file)")
+	af := adminFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	c, err := adminClient(*configPath, *baseURL, *tokenFile)
+	c, err := af.client()
 	if err != nil {
 		return err
 	}
@@ -193,33 +189,4 @@ func parseUpdate(args []string, stderr io.Writer) (admin.UpdateRequest, error) {
 	var err error
 	req.Claims, err = parseClaims(claims)
 	return req, err
-}
-
-// adminClient is the admin API client the session and service commands
-// use: the address and token file from the flags, else from the config
-// (file and SESSIONGATE_* environment).
-func adminClient(configPath, baseURL, tokenFile string) (*admin.Client, error) {
-	cfg, err := config.Load(configPath, os.Environ())
-	if err != nil {
-		return nil, err
-	}
-	if baseURL == "" {
-		addr := cfg.AdminAddr
-		if strings.HasPrefix(addr, ":") {
-			addr = "127.0.0.1" + addr
-		}
-		baseURL = "http://" + addr
-	}
-	if tokenFile == "" {
-		tokenFile = cfg.AdminTokenFile
-	}
-	var tok string
-	if tokenFile != "" {
-		tokens, err := readAdminTokens(tokenFile)
-		if err != nil {
-			return nil, err
-		}
-		tok = tokens[0]
-	}
-	return admin.NewClient(baseURL, tok, nil), nil
 }

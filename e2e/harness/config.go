@@ -129,6 +129,7 @@ type SGConfig struct {
 	// TokenExchange is token_exchange: service → audiences it may obtain.
 	TokenExchange map[string][]string `yaml:"token_exchange,omitempty"`
 	Cache         *SGCache            `yaml:"cache,omitempty"`
+	ClientIP      *SGClientIP         `yaml:"client_ip,omitempty"`
 }
 
 // SGCache is the cache section; nil keeps sessiongate's default (on).
@@ -157,6 +158,33 @@ type sgSession struct {
 	AbsoluteTimeout string `yaml:"absolute_timeout"`
 	MaxPerUser      int    `yaml:"max_per_user"`
 	OnLimit         string `yaml:"on_limit"`
+
+	Binding *SGBinding `yaml:"binding,omitempty"`
+	Anomaly *SGAnomaly `yaml:"anomaly,omitempty"`
+}
+
+// SGAnomaly is session.anomaly.
+type SGAnomaly struct {
+	MaxRate int    `yaml:"max_rate"`
+	Action  string `yaml:"action"`
+}
+
+// SGBinding is session.binding.
+type SGBinding struct {
+	UserAgent bool       `yaml:"user_agent"`
+	IPPrefix  SGIPPrefix `yaml:"ip_prefix"`
+	Action    string     `yaml:"action"`
+}
+
+// SGIPPrefix is session.binding.ip_prefix.
+type SGIPPrefix struct {
+	IPv4 int `yaml:"ipv4"`
+	IPv6 int `yaml:"ipv6"`
+}
+
+// SGClientIP is client_ip.
+type SGClientIP struct {
+	XFFTrustedHops int `yaml:"xff_trusted_hops"`
 }
 
 type sgToken struct {

@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sessiongate/sessiongate/api"
+	"github.com/sessiongate/sessiongate/pkg/events"
 	"github.com/sessiongate/sessiongate/pkg/session"
 	"github.com/sessiongate/sessiongate/pkg/token"
 )
@@ -58,6 +59,11 @@ type Options struct {
 	ClientCertAuthOnly bool
 	Log                *slog.Logger
 	Now                func() time.Time
+
+	// Events receives logins and revocations (events.go); EventStore
+	// serves GET /v1/events. Nil: nothing recorded, and 404.
+	Events     events.Recorder
+	EventStore events.Store
 }
 
 // MaxBodyBytes bounds a request body: 64 KiB is far more than any valid
@@ -127,6 +133,7 @@ func (h *Handler) routes() map[string]http.HandlerFunc {
 		"DELETE /v1/users/{subject}/sessions": h.handle(h.revokeUser),
 		"PATCH /v1/users/{subject}/sessions":  h.handle(h.updateUser),
 		"GET /v1/openapi.yaml":                serveOpenAPI,
+		"GET /v1/events":                      h.handle(h.events),
 	}
 	if h.o.Services != nil {
 		maps.Copy(routes, h.serviceRoutes())
@@ -277,8 +284,10 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) error {
 		return storeError("create", err)
 	}
 	h.audit(r, "create", req.Subject, s.Ref)
+	h.record(r, events.Event{Type: events.Login, Subject: req.Subject, SessionRef: s.Ref, Details: loginDetails(s.Device)})
 	for _, ref := range evicted {
 		h.audit(r, "evict", req.Subject, ref)
+		h.record(r, events.Event{Type: events.Revoke, Subject: req.Subject, SessionRef: ref, Details: map[string]string{"by": "eviction"}})
 	}
 	writeJSON(w, http.StatusCreated, CreateResponse{
 		SessionID:  id,
@@ -449,6 +458,7 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request) error {
 		return storeError("revoke", err)
 	}
 	h.audit(r, "revoke", "", ref)
+	h.record(r, events.Event{Type: events.Revoke, SessionRef: ref})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -465,6 +475,7 @@ func (h *Handler) revokeUser(w http.ResponseWriter, r *http.Request) error {
 		return storeError("revoke_user", err)
 	}
 	h.audit(r, "revoke_user", subject, "", "revoked", n)
+	h.record(r, events.Event{Type: events.Revoke, Subject: subject, Details: map[string]string{"sessions": strconv.Itoa(n)}})
 	writeJSON(w, http.StatusOK, RevokeResponse{Revoked: n})
 	return nil
 }

@@ -53,3 +53,63 @@ func TestAllocationPromises(t *testing.T) {
 		}
 	}
 }
+
+// Each policy that judges a resolved session costs no allocation of its own
+// when the request passes it: a warm Check stays at the six of
+// TestAllocationPromises with the policy on.
+func TestPolicyAllocationPromises(t *testing.T) {
+	ctx := context.Background()
+	device := session.Device{UserAgent: firefox115, IP: "198.51.100.23"}
+	tests := []struct {
+		name string
+		o    func(*Options)
+		opts []reqOpt
+	}{
+		{"user-agent binding", func(o *Options) { o.Binding = Binding{UserAgent: true, Action: PolicyRevoke} },
+			[]reqOpt{withHeader("user-agent", firefox128)}},
+		{"network binding, source.address", func(o *Options) { o.Binding = Binding{IPv4Bits: 24, IPv6Bits: 48, Action: PolicyRevoke} },
+			[]reqOpt{withSource("198.51.100.9")}},
+		{"network binding, X-Forwarded-For", func(o *Options) {
+			o.Binding = Binding{IPv4Bits: 24, IPv6Bits: 48, Action: PolicyRevoke}
+			o.XFFTrustedHops = 2
+		}, []reqOpt{withSource("10.0.0.1"), withHeader("x-forwarded-for", "203.0.113.1, 198.51.100.9, 10.0.0.2")}},
+		{"every binding", func(o *Options) {
+			o.Binding = Binding{UserAgent: true, IPv4Bits: 24, IPv6Bits: 48, Action: PolicyRevoke}
+		},
+			[]reqOpt{withHeader("user-agent", firefox128), withSource("198.51.100.9")}},
+		{"binding log, a network change already recorded", func(o *Options) { o.Binding = Binding{IPv4Bits: 24, Action: PolicyLog} },
+			[]reqOpt{withSource("203.0.113.9")}},
+		{"rate anomaly", func(o *Options) { o.Anomaly = Anomaly{MaxRate: 1 << 30, Action: PolicyRevoke} }, nil},
+		{"every policy but GeoIP", func(o *Options) {
+			o.Binding = Binding{UserAgent: true, IPv4Bits: 24, IPv6Bits: 48, Action: PolicyLog}
+			o.Anomaly = Anomaly{MaxRate: 1 << 30, Action: PolicyRevoke}
+		}, []reqOpt{withHeader("user-agent", firefox128), withSource("198.51.100.9")}},
+	}
+	geo := testGeoIP(t)
+	tests = append(tests, struct {
+		name string
+		o    func(*Options)
+		opts []reqOpt
+	}{"country change", func(o *Options) { o.Anomaly = Anomaly{CountryChange: true, CountryAction: PolicyRevoke}; o.GeoIP = geo },
+		[]reqOpt{withSource("198.51.100.9")}})
+	tests = append(tests, struct {
+		name string
+		o    func(*Options)
+		opts []reqOpt
+	}{"every policy", func(o *Options) {
+		o.Binding = Binding{UserAgent: true, IPv4Bits: 24, IPv6Bits: 48, Action: PolicyLog}
+		o.Anomaly = Anomaly{MaxRate: 1 << 30, Action: PolicyRevoke, CountryChange: true, CountryAction: PolicyRevoke}
+		o.GeoIP, o.XFFTrustedHops = geo, 1
+	}, []reqOpt{withHeader("user-agent", firefox128), withHeader("x-forwarded-for", "198.51.100.9")}})
+	for _, tt := range tests {
+		f := newFixture(t, session.NewMemoryStore(nil), tt.o)
+		id := f.loginFrom(t, device)
+		req := request("GET", "/api/items?page=2", append([]reqOpt{withCookie("theme=dark; __Host-sid=" + id)}, tt.opts...)...)
+		if got := status(f.check(t, req)); got != 200 {
+			t.Fatalf("%s: setup Check answered %d", tt.name, got)
+		}
+		if got := testing.AllocsPerRun(100, func() { f.srv.Check(ctx, req) }); got > 6 {
+			t.Errorf("%s: a warm Check costs %.1f allocations, want at most 6", tt.name, got)
+		}
+	}
+}

@@ -50,6 +50,8 @@ type checkInput struct {
 	raw     []*corev3.HeaderValue // list form (encode_raw_headers) instead of headers
 	ext     map[string]string     // context_extensions
 	html    bool                  // Accept: text/html (a browser navigation)
+	source  string                // Envoy's source.address
+	bound   bool                  // ask the server with the session binding on
 }
 
 type adminInput struct {
@@ -338,6 +340,58 @@ func TestBadInputCatalog(t *testing.T) {
 			admin: &adminInput{method: "POST", path: "/v1/sessions", body: `{"subject":"eve"}`, token: "-"}},
 		{name: "admin: wrong token", want: 401,
 			admin: &adminInput{method: "POST", path: "/v1/sessions", body: `{"subject":"eve"}`, token: "catalog-admin-token-0123456780"}},
+		// Session binding (user agent, IPv4 /24, IPv6 /48, deny; client
+		// address from the rightmost X-Forwarded-For entry): the {bound}
+		// session was created from 198.51.100.23 with Firefox 115.
+		{name: "control: bound session from its network and browser", want: 200, kind: wantToken,
+			check: &checkInput{method: "GET", path: "/app/x", bound: true, source: "10.0.0.1", headers: map[string]string{
+				"cookie": "__Host-sid={bound}", "user-agent": firefox128, "x-forwarded-for": "198.51.100.77"}}},
+		{name: "binding: a client-written X-Forwarded-For entry left of the trusted hop", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", bound: true, source: "198.51.100.23", headers: map[string]string{
+				"cookie": "__Host-sid={bound}", "user-agent": firefox115, "x-forwarded-for": "198.51.100.23, 203.0.113.9"}}},
+		{name: "binding: source.address ignored when hops are trusted", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", bound: true, source: "198.51.100.23", headers: map[string]string{
+				"cookie": "__Host-sid={bound}", "user-agent": firefox115}}},
+		{name: "binding: X-Forwarded-For entry with a zone", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", bound: true, headers: map[string]string{
+				"cookie": "__Host-sid={bound}", "user-agent": firefox115, "x-forwarded-for": "fe80::1%eth0"}}},
+		{name: "binding: empty X-Forwarded-For entry", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", bound: true, headers: map[string]string{
+				"cookie": "__Host-sid={bound}", "user-agent": firefox115, "x-forwarded-for": "198.51.100.23, "}}},
+		{name: "binding: X-Forwarded-For hostname", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", bound: true, headers: map[string]string{
+				"cookie": "__Host-sid={bound}", "user-agent": firefox115, "x-forwarded-for": "localhost"}}},
+		{name: "binding: X-Forwarded-For IPv4 with leading zeros", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", bound: true, headers: map[string]string{
+				"cookie": "__Host-sid={bound}", "user-agent": firefox115, "x-forwarded-for": "198.51.100.023"}}},
+		{name: "binding: X-Forwarded-For entry with a port", want: 200, kind: wantToken,
+			check: &checkInput{method: "GET", path: "/app/x", bound: true, headers: map[string]string{
+				"cookie": "__Host-sid={bound}", "user-agent": firefox115, "x-forwarded-for": "198.51.100.23:50123"}}},
+		{name: "binding: two X-Forwarded-For headers, the last one's entry counts", want: 200, kind: wantToken,
+			check: &checkInput{method: "GET", path: "/app/x", bound: true, raw: []*corev3.HeaderValue{
+				{Key: "cookie", Value: "__Host-sid={bound}"}, {Key: "user-agent", Value: firefox115},
+				{Key: "x-forwarded-for", Value: "203.0.113.9"}, {Key: "x-forwarded-for", Value: "198.51.100.23"}}}},
+		{name: "binding: two X-Forwarded-For headers, a foreign last one", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", bound: true, raw: []*corev3.HeaderValue{
+				{Key: "cookie", Value: "__Host-sid={bound}"}, {Key: "user-agent", Value: firefox115},
+				{Key: "x-forwarded-for", Value: "198.51.100.23"}, {Key: "x-forwarded-for", Value: "203.0.113.9"}}}},
+		{name: "binding: another browser", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", bound: true, headers: map[string]string{
+				"cookie": "__Host-sid={bound}", "user-agent": safari, "x-forwarded-for": "198.51.100.23"}}},
+		{name: "binding: no user agent", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", bound: true, headers: map[string]string{
+				"cookie": "__Host-sid={bound}", "x-forwarded-for": "198.51.100.23"}}},
+		{name: "binding: CRLF in the user agent", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", bound: true, headers: map[string]string{
+				"cookie": "__Host-sid={bound}", "user-agent": firefox115 + "\r\nx-internal-jwt: forged", "x-forwarded-for": "198.51.100.23"}}},
+		{name: "binding: two user-agent headers", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", bound: true, raw: []*corev3.HeaderValue{
+				{Key: "cookie", Value: "__Host-sid={bound}"}, {Key: "user-agent", Value: firefox115}, {Key: "user-agent", Value: firefox115},
+				{Key: "x-forwarded-for", Value: "198.51.100.23"}}}},
+		{name: "binding: mismatch on a browser navigation goes to login", want: 302,
+			check: &checkInput{method: "GET", path: "/app/x", bound: true, html: true, headers: map[string]string{
+				"cookie": "__Host-sid={bound}", "user-agent": firefox115, "x-forwarded-for": "203.0.113.9"}}},
+
 		{name: "admin: update with an unknown field", want: 400,
 			admin: &adminInput{method: "PATCH", path: "/v1/users/alice/sessions", body: `{"roles":["admin"],"subject":"bob"}`}},
 
@@ -421,6 +475,7 @@ func TestBadInputCatalog(t *testing.T) {
 // written straight into Redis.
 type catalog struct {
 	f     *fixture
+	bound *Server // the same, with the session binding on
 	admin *httptest.Server
 	ids   map[string]string // placeholder name → session ID or service credential
 	repl  *strings.Replacer
@@ -443,6 +498,10 @@ func newCatalog(t *testing.T) *catalog {
 		o.LogoutPath = ""
 		o.Services = store
 	})
+	bound := c.f.srv.o
+	bound.Binding = Binding{UserAgent: true, IPv4Bits: 24, IPv6Bits: 48, Action: PolicyDeny}
+	bound.XFFTrustedHops = 1
+	c.bound = New(bound)
 	h := admin.NewHandler(admin.Options{
 		Store:           store,
 		Services:        store,
@@ -463,6 +522,7 @@ func newCatalog(t *testing.T) *catalog {
 		"alice":   {Subject: "alice", Roles: []string{"user"}, Claims: map[string]string{"org": "acme"}, Device: &admin.Device{Name: "laptop", IP: "192.0.2.1"}},
 		"bob":     {Subject: "bob", Roles: []string{"admin"}},
 		"revoked": {Subject: "carol"},
+		"bound":   {Subject: "erin", Device: &admin.Device{UserAgent: firefox115, IP: "198.51.100.23"}},
 	} {
 		resp, err := cl.CreateSession(ctx, req)
 		if err != nil {
@@ -580,10 +640,17 @@ func (c *catalog) runCheck(t *testing.T, tc badInput) {
 	if in.ext != nil {
 		req.Attributes.ContextExtensions = in.ext
 	}
+	if in.source != "" {
+		withSource(in.source)(req)
+	}
+	srv := c.f.srv
+	if in.bound {
+		srv = c.bound
+	}
 
-	resp, v := c.f.srv.Decide(context.Background(), req)
+	resp, v := srv.Decide(context.Background(), req)
 	// explain runs the same decision code: the same verdict and status.
-	if e := c.f.srv.Explain(context.Background(), req); e.Decision != v.Decision.String() || e.Status != status(resp) || e.Rule != v.Rule {
+	if e := srv.Explain(context.Background(), req); e.Decision != v.Decision.String() || e.Status != status(resp) || e.Rule != v.Rule {
 		t.Fatalf("explain says %s/%d (rule %d), Check %v/%d (rule %d)", e.Decision, e.Status, e.Rule, v.Decision, status(resp), v.Rule)
 	}
 	// gRPC marshals the answer before Envoy sees it; one that cannot be

@@ -66,6 +66,8 @@ type cached struct {
 	// when it is signed and shared by every answer that carries it (see
 	// Server.ok).
 	parts *okParts
+	// origin is where the session was created, for the binding (binding.go).
+	origin origin
 }
 
 func newTokenCache(maxEntries int) *tokenCache {

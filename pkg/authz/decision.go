@@ -19,6 +19,9 @@ const (
 	DecisionLogout                          // the logout path (204 or 302)
 	DecisionCanceled                        // the caller went away before the answer (Envoy cancelled)
 	DecisionInternal                        // a caller of a kind the rule does not admit: a user on an internal route, a service not listed (403)
+	DecisionBindingMismatch                 // the request does not match the session's binding, action deny or revoke (401)
+	DecisionRateAnomaly                     // the session is over its request rate, action deny (429) or revoke (401)
+	DecisionCountryChange                   // the session is used from another country than it was created in, action deny or revoke (401)
 
 	numDecisions
 )
@@ -35,6 +38,9 @@ var decisionNames = [numDecisions]string{
 	DecisionLogout:          "logout",
 	DecisionCanceled:        "canceled",
 	DecisionInternal:        "internal",
+	DecisionBindingMismatch: "binding_mismatch",
+	DecisionRateAnomaly:     "rate_anomaly",
+	DecisionCountryChange:   "country_change",
 }
 
 func (d Decision) String() string {

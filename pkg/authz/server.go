@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sessiongate/sessiongate/pkg/events"
 	"github.com/sessiongate/sessiongate/pkg/metrics"
 	"github.com/sessiongate/sessiongate/pkg/session"
 	"github.com/sessiongate/sessiongate/pkg/token"
@@ -77,6 +78,22 @@ type Options struct {
 	Metrics      *metrics.Metrics
 	Log          *slog.Logger
 	Now          func() time.Time
+
+	// Binding ties sessions to their user agent and network (binding.go);
+	// the zero value is off.
+	Binding Binding
+	// XFFTrustedHops: 0 takes the client address from Envoy's
+	// source.address, N the N-th X-Forwarded-For entry from the right.
+	XFFTrustedHops int
+	// Anomaly notices sessions used too fast or from another country
+	// (anomaly.go); the zero value is off.
+	Anomaly Anomaly
+	// GeoIP names the country of an address, for the country change and
+	// for events; nil is none.
+	GeoIP Countries
+	// Events receives logouts, binding mismatches, anomalies and the
+	// revocations they cause; nil records nothing.
+	Events events.Recorder
 }
 
 // Server implements envoy.service.auth.v3.Authorization.
@@ -92,6 +109,10 @@ type Server struct {
 	decisions   [numDecisions]prometheus.Counter
 	resp        responses
 	csrfOrigins []string // normalised CSRF.AllowedOrigins
+
+	// seen is the per-session rate and recorded mismatches; nil unless a
+	// policy needs them.
+	seen *seenSessions
 }
 
 // New returns a Server.
@@ -116,6 +137,9 @@ func New(o Options) *Server {
 	// the first such answer.
 	for _, d := range Decisions() {
 		s.decisions[d] = o.Metrics.Decisions.WithLabelValues(d.String())
+	}
+	if o.Anomaly.on(o.GeoIP) || o.Binding.on() && o.Binding.Action == PolicyLog {
+		s.seen = newSeenSessions()
 	}
 	s.SetRoutes(o.Routes)
 	s.SetSPIFFE(o.SPIFFE)
@@ -155,7 +179,8 @@ func (s *Server) Decide(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 }
 
 // check reads top to bottom: the request's form, the policy for its path,
-// the credential, the session behind it, the token, the roles.
+// the credential, the session behind it, the token, the binding, the
+// anomalies, the roles.
 func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, Verdict) {
 	attrs := req.GetAttributes()
 	httpReq := attrs.GetRequest().GetHttp()
@@ -235,6 +260,16 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		}
 		s.o.Log.Error("check: sign token", "session_ref", ref, "err", err)
 		return s.resp.unavailable, verdict(DecisionUnavailable, "signing failed", pol.rule)
+	}
+	if s.o.Binding.on() {
+		if resp, v, refused := s.bind(ctx, attrs, h, ref, c.origin, pol.rule); refused {
+			return resp, v
+		}
+	}
+	if s.o.Anomaly.on(s.o.GeoIP) {
+		if resp, v, refused := s.anomaly(ctx, attrs, h, ref, c.origin, pol.rule); refused {
+			return resp, v
+		}
 	}
 	if len(pol.roles) > 0 && !session.HasAnyRole(c.roles, pol.roles) {
 		denied := verdict(DecisionForbidden, "missing role", pol.rule)
@@ -372,6 +407,9 @@ func (s *Server) sign(e session.Entry, audience string, now time.Time) (cached, 
 		token: tok,
 		roles: sess.Roles,
 		parts: s.newOKParts(tok, sess.Subject, sess.Ref),
+		// What the binding compares against, decoded with the token: a
+		// session's device never changes, so a cache hit costs nothing.
+		origin: s.originOf(sess.Device),
 		// Reuse a token while at least half its lifetime remains, so no
 		// upstream receives one about to expire.
 		refresh: now.Add(exp.Sub(now) / 2),
@@ -432,6 +470,9 @@ func (s *Server) logout(ctx context.Context, r *authv3.AttributeContext_HttpRequ
 			}
 			s.o.Log.Warn("logout: session store unavailable", "err", err)
 			return s.resp.unavailable, verdict(DecisionUnavailable, "session store unavailable", -1)
+		}
+		if err == nil {
+			s.record(h, events.Event{Type: events.Logout, SessionRef: session.RefOf(cred.id)})
 		}
 	}
 	return s.resp.logout, verdict(DecisionLogout, "logout", -1)

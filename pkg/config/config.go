@@ -42,6 +42,9 @@ type Config struct {
 	TokenExchange map[string][]string `yaml:"token_exchange"`
 
 	CSRF     CSRF     `yaml:"csrf"`      // security.go
+	ClientIP ClientIP `yaml:"client_ip"` // binding.go
+	Events   Events   `yaml:"events"`    // events.go
+	GeoIP    GeoIP    `yaml:"geoip"`     // anomaly.go
 	Admin    Admin    `yaml:"admin"`     // security.go
 	AdminTLS AdminTLS `yaml:"admin_tls"` // security.go
 }
@@ -131,6 +134,9 @@ type Session struct {
 	// idle expiry is slid in Redis; 0 = 1 % of the idle timeout, at least
 	// 1 s. The idle expiry Redis enforces lags by at most this much.
 	SlideInterval time.Duration `yaml:"slide_interval"`
+
+	Binding SessionBinding `yaml:"binding"` // binding.go
+	Anomaly SessionAnomaly `yaml:"anomaly"` // anomaly.go
 }
 
 // Token describes the internal JWT handed to upstream services.
@@ -205,6 +211,8 @@ func Default() Config {
 			IdleTimeout:     30 * time.Minute,
 			AbsoluteTimeout: 12 * time.Hour,
 			OnLimit:         "evict_oldest",
+			Binding:         SessionBinding{Action: "log"},
+			Anomaly:         SessionAnomaly{Action: "log"},
 		},
 		Token: Token{
 			Header:     "x-internal-jwt",
@@ -219,6 +227,7 @@ func Default() Config {
 		},
 		Logout: Logout{Path: "/auth/logout"},
 		CSRF:   CSRF{Enabled: true},
+		Events: Events{MaxLen: 100_000},
 		Admin:  Admin{RateLimit: 100, RateBurst: 200},
 	}
 }

@@ -52,7 +52,8 @@ func TestDefault(t *testing.T) {
 		Redis:     Redis{Timeout: 100 * time.Millisecond},
 		Cache:     Cache{Enabled: true, MaxEntries: 100000},
 		Cookie:    Cookie{Name: "__Host-sid", SameSite: "Lax"},
-		Session:   Session{IdleTimeout: 30 * time.Minute, AbsoluteTimeout: 12 * time.Hour, OnLimit: "evict_oldest"},
+		Session: Session{IdleTimeout: 30 * time.Minute, AbsoluteTimeout: 12 * time.Hour, OnLimit: "evict_oldest",
+			Binding: SessionBinding{Action: "log"}, Anomaly: SessionAnomaly{Action: "log"}},
 		Token: Token{
 			Header: "x-internal-jwt", Issuer: "sessiongate", Audience: "internal",
 			TTL: 5 * time.Minute, JWKSMaxAge: 5 * time.Minute,
@@ -61,6 +62,7 @@ func TestDefault(t *testing.T) {
 		Logout: Logout{Path: "/auth/logout"},
 		CSRF:   CSRF{Enabled: true},
 		Admin:  Admin{RateLimit: 100, RateBurst: 200},
+		Events: Events{MaxLen: 100_000},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() = %+v\nwant        %+v", c, want)
@@ -123,9 +125,26 @@ session:
   max_per_user: 3
   on_limit: reject
   slide_interval: 30s
+  binding:
+    user_agent: true
+    ip_prefix: {ipv4: 24, ipv6: 48}
+    action: deny
+  anomaly:
+    max_rate: 600
+    action: revoke
+    country_change: deny
 cache:
   enabled: false
   max_entries: 5000
+geoip:
+  database: /geo/country.mmdb
+client_ip:
+  xff_trusted_hops: 1
+events:
+  max_len: 5000
+  webhook:
+    url: https://siem.example.com/hook
+    secret_file: /run/secrets/webhook
 token:
   header: X-User-JWT
   issuer: gate
@@ -189,9 +208,14 @@ func TestLoadFullFile(t *testing.T) {
 			Username:     "sessiongate", PasswordFile: "/run/secrets/redis-password",
 			TLS: RedisTLS{Enabled: true, CAFile: "/ca.pem", CertFile: "/c.pem", KeyFile: "/k.pem", ServerName: "redis.internal"},
 		},
-		Cookie:  Cookie{Name: "sid", SameSite: "Strict", Domain: "example.com"},
-		Session: Session{IdleTimeout: 15 * time.Minute, AbsoluteTimeout: 8 * time.Hour, MaxPerUser: 3, OnLimit: "reject", SlideInterval: 30 * time.Second},
-		Cache:   Cache{Enabled: false, MaxEntries: 5000},
+		Cookie: Cookie{Name: "sid", SameSite: "Strict", Domain: "example.com"},
+		Session: Session{IdleTimeout: 15 * time.Minute, AbsoluteTimeout: 8 * time.Hour, MaxPerUser: 3, OnLimit: "reject", SlideInterval: 30 * time.Second,
+			Binding: SessionBinding{UserAgent: true, IPPrefix: IPPrefix{IPv4: 24, IPv6: 48}, Action: "deny"},
+			Anomaly: SessionAnomaly{MaxRate: 600, Action: "revoke", CountryChange: "deny"}},
+		Cache:    Cache{Enabled: false, MaxEntries: 5000},
+		GeoIP:    GeoIP{Database: "/geo/country.mmdb"},
+		ClientIP: ClientIP{XFFTrustedHops: 1},
+		Events:   Events{MaxLen: 5000, Webhook: EventsWebhook{URL: "https://siem.example.com/hook", SecretFile: "/run/secrets/webhook"}},
 		Token: Token{
 			Header: "x-user-jwt", Issuer: "gate", Audience: "apis", TTL: 2 * time.Minute,
 			SigningKeys:      []string{"/keys/b.pem", "/keys/a.pem"},

@@ -102,6 +102,9 @@ func (c *Config) Validate(dev bool) error {
 	c.validateSecurity(v)
 	c.Services.validate(v)
 	c.validateExchange(v)
+	c.validateBinding(v)
+	c.validateAnomaly(v)
+	c.validateEvents(v)
 	return errors.Join(v.errs...)
 }
 

@@ -27,6 +27,10 @@ type Metrics struct {
 	TokenCacheMisses prometheus.Counter       // sessiongate_token_cache_misses_total
 	StoreUp          prometheus.Gauge         // sessiongate_store_up
 	TokenRequests    *prometheus.CounterVec   // sessiongate_token_requests_total{grant,result}
+
+	SecurityEvents        *prometheus.CounterVec // sessiongate_security_events_total{type}
+	SecurityEventsDropped prometheus.Counter     // sessiongate_security_events_dropped_total
+	SecurityEventsWebhook *prometheus.CounterVec // sessiongate_security_events_webhook_total{result}
 }
 
 // Catalog lists every metric sessiongate exports, by name, with its
@@ -34,18 +38,21 @@ type Metrics struct {
 // name. A test holds it to what New registers.
 func Catalog() map[string]string {
 	return map[string]string{
-		"sessiongate_check_decisions_total":    "counter",
-		"sessiongate_check_duration_seconds":   "histogram",
-		"sessiongate_store_duration_seconds":   "histogram",
-		"sessiongate_store_errors_total":       "counter",
-		"sessiongate_store_canceled_total":     "counter",
-		"sessiongate_shadow_decisions_total":   "counter",
-		"sessiongate_sessions_created_total":   "counter",
-		"sessiongate_sessions_revoked_total":   "counter",
-		"sessiongate_token_cache_hits_total":   "counter",
-		"sessiongate_token_cache_misses_total": "counter",
-		"sessiongate_store_up":                 "gauge",
-		"sessiongate_token_requests_total":     "counter",
+		"sessiongate_check_decisions_total":         "counter",
+		"sessiongate_check_duration_seconds":        "histogram",
+		"sessiongate_store_duration_seconds":        "histogram",
+		"sessiongate_store_errors_total":            "counter",
+		"sessiongate_store_canceled_total":          "counter",
+		"sessiongate_shadow_decisions_total":        "counter",
+		"sessiongate_sessions_created_total":        "counter",
+		"sessiongate_sessions_revoked_total":        "counter",
+		"sessiongate_token_cache_hits_total":        "counter",
+		"sessiongate_token_cache_misses_total":      "counter",
+		"sessiongate_store_up":                      "gauge",
+		"sessiongate_token_requests_total":          "counter",
+		"sessiongate_security_events_total":         "counter",
+		"sessiongate_security_events_dropped_total": "counter",
+		"sessiongate_security_events_webhook_total": "counter",
 		// RegisterCache's, with the Redis session cache on.
 		"sessiongate_cache_hits_total":          "counter",
 		"sessiongate_cache_misses_total":        "counter",
@@ -112,9 +119,22 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "1 when the last store health probe succeeded, else 0.",
 		}),
 	}
+	m.SecurityEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sessiongate_security_events_total",
+		Help: "Security events recorded (logins, logouts, revocations, binding mismatches), by type.",
+	}, []string{"type"})
+	m.SecurityEventsDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sessiongate_security_events_dropped_total",
+		Help: "Security events counted but not stored in the event log: queue full or store failure.",
+	})
+	m.SecurityEventsWebhook = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sessiongate_security_events_webhook_total",
+		Help: "Security events sent to events.webhook.url, by result: delivered, failed (every attempt), dropped (queue full or shutdown).",
+	}, []string{"result"})
 	if reg != nil {
 		reg.MustRegister(m.Decisions, m.CheckDuration, m.StoreDuration, m.StoreErrors, m.StoreCanceled, m.ShadowDecisions,
 			m.SessionsCreated, m.SessionsRevoked, m.TokenCacheHits, m.TokenCacheMisses, m.StoreUp, m.TokenRequests)
+		reg.MustRegister(m.SecurityEvents, m.SecurityEventsDropped, m.SecurityEventsWebhook)
 	}
 	return m
 }
