@@ -276,3 +276,26 @@ func TestRedisTLSOnAgrees(t *testing.T) {
 		}
 	}
 }
+
+// The access vocabulary exists twice, in config (which imports nothing of
+// the project) and in authz; they must never disagree.
+func TestAccessLevelsAgree(t *testing.T) {
+	seen := map[string]bool{}
+	for _, s := range config.AccessLevels {
+		a, err := authz.ParseAccess(s)
+		if err != nil {
+			t.Errorf("config accepts access %q, authz does not: %v", s, err)
+			continue
+		}
+		if a.String() != s {
+			t.Errorf("authz reads %q as %q", s, a)
+		}
+		seen[s] = true
+	}
+	for a := authz.Access(0); a < 16; a++ {
+		s := a.String()
+		if _, err := authz.ParseAccess(s); err == nil && !seen[s] {
+			t.Errorf("authz knows access %q, config does not accept it", s)
+		}
+	}
+}

@@ -182,7 +182,7 @@ func (r *report) printTargets(w io.Writer) {
 	if len(rows) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\n### Targets (issue 5)\n\n| target | measured | |\n|---|---:|---|\n")
+	fmt.Fprintf(w, "\n### Targets\n\n| target | measured | |\n|---|---:|---|\n")
 	for _, row := range rows {
 		fmt.Fprintf(w, "| %s | %s | %s |\n", row[0], row[1], row[2])
 	}

@@ -171,6 +171,10 @@ type Logout struct {
 	RedirectURL string `yaml:"redirect_url"`
 }
 
+// AccessLevels are the values of routes[].access. pkg/authz parses them
+// (authz.ParseAccess); a test in cmd/sessiongate holds the two lists equal.
+var AccessLevels = []string{"public", "authenticated", "internal", "deny"}
+
 // Route decides the access rule for requests whose path starts with
 // PathPrefix and, if Methods is not empty, whose method is one of Methods.
 type Route struct {

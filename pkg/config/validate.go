@@ -115,7 +115,7 @@ func (r Route) validate(v *validator, path string) {
 	for j, m := range r.Methods {
 		v.check(fmt.Sprintf("%s.methods[%d]", path, j), checkToken(m))
 	}
-	v.oneOf(path+".access", r.Access, "public", "authenticated", "internal", "deny")
+	v.oneOf(path+".access", r.Access, AccessLevels...)
 	// Roles or services on a public or deny route would read as a
 	// restriction that is never enforced.
 	if len(r.Roles) > 0 && r.Access != "authenticated" && r.Access != "internal" {
