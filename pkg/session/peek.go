@@ -14,14 +14,7 @@ func (r *RedisStore) Peek(ctx context.Context, ref string) (Entry, error) {
 		}
 		return Entry{}, wrap("read session", err)
 	}
-	e, err := parseEntry(ref, v)
-	if err != nil {
-		return Entry{}, err
-	}
-	if !r.now().Before(e.ExpiresAt) {
-		return Entry{}, ErrNotFound
-	}
-	return e, nil
+	return r.liveEntry(ref, v)
 }
 
 // Peek returns a live session without sliding its idle expiry.

@@ -507,12 +507,17 @@ func (r *RedisStore) Touch(ctx context.Context, ref string) (Entry, error) {
 		}
 		return Entry{}, wrap("touch session", err)
 	}
-	e, err := parseEntry(ref, v)
+	return r.liveEntry(ref, v)
+}
+
+// liveEntry parses a record read from Redis. Redis enforces the absolute
+// expiry with its own clock; ours is checked too, so a skewed Redis clock
+// cannot extend a session.
+func (r *RedisStore) liveEntry(ref, raw string) (Entry, error) {
+	e, err := parseEntry(ref, raw)
 	if err != nil {
 		return Entry{}, err
 	}
-	// Redis enforces the absolute expiry with its own clock; check ours too so
-	// a skewed Redis clock cannot extend a session.
 	if !r.now().Before(e.ExpiresAt) {
 		return Entry{}, ErrNotFound
 	}
