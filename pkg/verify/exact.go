@@ -48,16 +48,7 @@ func checkHeader(segment string) error {
 	if err != nil {
 		return errMalformed("header: %v", err)
 	}
-	dec := newDecoder(raw)
-	if err := expectDelim(dec, '{'); err != nil {
-		return errMalformed("header: %v", err)
-	}
-	seen := map[string]bool{}
-	for dec.More() {
-		name, err := readKey(dec, seen)
-		if err != nil {
-			return errMalformed("header: %v", err)
-		}
+	return eachMember(raw, "header", func(dec *json.Decoder, name string) error {
 		for _, h := range headerNames {
 			if name != h && strings.EqualFold(name, h) {
 				return errMalformed("header: member %q folds onto %q", name, h)
@@ -73,11 +64,8 @@ func checkHeader(segment string) error {
 		if _, _, err := readValue(dec); err != nil {
 			return errMalformed("header: %s: %v", name, err)
 		}
-	}
-	if err := expectEnd(dec); err != nil {
-		return errMalformed("header: %v", err)
-	}
-	return nil
+		return nil
+	})
 }
 
 // owned are the claims sessiongate sets, by exact name.
@@ -112,22 +100,14 @@ func (e *exactClaims) GetSubject() (string, error)                  { return e.c
 // json.Unmarshal, which has already refused invalid JSON and trailing data.
 func (e *exactClaims) UnmarshalJSON(b []byte) error {
 	*e = exactClaims{}
-	dec := newDecoder(b)
-	if err := expectDelim(dec, '{'); err != nil {
-		return errMalformed("claims: %v", err)
-	}
-	seen := map[string]bool{}
-	for dec.More() {
-		name, err := readKey(dec, seen)
-		if err != nil {
-			return errMalformed("claims: %v", err)
-		}
+	err := eachMember(b, "claims", func(dec *json.Decoder, name string) error {
 		if err := e.member(dec, name); err != nil {
 			return errMalformed("claims: %s: %v", name, err)
 		}
-	}
-	if err := expectEnd(dec); err != nil {
-		return errMalformed("claims: %v", err)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	e.c.Audience = []string(e.audience)
 	e.c.IssuedAt, e.c.NotBefore, e.c.ExpiresAt = timeOf(e.iat), timeOf(e.nbf), timeOf(e.exp)
@@ -184,6 +164,31 @@ func (e *exactClaims) member(dec *json.Decoder, name string) error {
 		}
 	}
 	return err
+}
+
+// eachMember reads raw as exactly one JSON object whose member names are
+// all different, calling member with the decoder at each member's value.
+// What member returns is returned as it is; a structural fault is malformed
+// and named after what (header, claims).
+func eachMember(raw []byte, what string, member func(dec *json.Decoder, name string) error) error {
+	dec := newDecoder(raw)
+	if err := expectDelim(dec, '{'); err != nil {
+		return errMalformed("%s: %v", what, err)
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		name, err := readKey(dec, seen)
+		if err != nil {
+			return errMalformed("%s: %v", what, err)
+		}
+		if err := member(dec, name); err != nil {
+			return err
+		}
+	}
+	if err := expectEnd(dec); err != nil {
+		return errMalformed("%s: %v", what, err)
+	}
+	return nil
 }
 
 func newDecoder(b []byte) *json.Decoder {
