@@ -202,17 +202,19 @@ func authzOptions(cfg *config.Config) (authz.Options, error) {
 		return authz.Options{}, err
 	}
 	return authz.Options{
-		Routes:       routes,
-		SPIFFE:       spiffe,
-		Cookie:       cookie(cfg),
-		TokenHeader:  cfg.Token.Header,
-		Audience:     cfg.Token.Audience,
-		TokenTTL:     cfg.Token.TTL,
-		StoreTimeout: cfg.Redis.Timeout,
-		LoginURL:     cfg.LoginURL,
-		LogoutPath:   cfg.Logout.Path,
-		LogoutURL:    cfg.Logout.RedirectURL,
-		CSRF:         authz.CSRF{Disabled: !cfg.CSRF.Enabled, AllowedOrigins: cfg.CSRF.AllowedOrigins, Shadow: cfg.CSRF.Shadow},
+		Routes:         routes,
+		SPIFFE:         spiffe,
+		Cookie:         cookie(cfg),
+		TokenHeader:    cfg.Token.Header,
+		Audience:       cfg.Token.Audience,
+		TokenTTL:       cfg.Token.TTL,
+		TokenWarnBytes: cfg.Token.WarnBytes,
+		TokenMaxBytes:  cfg.Token.MaxBytes,
+		StoreTimeout:   cfg.Redis.Timeout,
+		LoginURL:       cfg.LoginURL,
+		LogoutPath:     cfg.Logout.Path,
+		LogoutURL:      cfg.Logout.RedirectURL,
+		CSRF:           authz.CSRF{Disabled: !cfg.CSRF.Enabled, AllowedOrigins: cfg.CSRF.AllowedOrigins, Shadow: cfg.CSRF.Shadow},
 
 		Binding:        binding,
 		XFFTrustedHops: cfg.ClientIP.XFFTrustedHops,
@@ -259,7 +261,19 @@ func authzRoutes(in []config.Route) ([]authz.Route, error) {
 				return nil, fmt.Errorf("routes[%d].services[%d]: %q is not a service name (a-z, 0-9 and '-', at most 63)", i, j, name)
 			}
 		}
-		out = append(out, authz.Route{PathPrefix: r.PathPrefix, Methods: r.Methods, Access: a, Roles: r.Roles, Services: r.Services, Shadow: r.Shadow})
+		// config.Validate has checked the names with the same rule; checked
+		// again here, as the services are, where the rule is built.
+		if err := authz.CheckClaims(r.Claims); err != nil {
+			return nil, fmt.Errorf("routes[%d].%w", i, err)
+		}
+		rit := authz.RolesAll
+		if r.RolesInToken != "" {
+			if rit, err = authz.ParseRolesInToken(r.RolesInToken); err != nil {
+				return nil, fmt.Errorf("routes[%d].roles_in_token: %w", i, err)
+			}
+		}
+		out = append(out, authz.Route{PathPrefix: r.PathPrefix, Methods: r.Methods, Access: a, Roles: r.Roles, Services: r.Services, Shadow: r.Shadow,
+			Claims: r.Claims, RolesInToken: rit})
 	}
 	return out, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -106,6 +107,25 @@ func TestAuthzOptions(t *testing.T) {
 		{"unknown country change action", func(c *config.Config) { c.Session.Anomaly.CountryChange = "block" }, nil, "session.anomaly.country_change"},
 		{"unknown anomaly action", func(c *config.Config) { c.Session.Anomaly.Action = "block" }, nil, "session.anomaly.action"},
 		{"unknown binding action", func(c *config.Config) { c.Session.Binding.Action = "block" }, nil, "session.binding.action"},
+		{"token shape and size", func(c *config.Config) {
+			c.Token.WarnBytes, c.Token.MaxBytes = 0, 2048
+			c.Routes = []config.Route{
+				{PathPrefix: "/billing/", Access: "authenticated", Roles: []string{"billing"}, Claims: []string{"email", "plan"}, RolesInToken: "matched"},
+				{PathPrefix: "/lean/", Access: "authenticated", Claims: []string{}, RolesInToken: "all"},
+			}
+		}, func(o *authz.Options) {
+			o.TokenWarnBytes, o.TokenMaxBytes = 0, 2048
+			o.Routes = []authz.Route{
+				{PathPrefix: "/billing/", Access: authz.Authenticated, Roles: []string{"billing"}, Claims: []string{"email", "plan"}, RolesInToken: authz.RolesMatched},
+				{PathPrefix: "/lean/", Access: authz.Authenticated, Claims: []string{}, RolesInToken: authz.RolesAll},
+			}
+		}, ""},
+		{"owned claim", func(c *config.Config) {
+			c.Routes = []config.Route{{PathPrefix: "/", Access: "authenticated", Claims: []string{"email", "Roles"}}}
+		}, nil, "routes[0].claims"},
+		{"unknown roles_in_token", func(c *config.Config) {
+			c.Routes = []config.Route{{PathPrefix: "/", Access: "authenticated", RolesInToken: "some"}}
+		}, nil, "routes[0].roles_in_token"},
 		{"unknown access", func(c *config.Config) {
 			c.Routes = []config.Route{{PathPrefix: "/", Access: "public"}, {PathPrefix: "/x", Access: "sometimes"}}
 		}, nil, "routes[1].access"},
@@ -130,6 +150,9 @@ func TestAuthzOptions(t *testing.T) {
 				TokenTTL:     5 * time.Minute,
 				StoreTimeout: 100 * time.Millisecond,
 				LogoutPath:   "/auth/logout",
+
+				TokenWarnBytes: 4096,
+				TokenMaxBytes:  8192,
 			}
 			tc.want(&want)
 			if !reflect.DeepEqual(got, want) {
@@ -278,7 +301,8 @@ func TestRedisTLSOnAgrees(t *testing.T) {
 }
 
 // The access vocabulary exists twice, in config (which imports nothing of
-// the project) and in authz; they must never disagree.
+// the project but pkg/token's claim-name rule) and in authz; they must never
+// disagree.
 func TestAccessLevelsAgree(t *testing.T) {
 	seen := map[string]bool{}
 	for _, s := range config.AccessLevels {
@@ -296,6 +320,19 @@ func TestAccessLevelsAgree(t *testing.T) {
 		s := a.String()
 		if _, err := authz.ParseAccess(s); err == nil && !seen[s] {
 			t.Errorf("authz knows access %q, config does not accept it", s)
+		}
+	}
+}
+
+// roles_in_token's vocabulary, like access, is in config and in authz.
+func TestRolesInTokenValuesAgree(t *testing.T) {
+	if !slices.Equal(config.RolesInTokenValues, authz.RolesInTokenValues) {
+		t.Fatalf("config %q, authz %q", config.RolesInTokenValues, authz.RolesInTokenValues)
+	}
+	for _, s := range config.RolesInTokenValues {
+		r, err := authz.ParseRolesInToken(s)
+		if err != nil || r.String() != s {
+			t.Errorf("authz reads %q as %v, %v", s, r, err)
 		}
 	}
 }

@@ -109,7 +109,7 @@ func BenchmarkTokenSignCold(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		e.Version++
-		if _, err := f.srv.token(e, "internal", now); err != nil {
+		if _, err := f.srv.token(e, &pathPolicy{rule: -1, audience: "internal"}, now); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -8,7 +8,8 @@ import (
 )
 
 // tokenCache keeps signed tokens so a session is signed for at most once per
-// (session version, audience, signing key) and half a token lifetime, not
+// (session version, audience, signing key, token shape) and half a token
+// lifetime, not
 // once per request. It is consulted only after the store has confirmed the
 // session on this very request, and it is keyed by the version the store
 // returned, so a revoked or updated session can never be served from it.
@@ -43,6 +44,9 @@ type cacheKey struct {
 	audience string
 	kid      string
 	by       callerKind // what ref names
+	// shape is the token shape's id (shape.go): which claims and roles the
+	// token carries. 0, the default, carries all of them.
+	shape uint64
 }
 
 // callerKind says what a cache key's ref names, so that a session ref, a
@@ -68,6 +72,13 @@ type cached struct {
 	parts *okParts
 	// origin is where the session was created, for the binding (binding.go).
 	origin origin
+	// tooLarge: the token signed was over Options.TokenMaxBytes, so there
+	// is none (token and parts are empty) and the answer is a 403 until
+	// the entry is refreshed; remembered so a refusal costs no signature.
+	tooLarge bool
+	// warned: the token is over Options.TokenWarnBytes and that was
+	// logged, for this key, by this entry or the one it refreshed.
+	warned bool
 }
 
 func newTokenCache(maxEntries int) *tokenCache {
@@ -98,13 +109,16 @@ func (c *tokenCache) get(k cacheKey, now time.Time) (cached, bool) {
 // none, at most once at a time per key: concurrent callers for the same key
 // wait for that one call and share its result, error included (a failed
 // signature fails every Check waiting on it, closed). signed reports
-// whether this caller's sign ran. sign runs without the shard lock held.
-func (c *tokenCache) getOrSign(k cacheKey, now time.Time, sign func() (cached, error)) (e cached, signed bool, err error) {
+// whether this caller's sign ran. sign runs without the shard lock held and
+// is given the stale entry it replaces, if any (else the zero value), so
+// what an entry remembers (warned) outlives its refresh.
+func (c *tokenCache) getOrSign(k cacheKey, now time.Time, sign func(prev cached) (cached, error)) (e cached, signed bool, err error) {
 	s := c.shard(k)
 	s.mu.Lock()
-	if e, ok := s.m[k]; ok && now.Before(e.refresh) {
+	prev, ok := s.m[k]
+	if ok && now.Before(prev.refresh) {
 		s.mu.Unlock()
-		return e, false, nil
+		return prev, false, nil
 	}
 	if call, ok := s.signing[k]; ok {
 		s.mu.Unlock()
@@ -125,7 +139,7 @@ func (c *tokenCache) getOrSign(k cacheKey, now time.Time, sign func() (cached, e
 		close(call.done)
 	}()
 	call.err = errSignPanicked
-	call.e, call.err = sign()
+	call.e, call.err = sign(prev)
 	return call.e, true, call.err
 }
 

@@ -22,6 +22,7 @@ const (
 	DecisionBindingMismatch                 // the request does not match the session's binding, action deny or revoke (401)
 	DecisionRateAnomaly                     // the session is over its request rate, action deny (429) or revoke (401)
 	DecisionCountryChange                   // the session is used from another country than it was created in, action deny or revoke (401)
+	DecisionTokenTooLarge                   // the session's token for this route is over token.max_bytes (403)
 
 	numDecisions
 )
@@ -41,6 +42,7 @@ var decisionNames = [numDecisions]string{
 	DecisionBindingMismatch: "binding_mismatch",
 	DecisionRateAnomaly:     "rate_anomaly",
 	DecisionCountryChange:   "country_change",
+	DecisionTokenTooLarge:   "token_too_large",
 }
 
 func (d Decision) String() string {

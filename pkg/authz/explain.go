@@ -86,6 +86,12 @@ func (r Route) String() string {
 	if len(r.Roles) > 0 {
 		fmt.Fprintf(&b, ", roles [%s]", strings.Join(r.Roles, ", "))
 	}
+	if r.Claims != nil {
+		fmt.Fprintf(&b, ", claims [%s]", strings.Join(r.Claims, ", "))
+	}
+	if r.RolesInToken != RolesAll {
+		fmt.Fprintf(&b, ", roles_in_token %s", r.RolesInToken)
+	}
 	if r.Shadow {
 		b.WriteString(", shadow")
 	}

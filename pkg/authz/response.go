@@ -18,6 +18,7 @@ type responses struct {
 	unauthenticated *authv3.CheckResponse
 	forbidden       *authv3.CheckResponse
 	csrf            *authv3.CheckResponse
+	tokenTooLarge   *authv3.CheckResponse
 	unavailable     *authv3.CheckResponse
 	logout          *authv3.CheckResponse
 	tokenHeader     string
@@ -42,6 +43,7 @@ func newResponses(o Options) responses {
 	r.unauthenticated = denied(codes.Unauthenticated, typev3.StatusCode_Unauthorized, `{"error":"unauthenticated"}`)
 	r.forbidden = denied(codes.PermissionDenied, typev3.StatusCode_Forbidden, `{"error":"forbidden"}`)
 	r.csrf = denied(codes.PermissionDenied, typev3.StatusCode_Forbidden, `{"error":"csrf"}`)
+	r.tokenTooLarge = denied(codes.PermissionDenied, typev3.StatusCode_Forbidden, `{"error":"token_too_large"}`)
 	r.unavailable = denied(codes.Unavailable, typev3.StatusCode_ServiceUnavailable, `{"error":"unavailable"}`,
 		header("retry-after", "1"))
 	clear := header("set-cookie", o.Cookie.Clear())
@@ -65,6 +67,8 @@ func (r *responses) denial(d Decision) *authv3.CheckResponse {
 		return r.forbidden
 	case DecisionCSRF:
 		return r.csrf
+	case DecisionTokenTooLarge:
+		return r.tokenTooLarge
 	}
 	// Unavailable, canceled, and anything not meant to reach here: never
 	// an allow.

@@ -62,8 +62,15 @@ type Route struct {
 	// decided as if they were absent. See shadow.go.
 	Shadow   bool
 	Services []string
+	// Claims, when not nil, are the only custom claims the rule's session
+	// tokens carry (empty: none); nil carries them all. RolesInToken
+	// RolesMatched narrows the token's roles to Roles. Context_extensions
+	// claims and roles_in_token override both. See shape.go.
+	Claims       []string
+	RolesInToken RolesInToken
 
-	folded string // PathPrefix as foldPath sees it; set by SetRoutes
+	folded string      // PathPrefix as foldPath sees it; set by SetRoutes
+	shape  *tokenShape // Claims and RolesInToken as a token shape; set by SetRoutes
 }
 
 // restrictive reports whether a rule takes something away from a merely

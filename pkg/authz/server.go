@@ -79,6 +79,12 @@ type Options struct {
 	Log          *slog.Logger
 	Now          func() time.Time
 
+	// TokenWarnBytes logs a session token larger than this, once per
+	// session version and token variant; TokenMaxBytes refuses one (403
+	// token_too_large). 0 is off. See size.go.
+	TokenWarnBytes int
+	TokenMaxBytes  int
+
 	// Binding ties sessions to their user agent and network (binding.go);
 	// the zero value is off.
 	Binding Binding
@@ -105,6 +111,7 @@ type Server struct {
 	shadows     atomic.Bool // some rule is a shadow rule
 	spiffe      atomic.Pointer[SPIFFE]
 	cache       *tokenCache
+	shapes      *shapeTable
 	m           *metrics.Metrics
 	decisions   [numDecisions]prometheus.Counter
 	resp        responses
@@ -129,7 +136,7 @@ func New(o Options) *Server {
 	if o.CacheEntries == 0 {
 		o.CacheEntries = 100_000
 	}
-	s := &Server{o: o, cache: newTokenCache(o.CacheEntries), m: o.Metrics, resp: newResponses(o)}
+	s := &Server{o: o, cache: newTokenCache(o.CacheEntries), shapes: newShapeTable(), m: o.Metrics, resp: newResponses(o)}
 	for _, origin := range o.CSRF.AllowedOrigins {
 		s.csrfOrigins = append(s.csrfOrigins, NormalizeOrigin(origin))
 	}
@@ -153,10 +160,12 @@ func (s *Server) SetRoutes(routes []Route) {
 	shadows := false
 	for i := range r {
 		r[i].folded = foldedPrefix(r[i].PathPrefix)
+		r[i].shape = s.shapes.forRoute(&r[i])
 		shadows = shadows || r[i].Shadow
 	}
 	s.routes.Store(&r)
 	s.shadows.Store(shadows)
+	s.shapes.resetExtensions()
 }
 
 // Check implements the ext_authz API.
@@ -250,7 +259,7 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		}
 		return s.resp.denial(d), verdict(d, reason, pol.rule)
 	}
-	c, err := s.token(entry, pol.audience, now)
+	c, err := s.token(entry, &pol, now)
 	if err != nil {
 		// A claim name the signer refuses came from the record: as corrupt
 		// as one the decoder refuses, and as much a 401.
@@ -276,6 +285,9 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		denied.roles = c.roles
 		return s.resp.forbidden, denied
 	}
+	if c.tooLarge {
+		return s.resp.tokenTooLarge, verdict(DecisionTokenTooLarge, "token over token.max_bytes", pol.rule)
+	}
 	allowed := verdict(DecisionOK, "session valid", pol.rule)
 	allowed.roles = c.roles
 	return s.ok(c, cred), allowed
@@ -289,6 +301,8 @@ type pathPolicy struct {
 	roles    []string
 	services []string // see Route.Services
 	audience string
+	shape    *tokenShape // the token's claims and roles; nil: all
+	prefix   string      // the rule's path prefix, for logs
 }
 
 // policy applies the route rules and then context_extensions, which
@@ -302,7 +316,8 @@ func (s *Server) policy(attrs *authv3.AttributeContext, method, path string, non
 	}
 	p := pathPolicy{rule: rule, access: Authenticated, audience: s.o.Audience}
 	if rule >= 0 {
-		p.access, p.roles, p.services = routes[rule].Access, routes[rule].Roles, routes[rule].Services
+		r := &routes[rule]
+		p.access, p.roles, p.services, p.shape, p.prefix = r.Access, r.Roles, r.Services, r.shape, r.PathPrefix
 	}
 	if ext := attrs.GetContextExtensions(); len(ext) > 0 {
 		if v, ok := ext["access"]; ok {
@@ -323,6 +338,12 @@ func (s *Server) policy(attrs *authv3.AttributeContext, method, path string, non
 				return p, verdict(DecisionDenied, "bad context_extensions services", rule)
 			}
 			p.services = services
+		}
+		if shape, ok, err := s.shapeFromExtensions(ext, routes, rule); err != nil {
+			s.o.Log.Warn("check: bad context_extensions claims or roles_in_token; denying", "err", err)
+			return p, verdict(DecisionDenied, "bad context_extensions claims or roles_in_token", rule)
+		} else if ok {
+			p.shape = shape
 		}
 	}
 	return p, verdict(DecisionOK, "", rule)
@@ -361,16 +382,17 @@ func (s *Server) resolve(ctx context.Context, ref string) (session.Entry, time.T
 }
 
 // token returns a signed token for the session, from the cache when the
-// session's version, the audience and the active key are unchanged. The
-// caller has checked that the session has not reached its absolute end.
-func (s *Server) token(e session.Entry, audience string, now time.Time) (cached, error) {
-	key := cacheKey{ref: e.Ref, version: e.Version, audience: audience, kid: s.o.Signer.ActiveKID()}
+// session's version, the audience, the token shape and the active key are
+// unchanged. The caller has checked that the session has not reached its
+// absolute end.
+func (s *Server) token(e session.Entry, pol *pathPolicy, now time.Time) (cached, error) {
+	key := cacheKey{ref: e.Ref, version: e.Version, audience: pol.audience, kid: s.o.Signer.ActiveKID(), shape: pol.shape.cacheID()}
 	if c, ok := s.cache.get(key, now); ok {
 		s.m.TokenCacheHits.Inc()
 		return c, nil
 	}
 	// A miss: one signature per key, however many Checks race here.
-	c, signed, err := s.cache.getOrSign(key, now, func() (cached, error) { return s.sign(e, audience, now) })
+	c, signed, err := s.cache.getOrSign(key, now, func(prev cached) (cached, error) { return s.sign(e, pol, now, prev) })
 	if signed {
 		s.m.TokenCacheMisses.Inc()
 	} else {
@@ -379,8 +401,9 @@ func (s *Server) token(e session.Entry, audience string, now time.Time) (cached,
 	return c, err
 }
 
-// sign decodes the session record and signs a token for it.
-func (s *Server) sign(e session.Entry, audience string, now time.Time) (cached, error) {
+// sign decodes the session record and signs a token of the policy's shape
+// for it; prev is the entry it refreshes, if any.
+func (s *Server) sign(e session.Entry, pol *pathPolicy, now time.Time, prev cached) (cached, error) {
 	sess, err := e.Session()
 	if err != nil {
 		return cached{}, err
@@ -393,9 +416,9 @@ func (s *Server) sign(e session.Entry, audience string, now time.Time) (cached, 
 		Subject:    sess.Subject,
 		Tenant:     sess.Tenant,
 		SessionRef: sess.Ref,
-		Audience:   audience,
-		Roles:      sess.Roles,
-		Custom:     sess.Claims,
+		Audience:   pol.audience,
+		Roles:      pol.shape.tokenRoles(sess.Roles),
+		Custom:     pol.shape.custom(sess.Claims),
 		IssuedAt:   now,
 		NotBefore:  now,
 		ExpiresAt:  exp,
@@ -415,6 +438,7 @@ func (s *Server) sign(e session.Entry, audience string, now time.Time) (cached, 
 		refresh: now.Add(exp.Sub(now) / 2),
 		expires: exp,
 	}
+	s.limitSize(&c, &prev, sess.Ref, pol)
 	return c, nil
 }
 

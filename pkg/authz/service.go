@@ -180,7 +180,7 @@ func (s *Server) serviceToken(e session.ServiceEntry, by callerKind, audience st
 		s.m.TokenCacheHits.Inc()
 		return c, nil
 	}
-	c, signed, err := s.cache.getOrSign(key, now, func() (cached, error) { return s.signService(e, audience, now) })
+	c, signed, err := s.cache.getOrSign(key, now, func(cached) (cached, error) { return s.signService(e, audience, now) })
 	if signed {
 		s.m.TokenCacheMisses.Inc()
 	} else {
@@ -209,6 +209,7 @@ func (s *Server) signService(e session.ServiceEntry, audience string, now time.T
 	if err != nil {
 		return cached{}, err
 	}
+	s.m.TokenBytes.Observe(float64(len(tok)))
 	md := map[string]*structpb.Value{
 		"subject": structpb.NewStringValue(e.Name),
 		"kind":    structpb.NewStringValue(token.KindService),

@@ -162,6 +162,11 @@ type Token struct {
 	// service, with bursts of ExchangeRateBurst; 0 = off.
 	ExchangeRateLimit float64 `yaml:"exchange_rate_limit"`
 	ExchangeRateBurst int     `yaml:"exchange_rate_burst"`
+	// WarnBytes logs a session token larger than this many bytes, once per
+	// session version and route variant; MaxBytes refuses to issue one
+	// (403 token_too_large). 0 turns either off.
+	WarnBytes int `yaml:"warn_bytes"`
+	MaxBytes  int `yaml:"max_bytes"`
 }
 
 // Logout configures the logout endpoint. An empty Path disables it; an empty
@@ -191,7 +196,18 @@ type Route struct {
 	// Shadow evaluates the rule and counts what it would decide, but decides
 	// every request as if the rule were absent: for rolling a rule out.
 	Shadow bool `yaml:"shadow"`
+	// Claims, when set, are the only custom claims the rule's session tokens
+	// carry (claims: [] carries none); unset carries all of them. The claims
+	// sessiongate owns (sub, sid, roles, tenant, ...) are always carried.
+	Claims []string `yaml:"claims"`
+	// RolesInToken is all (also when empty) or matched: the token carries
+	// only the caller's roles that Roles names.
+	RolesInToken string `yaml:"roles_in_token"`
 }
+
+// RolesInTokenValues are the values of routes[].roles_in_token; a test in
+// cmd/sessiongate holds them equal to what pkg/authz parses.
+var RolesInTokenValues = []string{"all", "matched"}
 
 // Default returns the configuration used for every key that neither the file
 // nor the environment sets.
@@ -228,6 +244,9 @@ func Default() Config {
 			ExchangeTTL:       5 * time.Minute,
 			ExchangeRateLimit: 50,
 			ExchangeRateBurst: 100,
+
+			WarnBytes: 4096,
+			MaxBytes:  8192,
 		},
 		Logout: Logout{Path: "/auth/logout"},
 		CSRF:   CSRF{Enabled: true},

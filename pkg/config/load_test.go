@@ -58,6 +58,7 @@ func TestDefault(t *testing.T) {
 			Header: "x-internal-jwt", Issuer: "sessiongate", Audience: "internal",
 			TTL: 5 * time.Minute, JWKSMaxAge: 5 * time.Minute,
 			ExchangeTTL: 5 * time.Minute, ExchangeRateLimit: 50, ExchangeRateBurst: 100,
+			WarnBytes: 4096, MaxBytes: 8192,
 		},
 		Logout: Logout{Path: "/auth/logout"},
 		CSRF:   CSRF{Enabled: true},
@@ -159,6 +160,8 @@ token:
   exchange_ttl: 2m
   exchange_rate_limit: 5
   exchange_rate_burst: 10
+  warn_bytes: 3000
+  max_bytes: 6000
 logout:
   path: /logout
   redirect_url: /bye
@@ -170,6 +173,8 @@ routes:
     access: authenticated
     roles: [admin, ops]
     shadow: true
+    claims: [email, plan]
+    roles_in_token: matched
   - path_prefix: /
     access: deny
 services:
@@ -223,11 +228,13 @@ func TestLoadFullFile(t *testing.T) {
 			KeyIDs:           map[string]string{"/keys/c.pem": "2026-12"},
 			JWKSMaxAge:       0,
 			ExchangeTTL:      2 * time.Minute, ExchangeRateLimit: 5, ExchangeRateBurst: 10,
+			WarnBytes: 3000, MaxBytes: 6000,
 		},
 		Logout: Logout{Path: "/logout", RedirectURL: "/bye"},
 		Routes: []Route{
 			{PathPrefix: "/public", Access: "public"},
-			{PathPrefix: "/admin", Methods: []string{"GET", "POST"}, Access: "authenticated", Roles: []string{"admin", "ops"}, Shadow: true},
+			{PathPrefix: "/admin", Methods: []string{"GET", "POST"}, Access: "authenticated", Roles: []string{"admin", "ops"}, Shadow: true,
+				Claims: []string{"email", "plan"}, RolesInToken: "matched"},
 			{PathPrefix: "/", Access: "deny"},
 		},
 		Services: Services{

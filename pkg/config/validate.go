@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/sessiongate/sessiongate/pkg/token"
 )
 
 // Validate reports every problem in c at once, so that a broken deployment
@@ -90,6 +92,7 @@ func (c *Config) Validate(dev bool) error {
 		seen[kid] = true
 	}
 	v.atLeast("token.jwks_max_age", c.Token.JWKSMaxAge, 0)
+	c.Token.validateSize(v)
 
 	if c.Logout.Path != "" && !strings.HasPrefix(c.Logout.Path, "/") {
 		v.fail("logout.path", `must be empty or start with "/", got %q`, c.Logout.Path)
@@ -132,7 +135,65 @@ func (r Route) validate(v *validator, path string) {
 	for j, svc := range r.Services {
 		v.required(fmt.Sprintf("%s.services[%d]", path, j), svc)
 	}
+	r.validateShape(v, path)
 }
+
+// validateShape checks claims and roles_in_token: the token shape of the
+// rule (see pkg/authz/shape.go).
+func (r Route) validateShape(v *validator, path string) {
+	// Only a user session on an authenticated rule gets a token they could
+	// shape: public and deny rules issue none, internal ones only service
+	// tokens.
+	if (r.Claims != nil || r.RolesInToken != "") && r.Access != "authenticated" {
+		v.fail(path, "claims and roles_in_token are only allowed with access: authenticated, got access %q", r.Access)
+	}
+	seen := map[string]bool{}
+	for j, name := range r.Claims {
+		key := fmt.Sprintf("%s.claims[%d]", path, j)
+		// The one definition of a custom claim name, which the admin API
+		// enforces on the way in and the signer on the way out: an owned
+		// claim (sub, roles, ...) cannot be selected away, and a name no
+		// session can hold selects nothing.
+		if err := token.CheckCustomClaim(name); err != nil {
+			v.check(key, err)
+		} else if seen[name] {
+			v.fail(key, "%q listed twice", name)
+		}
+		seen[name] = true
+	}
+	if r.RolesInToken != "" {
+		v.oneOf(path+".roles_in_token", r.RolesInToken, RolesInTokenValues...)
+	}
+	// matched keeps the roles the rule names; a rule that names none would
+	// send every caller a token without roles, which is a mistake, not a
+	// policy.
+	if r.RolesInToken == "matched" && len(r.Roles) == 0 {
+		v.fail(path+".roles_in_token", "matched needs roles: the rule names none, so tokens would carry no role")
+	}
+}
+
+// validateSize checks token.warn_bytes and token.max_bytes.
+func (t Token) validateSize(v *validator) {
+	if t.WarnBytes < 0 {
+		v.fail("token.warn_bytes", "must be >= 0 (0 = off), got %d", t.WarnBytes)
+	}
+	switch {
+	case t.MaxBytes < 0:
+		v.fail("token.max_bytes", "must be >= 0 (0 = off), got %d", t.MaxBytes)
+	case t.MaxBytes > 0 && t.MaxBytes < MinTokenMaxBytes:
+		// Below this even a token without custom claims and with few roles
+		// can be refused: every request would answer 403.
+		v.fail("token.max_bytes", "must be 0 (off) or >= %d, got %d", MinTokenMaxBytes, t.MaxBytes)
+	case t.MaxBytes > 0 && t.WarnBytes > t.MaxBytes:
+		v.fail("token.warn_bytes", "must be <= token.max_bytes (%d), got %d", t.MaxBytes, t.WarnBytes)
+	}
+}
+
+// MinTokenMaxBytes is the smallest token.max_bytes other than 0: an RS256
+// token with no custom claim and one role is already about 950 bytes
+// (docs/BENCHMARKS.md), so a smaller limit is a typo that would refuse
+// everyone.
+const MinTokenMaxBytes = 2048
 
 // validator collects problems, each prefixed with the key it is about.
 type validator struct{ errs []error }

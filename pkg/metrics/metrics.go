@@ -25,6 +25,7 @@ type Metrics struct {
 	SessionsRevoked  prometheus.Counter       // sessiongate_sessions_revoked_total
 	TokenCacheHits   prometheus.Counter       // sessiongate_token_cache_hits_total
 	TokenCacheMisses prometheus.Counter       // sessiongate_token_cache_misses_total
+	TokenBytes       prometheus.Histogram     // sessiongate_token_bytes
 	StoreUp          prometheus.Gauge         // sessiongate_store_up
 	TokenRequests    *prometheus.CounterVec   // sessiongate_token_requests_total{grant,result}
 
@@ -48,6 +49,7 @@ func Catalog() map[string]string {
 		"sessiongate_sessions_revoked_total":        "counter",
 		"sessiongate_token_cache_hits_total":        "counter",
 		"sessiongate_token_cache_misses_total":      "counter",
+		"sessiongate_token_bytes":                   "histogram",
 		"sessiongate_store_up":                      "gauge",
 		"sessiongate_token_requests_total":          "counter",
 		"sessiongate_security_events_total":         "counter",
@@ -110,6 +112,14 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "sessiongate_token_cache_misses_total",
 			Help: "Checks that had to sign a token.",
 		}),
+		// Observed when Check signs, not on cache hits: the size of tokens
+		// issued. The buckets straddle the header limits proxies enforce
+		// (8 KiB per line is common) and token.warn_bytes/max_bytes.
+		TokenBytes: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sessiongate_token_bytes",
+			Help:    "Size in bytes of the tokens Check signed (once per signature, not per cache hit), over token.max_bytes included.",
+			Buckets: []float64{256, 512, 1024, 2048, 3072, 4096, 6144, 8192, 12288, 16384},
+		}),
 		TokenRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sessiongate_token_requests_total",
 			Help: "POST /oauth2/token answers by grant and result (ok or the RFC 6749 error code).",
@@ -133,7 +143,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}, []string{"result"})
 	if reg != nil {
 		reg.MustRegister(m.Decisions, m.CheckDuration, m.StoreDuration, m.StoreErrors, m.StoreCanceled, m.ShadowDecisions,
-			m.SessionsCreated, m.SessionsRevoked, m.TokenCacheHits, m.TokenCacheMisses, m.StoreUp, m.TokenRequests)
+			m.SessionsCreated, m.SessionsRevoked, m.TokenCacheHits, m.TokenCacheMisses, m.TokenBytes, m.StoreUp, m.TokenRequests)
 		reg.MustRegister(m.SecurityEvents, m.SecurityEventsDropped, m.SecurityEventsWebhook)
 	}
 	return m
