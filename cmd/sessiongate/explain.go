@@ -62,6 +62,12 @@ func explain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	subject := fs.String("subject", "explain", "subject of the made-up session")
 	audience := fs.String("audience", "", "context_extensions audience, as an Envoy route would set it")
 	access := fs.String("access", "", "context_extensions access, as an Envoy route would set it")
+	var claims *string
+	fs.Func("claims", "context_extensions claims (comma-separated custom claims; \"\" = none), as an Envoy route would set it", func(v string) error {
+		claims = &v
+		return nil
+	})
+	rolesInToken := fs.String("roles-in-token", "", "context_extensions roles_in_token (all or matched), as an Envoy route would set it")
 	asCookie := fs.Bool("cookie", false, "present the session as the session cookie (CSRF applies) instead of a bearer token")
 	origin := fs.String("origin", "", "Origin header to send")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -153,6 +159,12 @@ func explain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *access != "" {
 		ext["access"] = *access
 	}
+	if claims != nil {
+		ext["claims"] = *claims
+	}
+	if *rolesInToken != "" {
+		ext["roles_in_token"] = *rolesInToken
+	}
 	if len(ext) > 0 {
 		req.Attributes.ContextExtensions = ext
 	}
@@ -200,6 +212,9 @@ func printExplanation(w io.Writer, e explanation) {
 	fmt.Fprintf(tw, "reason:\t%s\n", e.Reason)
 	if e.Shadow != nil {
 		fmt.Fprintf(tw, "shadow rule:\t%s, would decide %s (counted, not enforced)\n", e.Shadow.RuleText, e.Shadow.Decision)
+	}
+	if e.TokenShape != "" {
+		fmt.Fprintf(tw, "token shape:\t%s\n", e.TokenShape)
 	}
 	if e.Claims != nil {
 		b, _ := json.Marshal(e.Claims)

@@ -43,6 +43,11 @@ routes:
   - path_prefix: /billing/
     access: deny
     shadow: true
+  - path_prefix: /lean/
+    access: authenticated
+    roles: [admin, ops]
+    claims: [email]
+    roles_in_token: matched
 `, tokenPath, r.URL(), keyPath))
 
 	// A session in the store, read by --session-ref without being touched.
@@ -94,6 +99,14 @@ routes:
 		{"malformed session ref", []string{"--path", "/admin/x", "--session-ref", "nope"}, 2, nil},
 		{"both kinds of session", []string{"--path", "/x", "--session-ref", ref, "--roles", "a"}, 2, nil},
 		{"no path", nil, 2, nil},
+		{"a rule's token shape", []string{"--path", "/lean/x", "--session-ref", ref}, 0, []string{
+			"routes[4]: path_prefix /lean/, access authenticated, roles [admin, ops], claims [email], roles_in_token matched",
+			"token shape:     claims [email], roles matched [admin, ops]", `"roles":["admin"]`}},
+		{"the team claim is not selected", []string{"--path", "/lean/x", "--session-ref", ref, "--json"}, 0, []string{`"token_shape": "claims [email], roles matched [admin, ops]"`}},
+		{"context_extensions claims", []string{"--path", "/app/x", "--session-ref", ref, "--claims", "team", "--roles-in-token", "matched"}, 0, []string{
+			"token shape:     claims [team], roles matched []", `"team":"ops"`, `"roles":[]`}},
+		{"context_extensions claims empty", []string{"--path", "/app/x", "--session-ref", ref, "--claims", ""}, 0, []string{"token shape:     claims [], all roles"}},
+		{"context_extensions owned claim", []string{"--path", "/app/x", "--roles", "x", "--claims", "sub"}, 1, []string{"denied, status 403", "bad context_extensions claims"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

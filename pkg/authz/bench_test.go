@@ -275,3 +275,38 @@ func BenchmarkCheckPublic(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCheckTokenShape is BenchmarkCheck's warm Check on a route that
+// shapes its token: by the rule's claims and roles_in_token (resolved when
+// the rules are loaded), and by context_extensions (a map lookup per
+// Check).
+func BenchmarkCheckTokenShape(b *testing.B) {
+	routes := []Route{{PathPrefix: "/api/", Access: Authenticated, Roles: []string{"dev"}, Claims: []string{"email"}, RolesInToken: RolesMatched}}
+	for _, bc := range []struct {
+		name string
+		path string
+		ext  map[string]string
+	}{
+		{"rule", "/api/items?page=2", nil},
+		{"context_extensions", "/other/items?page=2", map[string]string{"claims": "email", "roles_in_token": "matched"}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			f := newFixture(b, session.NewMemoryStore(nil), benchStoreTimeout, func(o *Options) { o.Routes = routes })
+			id := f.login(b, "alice", []string{"dev"}, map[string]string{"email": "alice@example.com", "plan": "gold"})
+			req := request("GET", bc.path, withCookie("theme=dark; __Host-sid="+id), withHeader("accept", "application/json"))
+			for k, v := range bc.ext {
+				withExt(k, v)(req)
+			}
+			if status(f.check(b, req)) != 200 {
+				b.Fatal("setup check failed")
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := f.srv.Check(ctx, req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

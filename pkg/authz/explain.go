@@ -31,6 +31,10 @@ type Explanation struct {
 	// Shadow is the shadow rule that applies, if any: counted, not
 	// enforced.
 	Shadow *ShadowExplanation `json:"shadow,omitempty"`
+	// TokenShape, for a session allowed with a token, is which claims and
+	// roles the token carries (routes[].claims, roles_in_token and their
+	// context_extensions).
+	TokenShape string `json:"token_shape,omitempty"`
 }
 
 // ShadowExplanation is a shadow rule and what it would have decided.
@@ -68,6 +72,12 @@ func (s *Server) Explain(ctx context.Context, req *authv3.CheckRequest) Explanat
 	}
 	if v.Rule >= 0 && v.Rule < len(routes) {
 		e.RuleText = fmt.Sprintf("routes[%d]: %s", v.Rule, routes[v.Rule])
+	}
+	if v.Decision == DecisionOK && e.Canonical != "" {
+		_, _, nonASCII := cleanPath(e.Path)
+		if pol, pv := s.policy(req.GetAttributes(), e.Method, e.Canonical, nonASCII); pv.Decision == DecisionOK {
+			e.TokenShape = pol.shape.String()
+		}
 	}
 	if rule, d, ok := s.shadowFor(req, v); ok {
 		e.Shadow = &ShadowExplanation{Rule: rule, RuleText: fmt.Sprintf("routes[%d]: %s", rule, routes[rule]), Decision: d}
