@@ -195,6 +195,8 @@ type sgToken struct {
 	SigningKeys      []string `yaml:"signing_keys"`
 	VerificationKeys []string `yaml:"verification_keys,omitempty"`
 	JWKSMaxAge       string   `yaml:"jwks_max_age,omitempty"`
+	WarnBytes        int      `yaml:"warn_bytes,omitempty"`
+	MaxBytes         int      `yaml:"max_bytes,omitempty"`
 }
 
 type sgLogout struct {
@@ -209,6 +211,10 @@ type SGRoute struct {
 	Access     string   `yaml:"access"`
 	Roles      []string `yaml:"roles,omitempty"`
 	Services   []string `yaml:"services,omitempty"`
+	// Claims and RolesInToken shape the rule's tokens; an empty Claims is
+	// left out (all claims): claims: [] is tested in pkg/config.
+	Claims       []string `yaml:"claims,omitempty"`
+	RolesInToken string   `yaml:"roles_in_token,omitempty"`
 }
 
 // Routes of the harness configuration (the Compose configuration has the

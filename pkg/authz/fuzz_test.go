@@ -380,3 +380,42 @@ func checkCanonical(t *testing.T, path, clean string) {
 		}
 	}
 }
+
+// FuzzParseClaims holds the context_extensions claims reader to its
+// contract: what it accepts is a list of custom claim names the signer
+// would accept too (never an owned claim, never a name a verifier could
+// fold onto one), each exactly as written between the commas bar SP and
+// HTAB around it; everything else is an error, never a partial list.
+func FuzzParseClaims(f *testing.F) {
+	for _, seed := range []string{"", "email", "email,plan", " email ,\tplan", "sub", "email,,plan", "email,", "\u017Fub",
+		"https://example.com/claims/team", "a\u00a0", "email;plan", "EMAIL,Email"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		names, err := ParseClaims(v)
+		if err != nil {
+			if names != nil {
+				t.Fatalf("ParseClaims(%q) = %q with error %v", v, names, err)
+			}
+			return
+		}
+		if v == "" {
+			if names == nil || len(names) != 0 {
+				t.Fatalf(`ParseClaims("") = %#v, want an empty list`, names)
+			}
+			return
+		}
+		parts := strings.Split(v, ",")
+		if len(parts) != len(names) {
+			t.Fatalf("ParseClaims(%q) = %q: %d names from %d elements", v, names, len(names), len(parts))
+		}
+		for i, name := range names {
+			if err := token.CheckCustomClaim(name); err != nil {
+				t.Fatalf("ParseClaims(%q) accepted %q: %v", v, name, err)
+			}
+			if strings.Trim(parts[i], " \t") != name {
+				t.Fatalf("ParseClaims(%q)[%d] = %q, from %q", v, i, name, parts[i])
+			}
+		}
+	})
+}

@@ -413,6 +413,7 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("x: &x {<<: *x}\nredis: {<<: *x}\n"))
 	f.Add([]byte("routes: [{path_prefix: /, methods: [get], access: authenticated, roles: [a]}, 5, ~]\n"))
 	f.Add([]byte("session: !!binary aGVsbG8=\n"))
+	f.Add([]byte("routes: [{path_prefix: /, access: authenticated, roles: [a], claims: [email, sub, \"\"], roles_in_token: matched}, {path_prefix: /b, access: authenticated, claims: []}]\ntoken: {warn_bytes: 9000, max_bytes: 1}\n"))
 	f.Add([]byte("---\n...\n---\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c := Default()
