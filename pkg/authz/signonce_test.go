@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,9 +27,10 @@ func (c *countingSigner) Sign(cl token.Claims) (string, error) {
 
 // TestSignOncePerVersionAudienceLifetime proves the signing promise: a
 // session's token is signed at most once per (session version, audience,
-// signing key) and token lifetime, however many Checks, concurrent or not,
-// present the session; and that each of those changing does cause a fresh
-// signature, so the cache never serves a token the store would not back.
+// signing key, token shape) and token lifetime, however many Checks,
+// concurrent or not, present the session; and that each of those changing
+// does cause a fresh signature, so the cache never serves a token the store
+// would not back.
 func TestSignOncePerVersionAudienceLifetime(t *testing.T) {
 	const ttl = 5 * time.Minute
 	cases := []struct {
@@ -68,6 +70,30 @@ func TestSignOncePerVersionAudienceLifetime(t *testing.T) {
 					mustAllow(t, f, r)
 				}
 			}
+			return 3
+		}},
+		{"one signature per token shape, 32 concurrent callers", func(t *testing.T, f *fixture, id string, _ *fakeClock) int64 {
+			f.srv.SetRoutes(append(slices.Clone(testRoutes), shapeRoutes...))
+			reqs := []*authv3.CheckRequest{
+				request("GET", "/api/items", withCookie("__Host-sid="+id)),                             // every claim
+				request("GET", "/lean/items", withCookie("__Host-sid="+id)),                            // claims: []
+				request("GET", "/api/items", withCookie("__Host-sid="+id), withExt("claims", "")),      // the same, by extension
+				request("GET", "/api/items", withCookie("__Host-sid="+id), withExt("claims", "email")), // email only
+			}
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for range 32 {
+				wg.Go(func() {
+					<-start
+					for range 5 {
+						for _, r := range reqs {
+							mustAllow(t, f, r)
+						}
+					}
+				})
+			}
+			close(start)
+			wg.Wait()
 			return 3
 		}},
 		{"a new session version is signed again", func(t *testing.T, f *fixture, id string, _ *fakeClock) int64 {
