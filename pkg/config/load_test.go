@@ -59,10 +59,11 @@ func TestDefault(t *testing.T) {
 			TTL: 5 * time.Minute, JWKSMaxAge: 5 * time.Minute,
 			ExchangeTTL: 5 * time.Minute, ExchangeRateLimit: 50, ExchangeRateBurst: 100,
 		},
-		Logout: Logout{Path: "/auth/logout"},
-		CSRF:   CSRF{Enabled: true},
-		Admin:  Admin{RateLimit: 100, RateBurst: 200},
-		Events: Events{MaxLen: 100_000},
+		Logout:      Logout{Path: "/auth/logout"},
+		SelfService: SelfService{PathPrefix: "/auth/sessions", PagePath: "/auth/devices"},
+		CSRF:        CSRF{Enabled: true},
+		Admin:       Admin{RateLimit: 100, RateBurst: 200},
+		Events:      Events{MaxLen: 100_000},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() = %+v\nwant        %+v", c, want)
@@ -162,6 +163,9 @@ token:
 logout:
   path: /logout
   redirect_url: /bye
+self_service:
+  path_prefix: /account/sessions
+  page_path: /account/devices
 routes:
   - path_prefix: /public
     access: public
@@ -224,7 +228,8 @@ func TestLoadFullFile(t *testing.T) {
 			JWKSMaxAge:       0,
 			ExchangeTTL:      2 * time.Minute, ExchangeRateLimit: 5, ExchangeRateBurst: 10,
 		},
-		Logout: Logout{Path: "/logout", RedirectURL: "/bye"},
+		Logout:      Logout{Path: "/logout", RedirectURL: "/bye"},
+		SelfService: SelfService{PathPrefix: "/account/sessions", PagePath: "/account/devices"},
 		Routes: []Route{
 			{PathPrefix: "/public", Access: "public"},
 			{PathPrefix: "/admin", Methods: []string{"GET", "POST"}, Access: "authenticated", Roles: []string{"admin", "ops"}, Shadow: true},
