@@ -22,6 +22,7 @@ const (
 	DecisionBindingMismatch                 // the request does not match the session's binding, action deny or revoke (401)
 	DecisionRateAnomaly                     // the session is over its request rate, action deny (429) or revoke (401)
 	DecisionCountryChange                   // the session is used from another country than it was created in, action deny or revoke (401)
+	DecisionSelfService                     // a self-service route answered for the caller's own sessions (200, 204, 303, 404)
 
 	numDecisions
 )
@@ -41,6 +42,7 @@ var decisionNames = [numDecisions]string{
 	DecisionBindingMismatch: "binding_mismatch",
 	DecisionRateAnomaly:     "rate_anomaly",
 	DecisionCountryChange:   "country_change",
+	DecisionSelfService:     "self_service",
 }
 
 func (d Decision) String() string {
