@@ -121,6 +121,9 @@ func (s *Server) route(rawPath, method, path string) (rt selfRoute, ref string, 
 		return want(selfRevokeOthers, "POST")
 	}
 	seg := rest[1:]
+	if seg == "" {
+		return 0, "", 404, ""
+	}
 	if i := strings.IndexByte(seg, '/'); i >= 0 {
 		if seg[i:] != "/revoke" {
 			return 0, "", 404, ""
