@@ -289,6 +289,14 @@ func TestSelfServiceFormCSRF(t *testing.T) {
 	if f.alive(t, other) {
 		t.Fatal("the form did not sign the device out")
 	}
+	// The page is served with Referrer-Policy: no-referrer, under which a
+	// browser sends its own form posts with "Origin: null"; Sec-Fetch-Site
+	// still says same-origin.
+	nulled := f.loginAs(t, "alice", session.Device{}, 0)
+	resp = form("/auth/sessions/"+session.RefOf(nulled)+"/revoke", withHeader("origin", "null"), withHeader("sec-fetch-site", "same-origin"))
+	if status(resp) != 303 || f.alive(t, nulled) {
+		t.Fatalf("same-origin form from the no-referrer page: %d", status(resp))
+	}
 	third := f.loginAs(t, "alice", session.Device{}, 0)
 	resp = form("/auth/sessions/revoke-others", withHeader("sec-fetch-site", "same-origin"))
 	if status(resp) != 303 || deniedHeader(resp, "location") != "/auth/devices" || f.alive(t, third) || !f.alive(t, me) {
