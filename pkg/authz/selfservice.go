@@ -14,6 +14,7 @@ import (
 	"github.com/sessiongate/sessiongate/pkg/events"
 	"github.com/sessiongate/sessiongate/pkg/selfservice"
 	"github.com/sessiongate/sessiongate/pkg/session"
+	"github.com/sessiongate/sessiongate/pkg/token"
 )
 
 // SelfService lets a signed-in user see and end their own sessions, on
@@ -191,8 +192,12 @@ func (s *Server) selfService(ctx context.Context, attrs *authv3.AttributeContext
 	// cache holds for the session; the token itself goes nowhere.
 	c, err := s.token(entry, pol.audience, now)
 	if err != nil {
-		s.o.Log.Warn("self-service: sign token", "session_ref", current, "err", err)
-		return s.unauthenticated(r, h), verdict(DecisionUnauthenticated, "corrupt session record", pol.rule)
+		if errors.Is(err, session.ErrCorrupt) || errors.Is(err, token.ErrInvalidClaimName) {
+			s.o.Log.Warn("self-service: corrupt session record", "session_ref", current, "err", err)
+			return s.unauthenticated(r, h), verdict(DecisionUnauthenticated, "corrupt session record", pol.rule)
+		}
+		s.o.Log.Error("self-service: sign token", "session_ref", current, "err", err)
+		return s.resp.unavailable, verdict(DecisionUnavailable, "signing failed", pol.rule)
 	}
 	if s.o.Binding.on() {
 		if resp, v, refused := s.bind(ctx, attrs, h, current, c.origin, pol.rule); refused {
