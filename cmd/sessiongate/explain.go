@@ -137,6 +137,7 @@ func explain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return fmt.Errorf("explain: %w", err)
 		}
 		ao.Sessions, e.Session = mem, fmt.Sprintf("made up: subject %q, roles %q", *subject, s.Roles)
+		ao.SelfService.Sessions = mem // Explain ends no session (authz.Explain)
 		credential = id
 	}
 

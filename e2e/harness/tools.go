@@ -148,3 +148,23 @@ func goBuild(dir string, args ...string) error {
 	}
 	return nil
 }
+
+const chromiumHint = "run e2e/tools/ensure-chromium.sh (installs Debian's chromium as root), or set CHROMIUM to a Chromium or Chrome binary"
+
+// ChromiumBinary locates the browser the browser test drives: $CHROMIUM if
+// set, else chromium or chromium-browser on PATH. Missing is an error,
+// never a skip.
+func ChromiumBinary() (string, error) {
+	if p := os.Getenv("CHROMIUM"); p != "" {
+		if _, err := exec.LookPath(p); err != nil {
+			return "", fmt.Errorf("CHROMIUM=%s: %w", p, err)
+		}
+		return p, nil
+	}
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("harness: no chromium on PATH; %s", chromiumHint)
+}

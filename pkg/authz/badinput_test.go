@@ -67,6 +67,7 @@ const (
 	wantToken        = "token"         // 200 with a freshly signed token
 	wantServiceToken = "service_token" // 200 with a freshly signed service token
 	wantPublic       = "public"        // 200, no token, client-sent token header removed
+	wantLocal        = "local"         // 200 answered by sessiongate itself (self-service): nothing goes upstream
 )
 
 type badInput struct {
@@ -92,6 +93,62 @@ func TestBadInputCatalog(t *testing.T) {
 			check: &checkInput{method: "GET", path: "/admin/users", headers: map[string]string{"cookie": "__Host-sid={bob}"}}},
 		{name: "control: admin create", want: 201,
 			admin: &adminInput{method: "POST", path: "/v1/sessions", body: `{"subject":"dave","device":{"name":"phone"}}`}},
+
+		// Self-service routes: answered by sessiongate, matched exactly.
+		{name: "self-service: list my sessions", want: 200, kind: wantLocal,
+			check: &checkInput{method: "GET", path: "/auth/sessions", headers: map[string]string{"cookie": "__Host-sid={alice}"}}},
+		{name: "self-service: devices page", want: 200, kind: wantLocal,
+			check: &checkInput{method: "GET", path: "/auth/devices", headers: map[string]string{"cookie": "__Host-sid={alice}"}, html: true}},
+		{name: "self-service: prefix in upper case", want: 400,
+			check: &checkInput{method: "GET", path: "/AUTH/sessions", headers: map[string]string{"cookie": "__Host-sid={alice}"}}},
+		{name: "self-service: prefix in mixed case", want: 400,
+			check: &checkInput{method: "GET", path: "/auth/Sessions", headers: map[string]string{"cookie": "__Host-sid={alice}"}}},
+		{name: "self-service: page in upper case", want: 400,
+			check: &checkInput{method: "GET", path: "/auth/DEVICES", headers: map[string]string{"cookie": "__Host-sid={alice}"}}},
+		{name: "self-service: query string refused", want: 400,
+			check: &checkInput{method: "GET", path: "/auth/sessions?subject=bob", headers: map[string]string{"cookie": "__Host-sid={alice}"}}},
+		{name: "self-service: page with a query string", want: 400,
+			check: &checkInput{method: "GET", path: "/auth/devices?x=1", headers: map[string]string{"cookie": "__Host-sid={alice}"}}},
+		{name: "self-service: prefix folding from a long s", want: 400,
+			check: &checkInput{method: "GET", path: "/auth/%C5%BFessions", headers: map[string]string{"cookie": "__Host-sid={alice}"}}},
+		{name: "self-service: dot segment to another ref", want: 400,
+			check: &checkInput{method: "DELETE", path: "/auth/sessions/0123456789abcdef0123456789abcdef/..", headers: map[string]string{"authorization": "Bearer {alice}"}}},
+		{name: "self-service: escaped slash", want: 400,
+			check: &checkInput{method: "DELETE", path: "/auth/sessions%2f0123456789abcdef0123456789abcdef", headers: map[string]string{"authorization": "Bearer {alice}"}}},
+		{name: "self-service: double slash", want: 400,
+			check: &checkInput{method: "GET", path: "/auth//sessions", headers: map[string]string{"authorization": "Bearer {alice}"}}},
+		{name: "self-service: lower-case delete", want: 405,
+			check: &checkInput{method: "delete", path: "/auth/sessions/0123456789abcdef0123456789abcdef", headers: map[string]string{"authorization": "Bearer {alice}"}}},
+		{name: "self-service: GET a ref", want: 405,
+			check: &checkInput{method: "GET", path: "/auth/sessions/0123456789abcdef0123456789abcdef", headers: map[string]string{"authorization": "Bearer {alice}"}}},
+		{name: "self-service: POST the list", want: 405,
+			check: &checkInput{method: "POST", path: "/auth/sessions", headers: map[string]string{"authorization": "Bearer {alice}"}}},
+		{name: "self-service: PUT the page", want: 405,
+			check: &checkInput{method: "PUT", path: "/auth/devices", headers: map[string]string{"authorization": "Bearer {alice}"}}},
+		{name: "self-service: GET revoke-others", want: 405,
+			check: &checkInput{method: "GET", path: "/auth/sessions/revoke-others", headers: map[string]string{"authorization": "Bearer {alice}"}}},
+		{name: "self-service: trailing slash", want: 404,
+			check: &checkInput{method: "GET", path: "/auth/sessions/", headers: map[string]string{"authorization": "Bearer {alice}"}}},
+		{name: "self-service: unknown sub-route", want: 404,
+			check: &checkInput{method: "POST", path: "/auth/sessions/0123456789abcdef0123456789abcdef/delete", headers: map[string]string{"authorization": "Bearer {alice}"}}},
+		{name: "self-service: unknown ref", want: 404,
+			check: &checkInput{method: "DELETE", path: "/auth/sessions/0123456789abcdef0123456789abcdef", headers: map[string]string{"authorization": "Bearer {alice}"}}},
+		{name: "self-service: a session ID in place of a ref", want: 404,
+			check: &checkInput{method: "DELETE", path: "/auth/sessions/{bob}", headers: map[string]string{"authorization": "Bearer {alice}"}}},
+		{name: "self-service: cross-site revoke-others", want: 403,
+			check: &checkInput{method: "POST", path: "/auth/sessions/revoke-others", headers: map[string]string{"cookie": "__Host-sid={alice}", "origin": "https://evil.example"}}},
+		{name: "self-service: revoke-others without CSRF evidence", want: 403,
+			check: &checkInput{method: "POST", path: "/auth/sessions/revoke-others", headers: map[string]string{"cookie": "__Host-sid={alice}"}}},
+		{name: "self-service: service credential", want: 403,
+			check: &checkInput{method: "GET", path: "/auth/sessions", headers: map[string]string{"authorization": "Bearer {svc}"}}},
+		{name: "self-service: revoked session", want: 401,
+			check: &checkInput{method: "GET", path: "/auth/sessions", headers: map[string]string{"cookie": "__Host-sid={revoked}"}}},
+		{name: "self-service: corrupt record", want: 401,
+			check: &checkInput{method: "GET", path: "/auth/sessions", headers: map[string]string{"authorization": "Bearer {crlf}"}}},
+		{name: "self-service: page without a session goes to login", want: 302,
+			check: &checkInput{method: "GET", path: "/auth/devices", html: true}},
+		{name: "self-service: page path with a trailing slash is an ordinary path", want: 200, kind: wantToken,
+			check: &checkInput{method: "GET", path: "/auth/devices/", headers: map[string]string{"cookie": "__Host-sid={alice}"}}},
 
 		// Malformed and duplicated cookies.
 		{name: "no credential", want: 401, check: &checkInput{method: "GET", path: "/app/x"}},
@@ -497,6 +554,7 @@ func newCatalog(t *testing.T) *catalog {
 		o.StoreTimeout = time.Second
 		o.LogoutPath = ""
 		o.Services = store
+		o.SelfService = SelfService{PathPrefix: "/auth/sessions", PagePath: "/auth/devices", Sessions: store}
 	})
 	bound := c.f.srv.o
 	bound.Binding = Binding{UserAgent: true, IPv4Bits: 24, IPv6Bits: 48, Action: PolicyDeny}
@@ -670,6 +728,10 @@ func (c *catalog) runCheck(t *testing.T, tc badInput) {
 		if hasToken || resp.GetOkResponse() != nil {
 			t.Fatal("a denial carries an allow or a token")
 		}
+	case tc.kind == wantLocal:
+		if hasToken || resp.GetOkResponse() != nil || resp.GetDeniedResponse().GetBody() == "" {
+			t.Fatal("a self-service answer goes upstream, carries a token or is empty")
+		}
 	case tc.kind == wantPublic:
 		if hasToken || !removes(resp, tokenHeader) {
 			t.Fatalf("public answer: token set %v, removes %v", hasToken, resp.GetOkResponse().GetHeadersToRemove())
@@ -695,7 +757,7 @@ func (c *catalog) runCheck(t *testing.T, tc badInput) {
 	default:
 		t.Fatalf("case %q wants 200 but says neither token nor public", tc.name)
 	}
-	if got == 200 {
+	if got == 200 && tc.kind != wantLocal {
 		c.checkUpstream(t, req, resp)
 	}
 }
@@ -759,8 +821,20 @@ func (c *catalog) checkEmitted(t *testing.T, resp *authv3.CheckResponse) {
 			t.Fatalf("header to remove %q holds a control character", k)
 		}
 	}
-	if b := resp.GetDeniedResponse().GetBody(); !json.Valid([]byte(b)) && b != "" {
+	// Every body is JSON but the devices page's, which is declared HTML;
+	// none holds a session ID.
+	b := resp.GetDeniedResponse().GetBody()
+	html := false
+	for _, h := range resp.GetDeniedResponse().GetHeaders() {
+		html = html || h.GetHeader().GetKey() == "content-type" && h.GetHeader().GetValue() == "text/html; charset=utf-8"
+	}
+	if !json.Valid([]byte(b)) && b != "" && !html {
 		t.Fatalf("denial body is not JSON: %q", b)
+	}
+	for name, id := range c.ids {
+		if strings.Contains(b, id) {
+			t.Fatalf("answer body carries session ID %s", name)
+		}
 	}
 	for k, v := range resp.GetDynamicMetadata().GetFields() {
 		if s, ok := v.GetKind().(*structpb.Value_StringValue); ok && hasControl(s.StringValue) {

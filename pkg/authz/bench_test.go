@@ -23,8 +23,8 @@ import (
 // request: warm (token cached, in-memory store: the handler's own cost) and
 // with a real Redis round trip on loopback.
 func BenchmarkCheck(b *testing.B) {
-	run := func(b *testing.B, st session.Store) {
-		f := newFixture(b, st, benchStoreTimeout)
+	run := func(b *testing.B, st session.Store, mutate ...func(*Options)) {
+		f := newFixture(b, st, append([]func(*Options){benchStoreTimeout}, mutate...)...)
 		id := f.login(b, "alice", []string{"dev"}, map[string]string{"email": "alice@example.com"})
 		req := request("GET", "/api/items?page=2", withCookie("theme=dark; __Host-sid="+id), withHeader("accept", "application/json"))
 		if status(f.check(b, req)) != 200 {
@@ -40,6 +40,14 @@ func BenchmarkCheck(b *testing.B) {
 		}
 	}
 	b.Run("warm/memory", func(b *testing.B) { run(b, session.NewMemoryStore(nil)) })
+	// The self-service hook's cost on every other request: two
+	// case-insensitive compares.
+	b.Run("warm/memory/self-service", func(b *testing.B) {
+		st := session.NewMemoryStore(nil)
+		run(b, st, func(o *Options) {
+			o.SelfService = SelfService{PathPrefix: "/auth/sessions", PagePath: "/auth/devices", Sessions: st}
+		})
+	})
 	b.Run("redis", func(b *testing.B) {
 		st, _, _ := testenv.RedisStore(b, time.Second)
 		run(b, st)

@@ -50,6 +50,16 @@ func safeMethod(m string) bool {
 // two headers and compares strings: no allocation.
 func (s *Server) csrfRefused(r *authv3.AttributeContext_HttpRequest, h headers, strict bool) bool {
 	if origin, n := h.get("origin"); n > 0 {
+		if n == 1 && origin == "null" {
+			// A page served with Referrer-Policy: no-referrer makes the
+			// browser send "Origin: null" on its own same-origin form posts
+			// (Fetch, "serializing a request origin"); Sec-Fetch-Site, which
+			// no page can set, still says same-origin then. A truly opaque
+			// origin (a sandboxed frame, a cross-origin redirect) gets
+			// "cross-site" there, so it stays refused.
+			site, m := h.get("sec-fetch-site")
+			return m != 1 || site != "same-origin"
+		}
 		// Envoy's map form joins repeated headers with ",", which then
 		// matches nothing: two Origins are refused either way.
 		return n > 1 || !s.originAllowed(origin, r.GetScheme(), r.GetHost())

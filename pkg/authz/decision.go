@@ -23,6 +23,7 @@ const (
 	DecisionRateAnomaly                     // the session is over its request rate, action deny (429) or revoke (401)
 	DecisionCountryChange                   // the session is used from another country than it was created in, action deny or revoke (401)
 	DecisionTokenTooLarge                   // the session's token for this route is over token.max_bytes (403)
+	DecisionSelfService                     // a self-service route answered for the caller's own sessions (200, 204, 303, 404)
 
 	numDecisions
 )
@@ -43,6 +44,7 @@ var decisionNames = [numDecisions]string{
 	DecisionRateAnomaly:     "rate_anomaly",
 	DecisionCountryChange:   "country_change",
 	DecisionTokenTooLarge:   "token_too_large",
+	DecisionSelfService:     "self_service",
 }
 
 func (d Decision) String() string {

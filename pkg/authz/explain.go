@@ -47,7 +47,8 @@ type ShadowExplanation struct {
 // Explain runs Check's decision for req without counting it in the
 // metrics, and describes it.
 func (s *Server) Explain(ctx context.Context, req *authv3.CheckRequest) Explanation {
-	resp, v := s.check(ctx, req)
+	// Explaining a sign-out must not sign anyone out (selfservice.go).
+	resp, v := s.check(context.WithValue(ctx, explainKey{}, true), req)
 	httpReq := req.GetAttributes().GetRequest().GetHttp()
 	e := Explanation{
 		Method:   httpReq.GetMethod(),

@@ -100,6 +100,9 @@ type Options struct {
 	// Events receives logouts, binding mismatches, anomalies and the
 	// revocations they cause; nil records nothing.
 	Events events.Recorder
+	// SelfService are the routes on which users see and end their own
+	// sessions (selfservice.go); the zero value is off.
+	SelfService SelfService
 }
 
 // Server implements envoy.service.auth.v3.Authorization.
@@ -208,6 +211,9 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	}
 	if s.o.LogoutPath != "" && path == s.o.LogoutPath {
 		return s.logout(ctx, httpReq, h)
+	}
+	if s.selfServicePath(path) || nonASCII && s.foldsToSelfService(path) {
+		return s.selfService(ctx, attrs, httpReq, h, method, path, nonASCII, pol) // selfservice.go
 	}
 	switch pol.access {
 	case Public:

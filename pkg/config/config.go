@@ -36,6 +36,8 @@ type Config struct {
 	Logout  Logout  `yaml:"logout"`
 	Routes  []Route `yaml:"routes"`
 
+	SelfService SelfService `yaml:"self_service"` // selfservice.go
+
 	Services Services `yaml:"services"` // services.go
 	// TokenExchange says which audiences each service may obtain for a
 	// user by token exchange (services.go).
@@ -248,9 +250,10 @@ func Default() Config {
 			WarnBytes: 4096,
 			MaxBytes:  8192,
 		},
-		Logout: Logout{Path: "/auth/logout"},
-		CSRF:   CSRF{Enabled: true},
-		Events: Events{MaxLen: 100_000},
-		Admin:  Admin{RateLimit: 100, RateBurst: 200},
+		Logout:      Logout{Path: "/auth/logout"},
+		SelfService: SelfService{PathPrefix: "/auth/sessions", PagePath: "/auth/devices"},
+		CSRF:        CSRF{Enabled: true},
+		Events:      Events{MaxLen: 100_000},
+		Admin:       Admin{RateLimit: 100, RateBurst: 200},
 	}
 }

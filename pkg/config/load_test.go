@@ -60,10 +60,11 @@ func TestDefault(t *testing.T) {
 			ExchangeTTL: 5 * time.Minute, ExchangeRateLimit: 50, ExchangeRateBurst: 100,
 			WarnBytes: 4096, MaxBytes: 8192,
 		},
-		Logout: Logout{Path: "/auth/logout"},
-		CSRF:   CSRF{Enabled: true},
-		Admin:  Admin{RateLimit: 100, RateBurst: 200},
-		Events: Events{MaxLen: 100_000},
+		Logout:      Logout{Path: "/auth/logout"},
+		SelfService: SelfService{PathPrefix: "/auth/sessions", PagePath: "/auth/devices"},
+		CSRF:        CSRF{Enabled: true},
+		Admin:       Admin{RateLimit: 100, RateBurst: 200},
+		Events:      Events{MaxLen: 100_000},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() = %+v\nwant        %+v", c, want)
@@ -165,6 +166,9 @@ token:
 logout:
   path: /logout
   redirect_url: /bye
+self_service:
+  path_prefix: /account/sessions
+  page_path: /account/devices
 routes:
   - path_prefix: /public
     access: public
@@ -230,7 +234,8 @@ func TestLoadFullFile(t *testing.T) {
 			ExchangeTTL:      2 * time.Minute, ExchangeRateLimit: 5, ExchangeRateBurst: 10,
 			WarnBytes: 3000, MaxBytes: 6000,
 		},
-		Logout: Logout{Path: "/logout", RedirectURL: "/bye"},
+		Logout:      Logout{Path: "/logout", RedirectURL: "/bye"},
+		SelfService: SelfService{PathPrefix: "/account/sessions", PagePath: "/account/devices"},
 		Routes: []Route{
 			{PathPrefix: "/public", Access: "public"},
 			{PathPrefix: "/admin", Methods: []string{"GET", "POST"}, Access: "authenticated", Roles: []string{"admin", "ops"}, Shadow: true,

@@ -103,6 +103,7 @@ func (c *Config) Validate(dev bool) error {
 		r.validate(v, fmt.Sprintf("routes[%d]", i))
 	}
 	c.validateSecurity(v)
+	c.validateSelfService(v)
 	c.Services.validate(v)
 	c.validateExchange(v)
 	c.validateBinding(v)

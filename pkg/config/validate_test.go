@@ -46,6 +46,12 @@ func TestValidateAccepts(t *testing.T) {
 		{"jwks_max_age 0", func(c *Config) { c.Token.JWKSMaxAge = 0 }},
 		{"logout disabled", func(c *Config) { c.Logout.Path = "" }},
 		{"logout redirect", func(c *Config) { c.Logout.RedirectURL = "https://example.com/" }},
+		{"self-service disabled", func(c *Config) { c.SelfService = SelfService{} }},
+		{"self-service page only", func(c *Config) { c.SelfService.PathPrefix = "" }},
+		{"self-service elsewhere", func(c *Config) {
+			c.SelfService = SelfService{PathPrefix: "/account/sessions", PagePath: "/account/devices.html"}
+		}},
+		{"self-service beside logout", func(c *Config) { c.Logout.Path = "/auth/sessions-logout" }},
 		{"rediss", func(c *Config) { c.Redis.URL = "rediss://:pw@redis:6380/2" }},
 		{"routes", func(c *Config) {
 			c.Routes = []Route{
@@ -126,6 +132,19 @@ func TestValidateRejects(t *testing.T) {
 		{"token.verification_keys[0]", func(c *Config) { c.Token.VerificationKeys = []string{""} }},
 		{"token.jwks_max_age", func(c *Config) { c.Token.JWKSMaxAge = -time.Second }},
 		{"logout.path", func(c *Config) { c.Logout.Path = "logout" }},
+		{"self_service.path_prefix", func(c *Config) { c.SelfService.PathPrefix = "auth/sessions" }},
+		{"self_service.path_prefix", func(c *Config) { c.SelfService.PathPrefix = "/auth/sessions/" }},
+		{"self_service.path_prefix", func(c *Config) { c.SelfService.PathPrefix = "/" }},
+		{"self_service.path_prefix", func(c *Config) { c.SelfService.PathPrefix = "/auth//sessions" }},
+		{"self_service.path_prefix", func(c *Config) { c.SelfService.PathPrefix = "/auth/../sessions" }},
+		{"self_service.path_prefix", func(c *Config) { c.SelfService.PathPrefix = "/auth/sess%69ons" }},
+		{"self_service.path_prefix", func(c *Config) { c.SelfService.PathPrefix = "/auth/sessions?x" }},
+		{"self_service.path_prefix", func(c *Config) { c.SelfService.PathPrefix = "/auth/logout" }},
+		{"self_service.path_prefix", func(c *Config) { c.SelfService = SelfService{PathPrefix: "/auth"} }},
+		{"self_service.page_path", func(c *Config) { c.SelfService.PagePath = "/auth/devices/" }},
+		{"self_service.page_path", func(c *Config) { c.SelfService.PagePath = "/auth/sessions/page" }},
+		{"self_service.page_path", func(c *Config) { c.SelfService.PagePath = "/auth/sessions" }},
+		{"self_service.page_path", func(c *Config) { c.SelfService.PagePath = "/auth/logout" }},
 		{"logout.redirect_url", func(c *Config) { c.Logout.RedirectURL = "ftp://example.com/" }},
 		{"routes[0].path_prefix", func(c *Config) { c.Routes = []Route{{PathPrefix: "api", Access: "public"}} }},
 		{"routes[0].path_prefix", func(c *Config) { c.Routes = []Route{{Access: "public"}} }},

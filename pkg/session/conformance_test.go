@@ -222,6 +222,48 @@ var conformanceCases = []struct {
 			t.Fatalf("after idle timeout: err = %v, want ErrNotFound", err)
 		}
 	}},
+	{"list tells when each session was last used", func(t *testing.T, f storeFixture) {
+		ctx := context.Background()
+		// With the cache on, a slide moves the expiry only by at least
+		// max(1 % of the idle timeout, 1 s): so wait longer than that.
+		idle := 10 * time.Second
+		used, unused := newSession(t, "lena", idle, time.Hour), newSession(t, "lena", idle, time.Hour)
+		mustCreate(t, f.store, used, Limit{})
+		mustCreate(t, f.store, unused, Limit{})
+		time.Sleep(1200 * time.Millisecond)
+		before := time.Now()
+		if _, err := f.store.Touch(ctx, used.Ref); err != nil {
+			t.Fatal(err)
+		}
+		after := time.Now()
+		// Redis keeps expiries in milliseconds by its own clock: some slack.
+		const slack = 50 * time.Millisecond
+		var problems []string
+		for deadline := time.Now().Add(3 * time.Second); ; {
+			ss, err := f.store.List(ctx, "lena")
+			if err != nil || len(ss) != 2 {
+				t.Fatalf("list = %v, %v", ss, err)
+			}
+			problems = problems[:0]
+			for _, s := range ss {
+				seen := s.IdleExpiresAt.Add(-idle)
+				from, to := used.CreatedAt.Add(-slack), used.CreatedAt.Add(200*time.Millisecond)
+				if s.Ref == used.Ref {
+					from, to = before.Add(-slack), after.Add(slack)
+				}
+				if seen.Before(from) || seen.After(to) {
+					problems = append(problems, fmt.Sprintf("session %s last used %v, want within [%v, %v]", s.Ref, seen, from, to))
+				}
+			}
+			if len(problems) == 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		for _, p := range problems {
+			t.Error(p)
+		}
+	}},
 	{"absolute expiry is never extended", func(t *testing.T, f storeFixture) {
 		ctx := context.Background()
 		s := newSession(t, "carol", 400*time.Millisecond, 700*time.Millisecond)

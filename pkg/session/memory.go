@@ -68,7 +68,8 @@ func (m *MemoryStore) drop(ref, subject string) {
 	}
 }
 
-// liveSessions returns subject's live sessions, oldest first. Callers hold mu.
+// liveSessions returns subject's live sessions, oldest first, with
+// IdleExpiresAt set. Callers hold mu.
 func (m *MemoryStore) liveSessions(subject string, now time.Time) ([]*Session, error) {
 	var out []*Session
 	for ref := range m.users[subject] {
@@ -84,6 +85,7 @@ func (m *MemoryStore) liveSessions(subject string, now time.Time) ([]*Session, e
 		if err != nil {
 			return nil, err
 		}
+		s.IdleExpiresAt = r.expires
 		out = append(out, s)
 	}
 	sortOldestFirst(out)

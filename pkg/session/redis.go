@@ -568,8 +568,11 @@ func (r *RedisStore) Delete(ctx context.Context, ref string) error {
 	return nil
 }
 
-// sessions reads the live sessions named by a subject's index.
-func (r *RedisStore) sessions(ctx context.Context, subject string) ([]*Session, []string, error) {
+// sessions reads the live sessions named by a subject's index. With
+// seen, each key's expiry (PEXPIRETIME: by Redis's clock, the one the touch
+// script slid it with) is read in the same pipeline and set as
+// IdleExpiresAt; the callers that only rewrite records skip it.
+func (r *RedisStore) sessions(ctx context.Context, subject string, seen bool) ([]*Session, []string, error) {
 	uk := userKey(subject)
 	refs, err := r.indexRefs(ctx, uk)
 	if err != nil || len(refs) == 0 {
@@ -577,8 +580,18 @@ func (r *RedisStore) sessions(ctx context.Context, subject string) ([]*Session, 
 	}
 	var out []*Session
 	var raws []string
-	err = overRefs(ctx, r, uk, refs, getCmd, "read sessions", "prune index",
-		func(_ int, ref string, c *redis.StringCmd) (refVerdict, error) {
+	var expiries []*redis.DurationCmd
+	send := getCmd
+	if seen {
+		expiries = make([]*redis.DurationCmd, 0, len(refs))
+		send = func(ctx context.Context, p redis.Pipeliner, key string) *redis.StringCmd {
+			get := p.Get(ctx, key)
+			expiries = append(expiries, p.PExpireTime(ctx, key)) // one key: the same node, right after the GET
+			return get
+		}
+	}
+	err = overRefs(ctx, r, uk, refs, send, "read sessions", "prune index",
+		func(i int, ref string, c *redis.StringCmd) (refVerdict, error) {
 			v, err := c.Result()
 			if isNil(err) {
 				return dropRef, nil
@@ -589,6 +602,13 @@ func (r *RedisStore) sessions(ctx context.Context, subject string) ([]*Session, 
 			s, err := decodeSession(ref, v)
 			if err != nil {
 				return 0, err
+			}
+			if seen {
+				// A key deleted between the two commands has no expiry
+				// (-2): the session is listed without a last use.
+				if d, err := expiries[i].Result(); err == nil && d > 0 {
+					s.IdleExpiresAt = time.UnixMilli(d.Milliseconds())
+				}
 			}
 			out = append(out, s)
 			raws = append(raws, v)
@@ -615,7 +635,7 @@ func decodeSession(ref, v string) (*Session, error) {
 
 // List implements Store.
 func (r *RedisStore) List(ctx context.Context, subject string) ([]*Session, error) {
-	ss, _, err := r.sessions(ctx, subject)
+	ss, _, err := r.sessions(ctx, subject, true)
 	if err != nil {
 		return nil, err
 	}
@@ -718,7 +738,7 @@ func (r *RedisStore) DeleteUser(ctx context.Context, subject string) (int, error
 // a concurrent update is never lost; a session deleted meanwhile stays deleted.
 func (r *RedisStore) UpdateUser(ctx context.Context, subject string, u Update) (int, error) {
 	defer r.syncCache(ctx)
-	ss, raws, err := r.sessions(ctx, subject)
+	ss, raws, err := r.sessions(ctx, subject, false)
 	if err != nil {
 		return 0, err
 	}

@@ -125,6 +125,12 @@ type Session struct {
 	ExpiresAt   time.Time     // absolute expiry, never extended
 	IdleTimeout time.Duration // sliding window renewed by every Touch
 	Version     uint64        // changes on every update; keys token caches
+	// IdleExpiresAt is the current sliding expiry, set by List only (zero
+	// elsewhere): IdleExpiresAt − IdleTimeout is when the session was last
+	// used, to the store's slide granularity (a RedisStore with its cache on
+	// slides at most once per slide interval). Near the absolute end the
+	// idle expiry is capped there, and the difference is only a lower bound.
+	IdleExpiresAt time.Time
 }
 
 // HasAnyRole reports whether have contains at least one of want. An empty
@@ -189,7 +195,8 @@ type Store interface {
 	Touch(ctx context.Context, ref string) (Entry, error)
 	// Delete removes one session; ErrNotFound if there was none.
 	Delete(ctx context.Context, ref string) error
-	// List returns the live sessions of subject, oldest first.
+	// List returns the live sessions of subject, oldest first, with
+	// IdleExpiresAt set.
 	List(ctx context.Context, subject string) ([]*Session, error)
 	// ListPage returns at most limit (≥ 1) live sessions of subject from
 	// the position after (0: the start), and where the next page starts.

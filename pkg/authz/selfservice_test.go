@@ -1,0 +1,423 @@
+package authz
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/sessiongate/sessiongate/pkg/selfservice"
+	"github.com/sessiongate/sessiongate/pkg/session"
+)
+
+const (
+	ssFirefox = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"
+	ssXSS     = `<script>alert(1)</script>"><img src=x onerror=alert(1)>`
+	sameSite  = "https://app.example.com"
+)
+
+// refRecorder records every ref the self-service code asks the store about
+// by ref, so a test can tell that a ref not the caller's was never looked up.
+type refRecorder struct {
+	session.Store
+	mu   sync.Mutex
+	refs []string
+}
+
+func (r *refRecorder) Touch(ctx context.Context, ref string) (session.Entry, error) {
+	r.note(ref)
+	return r.Store.Touch(ctx, ref)
+}
+
+func (r *refRecorder) Delete(ctx context.Context, ref string) error {
+	r.note(ref)
+	return r.Store.Delete(ctx, ref)
+}
+
+func (r *refRecorder) note(ref string) {
+	r.mu.Lock()
+	r.refs = append(r.refs, ref)
+	r.mu.Unlock()
+}
+
+func (r *refRecorder) asked(ref string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Contains(r.refs, ref)
+}
+
+type ssFixture struct {
+	*fixture
+	rec *refRecorder
+}
+
+func newSelfService(t *testing.T, store session.Store, mutate ...func(*Options)) *ssFixture {
+	t.Helper()
+	rec := &refRecorder{Store: store}
+	f := newFixture(t, store, append([]func(*Options){func(o *Options) {
+		o.Sessions = rec
+		o.SelfService = SelfService{PathPrefix: "/auth/sessions", PagePath: "/auth/devices", Sessions: store}
+	}}, mutate...)...)
+	return &ssFixture{fixture: f, rec: rec}
+}
+
+// loginAs creates a session of subject from device d, created ago.
+func (f *ssFixture) loginAs(t *testing.T, subject string, d session.Device, ago time.Duration) string {
+	t.Helper()
+	id := newIDTB(t)
+	now := time.Now().Add(-ago).Truncate(time.Millisecond)
+	s := &session.Session{Ref: session.RefOf(id), Subject: subject, Roles: []string{"user"}, Device: d,
+		CreatedAt: now, ExpiresAt: now.Add(12 * time.Hour), IdleTimeout: 30 * time.Minute}
+	if _, err := f.store.Create(context.Background(), s, session.Limit{}); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func bearer(id string) reqOpt { return withHeader("authorization", "Bearer "+id) }
+
+// alive reports whether id still opens an ordinary route.
+func (f *ssFixture) alive(t *testing.T, id string) bool {
+	t.Helper()
+	switch s := status(f.check(t, request("GET", "/app/x", bearer(id)))); s {
+	case 200:
+		return true
+	case 401:
+		return false
+	default:
+		t.Fatalf("probe answered %d", s)
+		return false
+	}
+}
+
+func body(resp *authv3.CheckResponse) string { return resp.GetDeniedResponse().GetBody() }
+
+type listed struct {
+	Sessions []struct {
+		Ref     string `json:"session_ref"`
+		Current bool   `json:"current"`
+		Device  struct {
+			Name      string `json:"name"`
+			UserAgent string `json:"user_agent"`
+			IP        string `json:"ip"`
+		} `json:"device"`
+		Label     string     `json:"device_label"`
+		CreatedAt time.Time  `json:"created_at"`
+		LastSeen  *time.Time `json:"last_seen_at"`
+		ExpiresAt time.Time  `json:"expires_at"`
+	} `json:"sessions"`
+}
+
+func TestSelfServiceList(t *testing.T) {
+	for name, mk := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			f := newSelfService(t, mk(t))
+			stored := time.Now().Truncate(time.Millisecond)
+			phone := f.loginAs(t, "alice", session.Device{Name: "Alice's phone", IP: "198.51.100.7"}, 2*time.Hour)
+			laptop := f.loginAs(t, "alice", session.Device{UserAgent: ssFirefox, IP: "192.0.2.1"}, time.Hour)
+			bob := f.loginAs(t, "bob", session.Device{Name: "bob's"}, 0)
+			time.Sleep(1100 * time.Millisecond) // the stores keep milliseconds; make the two uses distinct
+
+			before := time.Now().Truncate(time.Millisecond)
+			resp := f.check(t, request("GET", "/auth/sessions", withCookie("__Host-sid="+laptop)))
+			if status(resp) != 200 || deniedHeader(resp, "content-type") != "application/json" || deniedHeader(resp, "cache-control") != "no-store" {
+				t.Fatalf("list: %d %q %q", status(resp), deniedHeader(resp, "content-type"), deniedHeader(resp, "cache-control"))
+			}
+			if resp.GetOkResponse() != nil {
+				t.Fatal("the list went upstream")
+			}
+			var got listed
+			if err := json.Unmarshal([]byte(body(resp)), &got); err != nil {
+				t.Fatal(err)
+			}
+			if len(got.Sessions) != 2 {
+				t.Fatalf("listed %d sessions: %s", len(got.Sessions), body(resp))
+			}
+			cur, other := got.Sessions[0], got.Sessions[1]
+			if cur.Ref != session.RefOf(laptop) || !cur.Current || other.Ref != session.RefOf(phone) || other.Current {
+				t.Fatalf("rows: %s", body(resp))
+			}
+			if cur.Label != "Firefox on Windows" || cur.Device.UserAgent != ssFirefox || cur.Device.IP != "192.0.2.1" || other.Label != "Alice's phone" {
+				t.Fatalf("devices: %s", body(resp))
+			}
+			// The request itself slid the current session: last seen now.
+			// The phone was last used when it was stored, before the sleep.
+			if cur.LastSeen == nil || cur.LastSeen.Before(before.Add(-50*time.Millisecond)) || cur.LastSeen.After(time.Now().Add(50*time.Millisecond)) {
+				t.Fatalf("current last seen %v, want about %v", cur.LastSeen, before)
+			}
+			if other.LastSeen == nil || other.LastSeen.Before(stored.Add(-50*time.Millisecond)) || other.LastSeen.After(before.Add(-time.Second)) {
+				t.Fatalf("phone last seen %v, want about %v", other.LastSeen, stored)
+			}
+			if !cur.ExpiresAt.Equal(cur.CreatedAt.Add(12 * time.Hour)) {
+				t.Fatalf("absolute end %v, created %v", cur.ExpiresAt, cur.CreatedAt)
+			}
+			if strings.Contains(body(resp), session.RefOf(bob)) || strings.Contains(body(resp), laptop) {
+				t.Fatal("the list shows another subject's session or a session ID")
+			}
+		})
+	}
+}
+
+func TestSelfServiceRevokeOne(t *testing.T) {
+	for name, mk := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			f := newSelfService(t, mk(t))
+			me := f.loginAs(t, "alice", session.Device{}, 0)
+			mine := f.loginAs(t, "alice", session.Device{}, 0)
+			bob := f.loginAs(t, "bob", session.Device{}, 0)
+			unknown := session.RefOf(newIDTB(t))
+
+			del := func(ref string, opts ...reqOpt) *authv3.CheckResponse {
+				return f.check(t, request("DELETE", "/auth/sessions/"+ref, append([]reqOpt{withCookie("__Host-sid=" + me), withHeader("origin", sameSite)}, opts...)...))
+			}
+			// Another subject's ref and a ref of no one: one answer, and the
+			// store is never asked about either ref.
+			notMine, none := del(session.RefOf(bob)), del(unknown)
+			if status(notMine) != 404 || !proto.Equal(notMine, none) {
+				t.Fatalf("another's ref: %d %v; unknown ref: %d %v", status(notMine), notMine, status(none), none)
+			}
+			if f.rec.asked(session.RefOf(bob)) || f.rec.asked(unknown) {
+				t.Fatal("the store was asked about a ref that is not the caller's")
+			}
+			if !f.alive(t, bob) {
+				t.Fatal("bob's session was ended by alice")
+			}
+			for _, bad := range []string{"nothex", strings.ToUpper(session.RefOf(mine)), session.RefOf(mine) + "0"} {
+				if r := del(bad); !proto.Equal(r, none) {
+					t.Fatalf("ref %q: %d, want the same 404", bad, status(r))
+				}
+			}
+
+			resp := del(session.RefOf(mine))
+			if status(resp) != 204 || deniedHeader(resp, "set-cookie") != "" {
+				t.Fatalf("delete mine: %d, set-cookie %q", status(resp), deniedHeader(resp, "set-cookie"))
+			}
+			if f.alive(t, mine) {
+				t.Fatal("a signed-out session still works")
+			}
+			if !f.alive(t, me) {
+				t.Fatal("signing out another device ended this one")
+			}
+			if r := del(session.RefOf(mine)); !proto.Equal(r, none) {
+				t.Fatalf("second delete: %d, want the same 404", status(r))
+			}
+
+			// Signing out this very session is a logout: the cookie goes too.
+			resp = del(session.RefOf(me))
+			if status(resp) != 204 || !strings.Contains(deniedHeader(resp, "set-cookie"), "Max-Age=0") {
+				t.Fatalf("delete current: %d, set-cookie %q", status(resp), deniedHeader(resp, "set-cookie"))
+			}
+			if f.alive(t, me) {
+				t.Fatal("the current session survived its own sign-out")
+			}
+		})
+	}
+}
+
+func TestSelfServiceRevokeOthers(t *testing.T) {
+	for name, mk := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			f := newSelfService(t, mk(t))
+			me := f.loginAs(t, "alice", session.Device{}, 0)
+			others := []string{f.loginAs(t, "alice", session.Device{}, 0), f.loginAs(t, "alice", session.Device{}, time.Hour)}
+			bob := f.loginAs(t, "bob", session.Device{}, 0)
+			resp := f.check(t, request("POST", "/auth/sessions/revoke-others", bearer(me)))
+			if status(resp) != 204 {
+				t.Fatalf("revoke-others: %d %s", status(resp), body(resp))
+			}
+			for _, o := range others {
+				if f.alive(t, o) {
+					t.Fatal("another device survived revoke-others")
+				}
+			}
+			if !f.alive(t, me) || !f.alive(t, bob) {
+				t.Fatal("revoke-others ended the current session or another subject's")
+			}
+			// Nothing left to end: still 204.
+			if s := status(f.check(t, request("POST", "/auth/sessions/revoke-others", bearer(me)))); s != 204 {
+				t.Fatalf("again: %d", s)
+			}
+		})
+	}
+}
+
+// The page's form posts go through the CSRF rule of every unsafe cookie
+// request: a same-origin form passes, a cross-site one does not, and a
+// post that shows neither is refused.
+func TestSelfServiceFormCSRF(t *testing.T) {
+	f := newSelfService(t, session.NewMemoryStore(nil))
+	me := f.loginAs(t, "alice", session.Device{}, 0)
+	form := func(path string, opts ...reqOpt) *authv3.CheckResponse {
+		return f.check(t, request("POST", path, append([]reqOpt{withCookie("__Host-sid=" + me),
+			withHeader("accept", "text/html,application/xhtml+xml"), withHeader("content-type", "application/x-www-form-urlencoded")}, opts...)...))
+	}
+	for _, tc := range []struct {
+		name string
+		opts []reqOpt
+	}{
+		{"cross-site origin", []reqOpt{withHeader("origin", "https://evil.example")}},
+		{"sibling subdomain", []reqOpt{withHeader("origin", "https://evil.app.example.com")}},
+		{"opaque origin", []reqOpt{withHeader("origin", "null")}},
+		{"cross-site fetch metadata", []reqOpt{withHeader("sec-fetch-site", "cross-site")}},
+		{"same-site fetch metadata", []reqOpt{withHeader("sec-fetch-site", "same-site")}},
+		{"no evidence", nil},
+	} {
+		victim := f.loginAs(t, "alice", session.Device{}, 0)
+		for _, path := range []string{"/auth/sessions/" + session.RefOf(victim) + "/revoke", "/auth/sessions/revoke-others"} {
+			resp := form(path, tc.opts...)
+			if status(resp) != 403 || body(resp) != `{"error":"csrf"}` {
+				t.Fatalf("%s, %s: %d %s", tc.name, path, status(resp), body(resp))
+			}
+		}
+		if !f.alive(t, victim) {
+			t.Fatalf("%s: a forged form signed a device out", tc.name)
+		}
+	}
+
+	other := f.loginAs(t, "alice", session.Device{}, 0)
+	resp := form("/auth/sessions/"+session.RefOf(other)+"/revoke", withHeader("origin", sameSite), withHeader("sec-fetch-site", "same-origin"))
+	if status(resp) != 303 || deniedHeader(resp, "location") != "/auth/devices" {
+		t.Fatalf("same-origin form: %d, location %q", status(resp), deniedHeader(resp, "location"))
+	}
+	if f.alive(t, other) {
+		t.Fatal("the form did not sign the device out")
+	}
+	// The page is served with Referrer-Policy: no-referrer, under which a
+	// browser sends its own form posts with "Origin: null"; Sec-Fetch-Site
+	// still says same-origin.
+	nulled := f.loginAs(t, "alice", session.Device{}, 0)
+	resp = form("/auth/sessions/"+session.RefOf(nulled)+"/revoke", withHeader("origin", "null"), withHeader("sec-fetch-site", "same-origin"))
+	if status(resp) != 303 || f.alive(t, nulled) {
+		t.Fatalf("same-origin form from the no-referrer page: %d", status(resp))
+	}
+	third := f.loginAs(t, "alice", session.Device{}, 0)
+	resp = form("/auth/sessions/revoke-others", withHeader("sec-fetch-site", "same-origin"))
+	if status(resp) != 303 || deniedHeader(resp, "location") != "/auth/devices" || f.alive(t, third) || !f.alive(t, me) {
+		t.Fatalf("same-origin revoke-others form: %d, location %q", status(resp), deniedHeader(resp, "location"))
+	}
+	// A bearer is never sent by a browser on its own: no CSRF evidence needed.
+	fourth := f.loginAs(t, "alice", session.Device{}, 0)
+	if s := status(f.check(t, request("DELETE", "/auth/sessions/"+session.RefOf(fourth), bearer(me)))); s != 204 {
+		t.Fatalf("bearer delete: %d", s)
+	}
+}
+
+func TestSelfServicePage(t *testing.T) {
+	for name, mk := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			f := newSelfService(t, mk(t))
+			me := f.loginAs(t, "alice", session.Device{UserAgent: ssFirefox}, 0)
+			hostile := f.loginAs(t, "alice", session.Device{UserAgent: ssXSS, Name: ssXSS, IP: ssXSS}, 3*time.Minute)
+			resp := f.check(t, request("GET", "/auth/devices", withCookie("__Host-sid="+me), withHeader("accept", "text/html")))
+			if status(resp) != 200 {
+				t.Fatalf("page: %d", status(resp))
+			}
+			for k, want := range map[string]string{
+				"content-type":            "text/html; charset=utf-8",
+				"cache-control":           "no-store",
+				"x-content-type-options":  "nosniff",
+				"referrer-policy":         "no-referrer",
+				"content-security-policy": selfservice.CSP,
+			} {
+				if got := deniedHeader(resp, k); got != want {
+					t.Errorf("%s = %q, want %q", k, got, want)
+				}
+			}
+			page := body(resp)
+			if strings.Contains(page, "<script") || strings.Contains(page, "<img") || !strings.Contains(page, "&lt;script&gt;") {
+				t.Fatal("the hostile device name is not escaped")
+			}
+			for _, want := range []string{"Firefox on Windows", "This device", "3 minutes ago",
+				`action="/auth/sessions/` + session.RefOf(hostile) + `/revoke"`, "Sign out all other devices"} {
+				if !strings.Contains(page, want) {
+					t.Errorf("page lacks %q", want)
+				}
+			}
+			if strings.Contains(page, me) || strings.Contains(page, hostile) {
+				t.Fatal("the page shows a session ID")
+			}
+			// Without a session, a browser goes to the login page.
+			resp = f.check(t, request("GET", "/auth/devices", withHeader("accept", "text/html")))
+			if status(resp) != 302 || !strings.HasPrefix(deniedHeader(resp, "location"), "https://login.example.com/login?return_to=") {
+				t.Fatalf("no session: %d %q", status(resp), deniedHeader(resp, "location"))
+			}
+		})
+	}
+}
+
+// Route rules still refuse: a deny or internal rule covers these paths too,
+// and a public one (the login pages under /auth/) does not open them.
+func TestSelfServiceUnderRules(t *testing.T) {
+	for _, tc := range []struct {
+		rule Route
+		want int
+	}{
+		{Route{PathPrefix: "/auth/", Access: Public}, 200},
+		{Route{PathPrefix: "/auth/", Access: Deny}, 403},
+		{Route{PathPrefix: "/auth/", Access: Internal}, 403},
+	} {
+		f := newSelfService(t, session.NewMemoryStore(nil), func(o *Options) { o.Routes = []Route{tc.rule} })
+		me := f.loginAs(t, "alice", session.Device{}, 0)
+		if s := status(f.check(t, request("GET", "/auth/sessions", bearer(me)))); s != tc.want {
+			t.Errorf("%s: %d, want %d", tc.rule, s, tc.want)
+		}
+		if s := status(f.check(t, request("GET", "/auth/sessions"))); s != 401 && tc.want == 200 {
+			t.Errorf("%s without a session: %d, want 401", tc.rule, s)
+		}
+	}
+}
+
+// Explain runs the self-service code and says what it would answer, but
+// signs no one out.
+func TestSelfServiceExplainEndsNothing(t *testing.T) {
+	f := newSelfService(t, session.NewMemoryStore(nil))
+	me := f.loginAs(t, "alice", session.Device{}, 0)
+	other := f.loginAs(t, "alice", session.Device{}, 0)
+	for _, r := range []*authv3.CheckRequest{
+		request("DELETE", "/auth/sessions/"+session.RefOf(other), bearer(me)),
+		request("POST", "/auth/sessions/revoke-others", bearer(me)),
+		request("DELETE", "/auth/sessions/"+session.RefOf(me), bearer(me)),
+	} {
+		if e := f.srv.Explain(context.Background(), r); e.Status != 204 || e.Decision != "self_service" {
+			t.Fatalf("explain %s: %+v", r.Attributes.Request.Http.Path, e)
+		}
+	}
+	if !f.alive(t, me) || !f.alive(t, other) {
+		t.Fatal("explain signed a session out")
+	}
+}
+
+type failingLister struct{}
+
+func (failingLister) List(context.Context, string) ([]*session.Session, error) {
+	return nil, errors.New("redis down")
+}
+
+func TestSelfServiceStoreDown(t *testing.T) {
+	f := newSelfService(t, session.NewMemoryStore(nil), func(o *Options) { o.SelfService.Sessions = failingLister{} })
+	me := f.loginAs(t, "alice", session.Device{}, 0)
+	other := f.loginAs(t, "alice", session.Device{}, 0)
+	for _, r := range []*authv3.CheckRequest{
+		request("GET", "/auth/sessions", bearer(me)),
+		request("DELETE", "/auth/sessions/"+session.RefOf(other), bearer(me)),
+		request("POST", "/auth/sessions/revoke-others", bearer(me)),
+	} {
+		if s := status(f.check(t, r)); s != 503 {
+			t.Fatalf("%s with the list failing: %d, want 503", r.Attributes.Request.Http.Path, s)
+		}
+	}
+	if !f.alive(t, other) {
+		t.Fatal("a failed listing still ended a session")
+	}
+	off := newFixture(t, session.NewMemoryStore(nil))
+	if s := status(off.check(t, request("GET", "/auth/sessions", bearer(off.login(t, "alice", nil, nil))))); s != 200 {
+		t.Fatalf("self-service off: /auth/sessions is an ordinary path, got %d", s)
+	}
+}
