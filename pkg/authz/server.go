@@ -94,6 +94,10 @@ type Options struct {
 	// Events receives logouts, binding mismatches, anomalies and the
 	// revocations they cause; nil records nothing.
 	Events events.Recorder
+	// NoDynamicMetadata leaves the subject and session ref out of the allow
+	// answer's dynamic_metadata (response.go), for deployments whose Envoy
+	// reads neither: less for Envoy to decode and merge per request.
+	NoDynamicMetadata bool
 }
 
 // Server implements envoy.service.auth.v3.Authorization.
