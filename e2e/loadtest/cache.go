@@ -184,19 +184,26 @@ func runCache(ctx context.Context, st *stack, o options, ids []string, reqs []*a
 	return seed(ctx, st.rdb, "user-", 0, len(ids), refs)
 }
 
-// cmdStats are INFO commandstats counters.
+// cmdStats are INFO commandstats counters and Redis's CPU time (INFO
+// cpu: used_cpu_user + used_cpu_sys, µs resolution where /proc has 10 ms).
 type cmdStats struct {
 	calls, usec map[string]float64
+	cpuSec      float64
 	requests    float64 // Checks sent while they were counted
 }
 
 func commandStats(ctx context.Context, rdb *redis.Client) (cmdStats, error) {
-	s, err := rdb.Info(ctx, "commandstats").Result()
+	s, err := rdb.Info(ctx, "commandstats", "cpu").Result()
 	if err != nil {
 		return cmdStats{}, err
 	}
 	out := cmdStats{calls: map[string]float64{}, usec: map[string]float64{}}
 	for _, line := range strings.Split(s, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
+			f, _ := strconv.ParseFloat(v, 64)
+			out.cpuSec += f
+			continue
+		}
 		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
 		if !ok || !strings.HasPrefix(name, "cmdstat_") {
 			continue
@@ -217,7 +224,7 @@ func commandStats(ctx context.Context, rdb *redis.Client) (cmdStats, error) {
 }
 
 func (a cmdStats) sub(b cmdStats) cmdStats {
-	out := cmdStats{calls: map[string]float64{}, usec: map[string]float64{}}
+	out := cmdStats{calls: map[string]float64{}, usec: map[string]float64{}, cpuSec: a.cpuSec - b.cpuSec}
 	for k, v := range a.calls {
 		out.calls[k] = v - b.calls[k]
 		out.usec[k] = a.usec[k] - b.usec[k]
@@ -226,7 +233,7 @@ func (a cmdStats) sub(b cmdStats) cmdStats {
 }
 
 func (a cmdStats) add(b cmdStats) cmdStats {
-	out := cmdStats{calls: map[string]float64{}, usec: map[string]float64{}, requests: a.requests + b.requests}
+	out := cmdStats{calls: map[string]float64{}, usec: map[string]float64{}, requests: a.requests + b.requests, cpuSec: a.cpuSec + b.cpuSec}
 	for _, m := range []cmdStats{a, b} {
 		for k, v := range m.calls {
 			out.calls[k] += v
@@ -234,6 +241,23 @@ func (a cmdStats) add(b cmdStats) cmdStats {
 		}
 	}
 	return out
+}
+
+// cpuUsecPerCheck is Redis's CPU time per Check.
+func (a cmdStats) cpuUsecPerCheck() float64 {
+	if a.requests == 0 {
+		return 0
+	}
+	return a.cpuSec * 1e6 / a.requests
+}
+
+// scriptUsecPerCheck is Redis's time inside scripts (EVALSHA and EVAL,
+// their inner commands included) per Check, as commandstats counts it.
+func (a cmdStats) scriptUsecPerCheck() float64 {
+	if a.requests == 0 {
+		return 0
+	}
+	return (a.usec["evalsha"] + a.usec["eval"]) / a.requests
 }
 
 // perCheck is commands per Check: every command Redis ran (scripts' inner
@@ -503,13 +527,21 @@ func (p *delayProxy) close() {
 }
 
 // printCache writes the cache part's tables.
+// share renders part µs and its share of whole.
+func share(part, whole float64) string {
+	if whole <= 0 {
+		return fmt.Sprintf("%.2f", part)
+	}
+	return fmt.Sprintf("%.2f (%.0f %%)", part, 100*part/whole)
+}
+
 func (c *cacheReport) print(w io.Writer) {
 	if c == nil {
 		return
 	}
 	fmt.Fprintf(w, "\n### Session cache: on and off in the same run (gRPC, concurrency %d, closed loop)\n\n", c.conc)
-	fmt.Fprintf(w, "| target | req/s | p50 | p99 | req/s vs no-op | server CPU µs per Check | Redis commands per Check (EVALSHA per Check) | Redis µs per script call | errors | CPU cores used |\n")
-	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	fmt.Fprintf(w, "| target | req/s | p50 | p99 | req/s vs no-op | server CPU µs per Check | Redis commands per Check (EVALSHA per Check) | Redis µs per script call | Redis CPU µs per Check | of which in the script (share) | errors | CPU cores used |\n")
+	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	noop := c.runs[0].stats
 	for i, r := range c.runs {
 		s := r.stats
@@ -517,23 +549,26 @@ func (c *cacheReport) print(w io.Writer) {
 		if s.Requests > 0 {
 			us = s.CPU["server"] * s.Elapsed.Seconds() / float64(s.Requests) * 1e6
 		}
-		cmds := ""
-		scriptUS := ""
+		cmds, scriptUS, redisUS, inCmds := "", "", "", ""
 		if i > 0 {
 			all, sc, u := r.cmds.perCheck()
 			cmds = fmt.Sprintf("%.3f (%.3f)", all, sc)
 			scriptUS = fmt.Sprintf("%.1f", u)
+			redisUS = fmt.Sprintf("%.2f", r.cmds.cpuUsecPerCheck())
+			inCmds = share(r.cmds.scriptUsecPerCheck(), r.cmds.cpuUsecPerCheck())
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %s | %s | **%.2f** | %.1f | %s | %s | %d | %s |\n", r.name, s.RPS(), ms(s.P50), ms(s.P99),
-			ratio(s.RPS(), noop.RPS()), us, cmds, scriptUS, s.Errors, cpu(s.CPU))
+		fmt.Fprintf(w, "| %s | %.0f | %s | %s | **%.2f** | %.1f | %s | %s | %s | %s | %d | %s |\n", r.name, s.RPS(), ms(s.P50), ms(s.P99),
+			ratio(s.RPS(), noop.RPS()), us, cmds, scriptUS, redisUS, inCmds, s.Errors, cpu(s.CPU))
 	}
-	fmt.Fprintf(w, "\nThe five targets alternate in rounds. \"+%v each way\": Redis behind a loopback TCP proxy (in the load generator's process) that holds every chunk %v in each direction. Redis commands per Check: INFO commandstats delta over the window and its warm-up (scripts' inner commands included, INFO excluded; the other idle replicas' heartbeat PINGs included) / Checks sent.\n", c.delay, c.delay)
+	fmt.Fprintf(w, "\nThe five targets alternate in rounds. \"+%v each way\": Redis behind a loopback TCP proxy (in the load generator's process) that holds every chunk %v in each direction. Redis commands per Check: INFO commandstats delta over the window and its warm-up (scripts' inner commands included, INFO excluded; the other idle replicas' heartbeat PINGs included) / Checks sent. Redis CPU µs per Check: INFO cpu (used_cpu_user + used_cpu_sys) delta over the same span / Checks (everything Redis did meanwhile, the idle replicas' heartbeats included); of which in the script: commandstats usec of EVALSHA (its inner commands included) over the same span / Checks, and its share of Redis's CPU; the rest is Redis's event loop, socket I/O and the other commands.\n", c.delay, c.delay)
 	if s := c.steady; s.checks > 0 {
 		all, sc, _ := s.cmds.perCheck()
 		ping := s.cmds.calls["ping"] / s.cmds.requests
 		fmt.Fprintf(w, "\n### Steady state: one cache-on replica at %d Checks/s over %d sessions for %v\n\n", s.rate, s.sessions, s.duration)
-		fmt.Fprintf(w, "| Checks | errors | Redis commands per Check | of which PING (every replica's heartbeats) | EVALSHA per Check | PEXPIREAT (slides) per Check |\n|---:|---:|---:|---:|---:|---:|\n")
-		fmt.Fprintf(w, "| %d | %d | %.3f | %.3f | %.3f | %.3f |\n", s.checks, s.errors, all, ping, sc, s.cmds.calls["pexpireat"]/s.cmds.requests)
+		redisUS := s.cmds.cpuUsecPerCheck()
+		fmt.Fprintf(w, "| Checks | errors | Redis commands per Check | of which PING (every replica's heartbeats) | EVALSHA per Check | PEXPIREAT (slides) per Check | Redis CPU µs per Check | of which in the script (share) |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		fmt.Fprintf(w, "| %d | %d | %.3f | %.3f | %.3f | %.3f | %.2f | %s |\n", s.checks, s.errors, all, ping, sc, s.cmds.calls["pexpireat"]/s.cmds.requests,
+			redisUS, share(s.cmds.scriptUsecPerCheck(), redisUS))
 		fmt.Fprintf(w, "\nLonger than one slide interval (1 %% of the 30 min idle timeout: 18 s), so every session is slid and reread about once in it.\n")
 	}
 	r := c.revoke

@@ -40,6 +40,7 @@ type report struct {
 	envoyRate           *envoyRow
 	scale               []scaleRow
 	cache               *cacheReport
+	answer              *answerReport
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }
@@ -112,6 +113,7 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "\nEvery request carries the same session cookie (h2load sends one header set): a Redis round trip per Check as always, the token from the cache. Listeners alternate in %d rounds; percentiles from h2load's per-request log, pooled.\n", r.o.rounds)
 	}
 
+	r.answer.print(w)
 	r.cache.print(w)
 
 	if len(r.scale) > 0 {
