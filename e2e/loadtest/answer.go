@@ -150,6 +150,7 @@ func runAnswer(ctx context.Context, st *stack, o options, cookies string, ids []
 					return err
 				}
 				c0["wakeups"] = float64(contextSwitches(st.ev.PID()))
+				c0["user_us"], c0["sys_us"] = userSys(st.ev.PID())
 				logf("answer round %d: %s", round+1, t.name)
 				s, err := load(t.url, watch)
 				if err != nil {
@@ -167,6 +168,7 @@ func runAnswer(ctx context.Context, st *stack, o options, cookies string, ids []
 					return err
 				}
 				c1["wakeups"] = float64(contextSwitches(st.ev.PID()))
+				c1["user_us"], c1["sys_us"] = userSys(st.ev.PID())
 				r := &(*rows)[i]
 				r.name, r.shape = t.name, t.shape
 				r.stats = r.stats.merge(s)
@@ -293,6 +295,22 @@ func contextSwitches(pid int) int64 {
 	return n
 }
 
+// userSys is pid's user and system CPU time so far, in µs (10 ms steps).
+func userSys(pid int) (user, sys float64) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return ut * 1e6 / clockTick, st * 1e6 / clockTick
+}
+
 // uptime is /proc/loadavg's three load averages.
 func uptime() string {
 	b, err := os.ReadFile("/proc/loadavg")
@@ -325,11 +343,12 @@ func (ar *answerReport) print(w io.Writer) {
 		}
 		ref := part.rows[0].envoyPerReq()
 		fmt.Fprintf(w, "\n#### %s\n\n", part.title)
-		fmt.Fprintf(w, "| ext_authz answer | shape | req/s | p50 | Envoy CPU µs per request | vs the reference | gRPC bytes in / out per Check | bytes to upstream per request | Envoy thread wake-ups per request | errors |\n")
-		fmt.Fprintf(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		fmt.Fprintf(w, "| ext_authz answer | shape | req/s | p50 | Envoy CPU µs per request | vs the reference | gRPC bytes in / out per Check | bytes to upstream per request | Envoy thread wake-ups per request | Envoy user / system µs per Check | errors |\n")
+		fmt.Fprintf(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, r := range part.rows {
-			fmt.Fprintf(w, "| %s | %s | %.0f | %s | %.1f | %+.1f | %.0f / %.0f | %.0f | %.2f | %d |\n", r.name, r.shape, r.stats.RPS(), ms(r.stats.P50),
-				r.envoyPerReq(), r.envoyPerReq()-ref, r.per("grpc_rx"), r.per("grpc_tx"), r.per("upstream_tx"), r.per("wakeups"), r.stats.Errors)
+			fmt.Fprintf(w, "| %s | %s | %.0f | %s | %.1f | %+.1f | %.0f / %.0f | %.0f | %.2f | %.0f / %.0f | %d |\n", r.name, r.shape, r.stats.RPS(), ms(r.stats.P50),
+				r.envoyPerReq(), r.envoyPerReq()-ref, r.per("grpc_rx"), r.per("grpc_tx"), r.per("upstream_tx"), r.per("wakeups"),
+				r.per("user_us"), r.per("sys_us"), r.stats.Errors)
 		}
 		var other []string
 		for _, r := range part.rows {
@@ -348,5 +367,5 @@ func (ar *answerReport) print(w io.Writer) {
 			fmt.Fprintf(w, "\nOther ext_authz counters: %s.\n", strings.Join(other, "; "))
 		}
 	}
-	fmt.Fprintf(w, "\nEach variant is one Envoy listener's load with the others idle, the variants alternating in rounds; Envoy CPU per request = Envoy's utime+stime over the measured windows / requests answered. Bytes per Check from Envoy's counters (cluster upstream_cx_rx/tx_bytes_total over ext_authz.ok), warm-ups included; wake-ups: voluntary context switches of Envoy's threads (/proc/<pid>/task/*/status) over the same span / ext_authz.ok.\n")
+	fmt.Fprintf(w, "\nEach variant is one Envoy listener's load with the others idle, the variants alternating in rounds; Envoy CPU per request = Envoy's utime+stime over the measured windows / requests answered. Bytes per Check from Envoy's counters (cluster upstream_cx_rx/tx_bytes_total over ext_authz.ok), warm-ups included; wake-ups: voluntary context switches of Envoy's threads (/proc/<pid>/task/*/status) over the same span / ext_authz.ok; user / system: Envoy's utime and stime over the same span / ext_authz.ok.\n")
 }

@@ -251,13 +251,28 @@ func (a cmdStats) cpuUsecPerCheck() float64 {
 	return a.cpuSec * 1e6 / a.requests
 }
 
-// scriptUsecPerCheck is Redis's time inside scripts (EVALSHA and EVAL,
-// their inner commands included) per Check, as commandstats counts it.
-func (a cmdStats) scriptUsecPerCheck() float64 {
-	if a.requests == 0 {
+// scriptCPU is Redis's CPU per script call (EVALSHA or EVAL), from a
+// run where nearly all Redis did was run the script (the cache off): its
+// CPU per Check / scripts per Check, socket I/O of the call included.
+// commandstats' usec is no substitute: it is wall time, and on a loaded
+// machine a descheduled Redis counts its wait in it.
+func (a cmdStats) scriptCPU() float64 {
+	sc := a.calls["evalsha"] + a.calls["eval"]
+	if sc == 0 {
 		return 0
 	}
-	return (a.usec["evalsha"] + a.usec["eval"]) / a.requests
+	return a.cpuSec * 1e6 / sc
+}
+
+// scriptShare is the script's estimated part of Redis's CPU per Check,
+// given the CPU of one script call.
+func (a cmdStats) scriptShare(perScript float64) string {
+	_, sc, _ := a.perCheck()
+	est, all := sc*perScript, a.cpuUsecPerCheck()
+	if all <= 0 || perScript <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.2f (%.0f %%)", est, 100*est/all)
 }
 
 // perCheck is commands per Check: every command Redis ran (scripts' inner
@@ -527,14 +542,6 @@ func (p *delayProxy) close() {
 }
 
 // printCache writes the cache part's tables.
-// share renders part µs and its share of whole.
-func share(part, whole float64) string {
-	if whole <= 0 {
-		return fmt.Sprintf("%.2f", part)
-	}
-	return fmt.Sprintf("%.2f (%.0f %%)", part, 100*part/whole)
-}
-
 func (c *cacheReport) print(w io.Writer) {
 	if c == nil {
 		return
@@ -543,6 +550,10 @@ func (c *cacheReport) print(w io.Writer) {
 	fmt.Fprintf(w, "| target | req/s | p50 | p99 | req/s vs no-op | server CPU µs per Check | Redis commands per Check (EVALSHA per Check) | Redis µs per script call | Redis CPU µs per Check | of which in the script (share) | errors | CPU cores used |\n")
 	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	noop := c.runs[0].stats
+	var perScript float64 // Redis CPU per script call, from the cache-off row
+	if len(c.runs) > 2 {
+		perScript = c.runs[2].cmds.scriptCPU()
+	}
 	for i, r := range c.runs {
 		s := r.stats
 		us := 0.0
@@ -555,12 +566,12 @@ func (c *cacheReport) print(w io.Writer) {
 			cmds = fmt.Sprintf("%.3f (%.3f)", all, sc)
 			scriptUS = fmt.Sprintf("%.1f", u)
 			redisUS = fmt.Sprintf("%.2f", r.cmds.cpuUsecPerCheck())
-			inCmds = share(r.cmds.scriptUsecPerCheck(), r.cmds.cpuUsecPerCheck())
+			inCmds = r.cmds.scriptShare(perScript)
 		}
 		fmt.Fprintf(w, "| %s | %.0f | %s | %s | **%.2f** | %.1f | %s | %s | %s | %s | %d | %s |\n", r.name, s.RPS(), ms(s.P50), ms(s.P99),
 			ratio(s.RPS(), noop.RPS()), us, cmds, scriptUS, redisUS, inCmds, s.Errors, cpu(s.CPU))
 	}
-	fmt.Fprintf(w, "\nThe five targets alternate in rounds. \"+%v each way\": Redis behind a loopback TCP proxy (in the load generator's process) that holds every chunk %v in each direction. Redis commands per Check: INFO commandstats delta over the window and its warm-up (scripts' inner commands included, INFO excluded; the other idle replicas' heartbeat PINGs included) / Checks sent. Redis CPU µs per Check: INFO cpu (used_cpu_user + used_cpu_sys) delta over the same span / Checks (everything Redis did meanwhile, the idle replicas' heartbeats included); of which in the script: commandstats usec of EVALSHA (its inner commands included) over the same span / Checks, and its share of Redis's CPU; the rest is Redis's event loop, socket I/O and the other commands.\n", c.delay, c.delay)
+	fmt.Fprintf(w, "\nThe five targets alternate in rounds. \"+%v each way\": Redis behind a loopback TCP proxy (in the load generator's process) that holds every chunk %v in each direction. Redis commands per Check: INFO commandstats delta over the window and its warm-up (scripts' inner commands included, INFO excluded; the other idle replicas' heartbeat PINGs included) / Checks sent. Redis CPU µs per Check: INFO cpu (used_cpu_user + used_cpu_sys) delta over the same span / Checks (everything Redis did meanwhile, the idle replicas' heartbeats included); of which in the script: EVALSHA per Check × Redis CPU per EVALSHA in the cache-off row (%.1f µs, where nearly all Redis does is the script, its socket I/O included), and its share; the rest is the heartbeat PINGs, invalidation messages and the other commands. (commandstats' usec is wall time, inflated on a loaded machine, so not used for this.)\n", c.delay, c.delay, perScript)
 	if s := c.steady; s.checks > 0 {
 		all, sc, _ := s.cmds.perCheck()
 		ping := s.cmds.calls["ping"] / s.cmds.requests
@@ -568,7 +579,7 @@ func (c *cacheReport) print(w io.Writer) {
 		redisUS := s.cmds.cpuUsecPerCheck()
 		fmt.Fprintf(w, "| Checks | errors | Redis commands per Check | of which PING (every replica's heartbeats) | EVALSHA per Check | PEXPIREAT (slides) per Check | Redis CPU µs per Check | of which in the script (share) |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		fmt.Fprintf(w, "| %d | %d | %.3f | %.3f | %.3f | %.3f | %.2f | %s |\n", s.checks, s.errors, all, ping, sc, s.cmds.calls["pexpireat"]/s.cmds.requests,
-			redisUS, share(s.cmds.scriptUsecPerCheck(), redisUS))
+			redisUS, s.cmds.scriptShare(perScript))
 		fmt.Fprintf(w, "\nLonger than one slide interval (1 %% of the 30 min idle timeout: 18 s), so every session is slid and reread about once in it.\n")
 	}
 	r := c.revoke
