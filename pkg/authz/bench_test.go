@@ -209,16 +209,29 @@ func BenchmarkCheckGRPC(b *testing.B) {
 	b.Run("noop", func(b *testing.B) {
 		run(b, noopServer{}, []*authv3.CheckRequest{request("GET", "/api/items")})
 	})
-	b.Run("redis", func(b *testing.B) {
-		st, _, _ := testenv.RedisStore(b, time.Second)
-		f := newFixture(b, st, benchStoreTimeout)
-		reqs := make([]*authv3.CheckRequest, 256)
-		for i := range reqs {
-			id := f.login(b, fmt.Sprintf("user-%d", i), []string{"dev"}, map[string]string{"email": "u@example.com"})
-			reqs[i] = request("GET", "/api/items?page=2", withCookie("theme=dark; __Host-sid="+id), withHeader("accept", "application/json"))
-		}
-		run(b, f.srv, reqs)
-	})
+	// redis-cached: the session cache on, as serve runs it by default;
+	// after the warm-up a Check makes no Redis call. nometadata: the same
+	// with envoy.dynamic_metadata off.
+	for _, bc := range []struct {
+		name           string
+		cached, noMeta bool
+	}{{"redis", false, false}, {"redis-cached", true, false}, {"redis-cached-nometadata", true, true}} {
+		b.Run(bc.name, func(b *testing.B) {
+			st, _, _ := testenv.RedisStore(b, time.Second)
+			if bc.cached {
+				if err := st.EnableCache(session.CacheOptions{MaxEntries: 10_000, Timeout: time.Second}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			f := newFixture(b, st, benchStoreTimeout, func(o *Options) { o.NoDynamicMetadata = bc.noMeta })
+			reqs := make([]*authv3.CheckRequest, 256)
+			for i := range reqs {
+				id := f.login(b, fmt.Sprintf("user-%d", i), []string{"dev"}, map[string]string{"email": "u@example.com"})
+				reqs[i] = request("GET", "/api/items?page=2", withCookie("theme=dark; __Host-sid="+id), withHeader("accept", "application/json"))
+			}
+			run(b, f.srv, reqs)
+		})
+	}
 }
 
 // noopServer answers every Check OK with one header: the cost of the gRPC
