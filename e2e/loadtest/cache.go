@@ -73,14 +73,15 @@ type revokeFigures struct {
 	redisEvalshaPerCheck float64
 }
 
-// startReplica starts one more sessiongate on redisURL.
-func (s *stack) startReplica(name, redisURL string, cache bool) (*replica, error) {
+// startReplica starts one more sessiongate on redisURL, with any other
+// change mutate makes to its configuration.
+func (s *stack) startReplica(name, redisURL string, cache bool, mutate ...func(*harness.SGConfig)) (*replica, error) {
 	p, err := harness.FreePorts(3)
 	if err != nil {
 		return nil, err
 	}
 	addr := func(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
-	cfg, token, err := s.sessiongateConfigFor(name, redisURL, addr(p[0]), addr(p[1]), addr(p[2]), cache)
+	cfg, token, err := s.sessiongateConfigFor(name, redisURL, addr(p[0]), addr(p[1]), addr(p[2]), cache, mutate...)
 	if err != nil {
 		return nil, err
 	}
@@ -102,17 +103,21 @@ func runCache(ctx context.Context, st *stack, o options, ids []string, reqs []*a
 	direct := "redis://" + st.redisAddr + "/0"
 	remote := "redis://" + proxy.addr + "/0"
 	var reps []*replica
+	noMeta := func(c *harness.SGConfig) { c.Envoy = &harness.SGEnvoy{DynamicMetadata: false} }
+	keep := func(*harness.SGConfig) {}
 	for _, r := range []struct {
 		name, url string
 		cache     bool
+		mutate    func(*harness.SGConfig)
 	}{
-		{"sg-cache-on", direct, true},
-		{"sg-cache-off", direct, false},
-		{"sg-remote-cache-on", remote, true},
-		{"sg-remote-cache-off", remote, false},
-		{"sg-cache-on-b", direct, true},
+		{"sg-cache-on", direct, true, keep},
+		{"sg-cache-off", direct, false, keep},
+		{"sg-remote-cache-on", remote, true, keep},
+		{"sg-remote-cache-off", remote, false, keep},
+		{"sg-cache-on-b", direct, true, keep},
+		{"sg-cache-on-nometadata", direct, true, noMeta},
 	} {
-		rp, err := st.startReplica(r.name, r.url, r.cache)
+		rp, err := st.startReplica(r.name, r.url, r.cache, r.mutate)
 		if err != nil {
 			return err
 		}
@@ -121,9 +126,10 @@ func runCache(ctx context.Context, st *stack, o options, ids []string, reqs []*a
 	cr := &cacheReport{conc: conc, delay: delay}
 	rep.cache = cr
 	names := []string{"no-op server", "sessiongate, cache on", "sessiongate, cache off",
-		fmt.Sprintf("sessiongate, cache on, Redis +%v each way", delay), fmt.Sprintf("sessiongate, cache off, Redis +%v each way", delay)}
-	targets := []string{st.noopGRPC, reps[0].grpc, reps[1].grpc, reps[2].grpc, reps[3].grpc}
-	pids := []int{st.noop.PID(), reps[0].proc.PID(), reps[1].proc.PID(), reps[2].proc.PID(), reps[3].proc.PID()}
+		fmt.Sprintf("sessiongate, cache on, Redis +%v each way", delay), fmt.Sprintf("sessiongate, cache off, Redis +%v each way", delay),
+		"sessiongate, cache on, envoy.dynamic_metadata: false"}
+	targets := []string{st.noopGRPC, reps[0].grpc, reps[1].grpc, reps[2].grpc, reps[3].grpc, reps[5].grpc}
+	pids := []int{st.noop.PID(), reps[0].proc.PID(), reps[1].proc.PID(), reps[2].proc.PID(), reps[3].proc.PID(), reps[5].proc.PID()}
 	cr.runs = make([]cacheRun, len(targets))
 	for i := range cr.runs {
 		cr.runs[i].name = names[i]
@@ -571,7 +577,7 @@ func (c *cacheReport) print(w io.Writer) {
 		fmt.Fprintf(w, "| %s | %.0f | %s | %s | **%.2f** | %.1f | %s | %s | %s | %s | %d | %s |\n", r.name, s.RPS(), ms(s.P50), ms(s.P99),
 			ratio(s.RPS(), noop.RPS()), us, cmds, scriptUS, redisUS, inCmds, s.Errors, cpu(s.CPU))
 	}
-	fmt.Fprintf(w, "\nThe five targets alternate in rounds. \"+%v each way\": Redis behind a loopback TCP proxy (in the load generator's process) that holds every chunk %v in each direction. Redis commands per Check: INFO commandstats delta over the window and its warm-up (scripts' inner commands included, INFO excluded; the other idle replicas' heartbeat PINGs included) / Checks sent. Redis CPU µs per Check: INFO cpu (used_cpu_user + used_cpu_sys) delta over the same span / Checks (everything Redis did meanwhile, the idle replicas' heartbeats included); of which in the script: EVALSHA per Check × Redis CPU per EVALSHA in the cache-off row (%.1f µs, where nearly all Redis does is the script, its socket I/O included), and its share; the rest is the heartbeat PINGs, invalidation messages and the other commands. (commandstats' usec is wall time, inflated on a loaded machine, so not used for this.)\n", c.delay, c.delay, perScript)
+	fmt.Fprintf(w, "\nThe targets alternate in rounds. \"+%v each way\": Redis behind a loopback TCP proxy (in the load generator's process) that holds every chunk %v in each direction. Redis commands per Check: INFO commandstats delta over the window and its warm-up (scripts' inner commands included, INFO excluded; the other idle replicas' heartbeat PINGs included) / Checks sent. Redis CPU µs per Check: INFO cpu (used_cpu_user + used_cpu_sys) delta over the same span / Checks (everything Redis did meanwhile, the idle replicas' heartbeats included); of which in the script: EVALSHA per Check × Redis CPU per EVALSHA in the cache-off row (%.1f µs, where nearly all Redis does is the script, its socket I/O included), and its share; the rest is the heartbeat PINGs, invalidation messages and the other commands. (commandstats' usec is wall time, inflated on a loaded machine, so not used for this.)\n", c.delay, c.delay, perScript)
 	if s := c.steady; s.checks > 0 {
 		all, sc, _ := s.cmds.perCheck()
 		ping := s.cmds.calls["ping"] / s.cmds.requests

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
@@ -112,6 +114,34 @@ func BenchmarkTokenSignCold(b *testing.B) {
 		if _, err := f.srv.token(e, "internal", now); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkResponseMarshal is what gRPC does with an allow answer before it
+// reaches the wire: proto.Marshal, with the dynamic metadata (a Struct, a
+// protobuf map, marshalled by reflection on every answer) and without it.
+func BenchmarkResponseMarshal(b *testing.B) {
+	now := time.Now()
+	key := cacheKey{ref: "0123456789abcdef0123456789abcdef", version: 1, audience: "internal", kid: "kid-1"}
+	tok := strings.Repeat("t", 536)
+	for _, bc := range []struct {
+		name   string
+		noMeta bool
+	}{{"metadata", false}, {"nometadata", true}} {
+		f := newFixture(b, session.NewMemoryStore(nil), func(o *Options) { o.NoDynamicMetadata = bc.noMeta })
+		f.srv.cache.put(key, cached{token: tok, parts: f.srv.newOKParts(tok, "user-000123", key.ref), refresh: now.Add(time.Minute), expires: now.Add(2 * time.Minute)}, now)
+		c, _ := f.srv.cache.get(key, now)
+		resp := f.srv.ok(c, presented{from: fromCookie, cookie: "theme=dark", cookieChanged: true})
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			var buf []byte
+			for b.Loop() {
+				var err error
+				if buf, err = (proto.MarshalOptions{}).MarshalAppend(buf[:0], resp); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
