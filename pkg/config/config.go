@@ -122,8 +122,10 @@ type Cache struct {
 type Envoy struct {
 	// DynamicMetadata puts the subject and the session (or credential) ref
 	// in the allow answer's dynamic_metadata, for Envoy's access log and
-	// filters; off, Envoy has less to decode and merge per request and
-	// %DYNAMIC_METADATA(envoy.filters.http.ext_authz:...)% is empty.
+	// filters; off, sessiongate does not marshal it on every answer, Envoy
+	// has less to decode, and %DYNAMIC_METADATA(envoy.filters.http.ext_authz:...)%,
+	// the debug check log's subject and session_ref and the trace span's
+	// session_ref are empty.
 	DynamicMetadata bool `yaml:"dynamic_metadata"`
 }
 
