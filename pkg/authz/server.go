@@ -96,7 +96,8 @@ type Options struct {
 	Events events.Recorder
 	// NoDynamicMetadata leaves the subject and session ref out of the allow
 	// answer's dynamic_metadata (response.go), for deployments whose Envoy
-	// reads neither: less for Envoy to decode and merge per request.
+	// reads neither: no protobuf map to marshal per answer here, less for
+	// Envoy to decode and merge.
 	NoDynamicMetadata bool
 }
 
