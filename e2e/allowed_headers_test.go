@@ -209,7 +209,7 @@ func shippedAuthzConfigs(t *testing.T) map[string]string {
 var (
 	dummyPorts        = harness.Ports{Redis: 1, SGGRPC: 2, SGHTTP: 3, SGAdmin: 4, Login: 5, Upstream: 6, EnvoyEdge: 7, EnvoyHop: 8, EnvoyAdmn: 9}
 	loadtestDummyVars = map[string]string{"ADMIN_PORT": "1", "DIRECT_PORT": "2", "NOOP_PORT": "3", "SG_PORT": "4",
-		"UPSTREAM_PORT": "5", "NOOP_GRPC_PORT": "6", "SG_GRPC_PORT": "7"}
+		"UPSTREAM_PORT": "5", "NOOP_GRPC_PORT": "6", "SG_GRPC_PORT": "7", "SGNM_PORT": "8", "SGNM_GRPC_PORT": "9"}
 )
 
 const extAuthzType = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"

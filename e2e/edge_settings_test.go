@@ -262,10 +262,10 @@ func TestEdgeSettingsInEffect(t *testing.T) {
 			ports := harness.Ports{Redis: p[0], SGGRPC: p[1], SGHTTP: p[2], SGAdmin: p[3], Login: p[4], Upstream: p[5], EnvoyEdge: p[6], EnvoyHop: p[7], EnvoyAdmn: p[8]}
 			return harness.EnvoyVars(ports, "/dev/null"), ports.EnvoyAdmn
 		}},
-		{"loadtest", "e2e/loadtest/envoy.yaml.tmpl", []string{"direct", "noop", "sg"}, func(p []int) (map[string]string, int) {
+		{"loadtest", "e2e/loadtest/envoy.yaml.tmpl", []string{"direct", "noop", "sg", "sgnm"}, func(p []int) (map[string]string, int) {
 			it := strconv.Itoa
 			return map[string]string{"ADMIN_PORT": it(p[0]), "DIRECT_PORT": it(p[1]), "NOOP_PORT": it(p[2]), "SG_PORT": it(p[3]),
-				"UPSTREAM_PORT": it(p[4]), "NOOP_GRPC_PORT": it(p[5]), "SG_GRPC_PORT": it(p[6])}, p[0]
+				"UPSTREAM_PORT": it(p[4]), "NOOP_GRPC_PORT": it(p[5]), "SG_GRPC_PORT": it(p[6]), "SGNM_PORT": it(p[7]), "SGNM_GRPC_PORT": it(p[8])}, p[0]
 		}},
 	}
 	for _, c := range cases {

@@ -222,6 +222,8 @@ func authzOptions(cfg *config.Config) (authz.Options, error) {
 		Binding:        binding,
 		XFFTrustedHops: cfg.ClientIP.XFFTrustedHops,
 		Anomaly:        anomaly,
+
+		NoDynamicMetadata: !cfg.Envoy.DynamicMetadata,
 	}, nil
 }
 

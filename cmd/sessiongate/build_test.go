@@ -91,6 +91,10 @@ func TestAuthzOptions(t *testing.T) {
 				{PathPrefix: "/", Access: authz.Deny},
 			}
 		}, ""},
+		{"dynamic metadata off", func(c *config.Config) { c.Envoy.DynamicMetadata = false },
+			func(o *authz.Options) { o.NoDynamicMetadata = true }, ""},
+		{"dynamic metadata on, the default, spelled out", func(c *config.Config) { c.Envoy.DynamicMetadata = true },
+			func(*authz.Options) {}, ""},
 		{"binding", func(c *config.Config) {
 			c.Session.Binding = config.SessionBinding{UserAgent: true, IPPrefix: config.IPPrefix{IPv4: 24, IPv6: 48}, Action: "revoke"}
 			c.ClientIP.XFFTrustedHops = 2

@@ -129,12 +129,18 @@ type SGConfig struct {
 	// TokenExchange is token_exchange: service → audiences it may obtain.
 	TokenExchange map[string][]string `yaml:"token_exchange,omitempty"`
 	Cache         *SGCache            `yaml:"cache,omitempty"`
+	Envoy         *SGEnvoy            `yaml:"envoy,omitempty"`
 	ClientIP      *SGClientIP         `yaml:"client_ip,omitempty"`
 }
 
 // SGCache is the cache section; nil keeps sessiongate's default (on).
 type SGCache struct {
 	Enabled bool `yaml:"enabled"`
+}
+
+// SGEnvoy is the envoy section; nil keeps sessiongate's defaults.
+type SGEnvoy struct {
+	DynamicMetadata bool `yaml:"dynamic_metadata"`
 }
 
 // SGServices is the services section: mTLS principals mapped to services.

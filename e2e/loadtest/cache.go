@@ -73,14 +73,15 @@ type revokeFigures struct {
 	redisEvalshaPerCheck float64
 }
 
-// startReplica starts one more sessiongate on redisURL.
-func (s *stack) startReplica(name, redisURL string, cache bool) (*replica, error) {
+// startReplica starts one more sessiongate on redisURL, with any other
+// change mutate makes to its configuration.
+func (s *stack) startReplica(name, redisURL string, cache bool, mutate ...func(*harness.SGConfig)) (*replica, error) {
 	p, err := harness.FreePorts(3)
 	if err != nil {
 		return nil, err
 	}
 	addr := func(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
-	cfg, token, err := s.sessiongateConfigFor(name, redisURL, addr(p[0]), addr(p[1]), addr(p[2]), cache)
+	cfg, token, err := s.sessiongateConfigFor(name, redisURL, addr(p[0]), addr(p[1]), addr(p[2]), cache, mutate...)
 	if err != nil {
 		return nil, err
 	}
@@ -102,17 +103,21 @@ func runCache(ctx context.Context, st *stack, o options, ids []string, reqs []*a
 	direct := "redis://" + st.redisAddr + "/0"
 	remote := "redis://" + proxy.addr + "/0"
 	var reps []*replica
+	noMeta := func(c *harness.SGConfig) { c.Envoy = &harness.SGEnvoy{DynamicMetadata: false} }
+	keep := func(*harness.SGConfig) {}
 	for _, r := range []struct {
 		name, url string
 		cache     bool
+		mutate    func(*harness.SGConfig)
 	}{
-		{"sg-cache-on", direct, true},
-		{"sg-cache-off", direct, false},
-		{"sg-remote-cache-on", remote, true},
-		{"sg-remote-cache-off", remote, false},
-		{"sg-cache-on-b", direct, true},
+		{"sg-cache-on", direct, true, keep},
+		{"sg-cache-off", direct, false, keep},
+		{"sg-remote-cache-on", remote, true, keep},
+		{"sg-remote-cache-off", remote, false, keep},
+		{"sg-cache-on-b", direct, true, keep},
+		{"sg-cache-on-nometadata", direct, true, noMeta},
 	} {
-		rp, err := st.startReplica(r.name, r.url, r.cache)
+		rp, err := st.startReplica(r.name, r.url, r.cache, r.mutate)
 		if err != nil {
 			return err
 		}
@@ -121,9 +126,10 @@ func runCache(ctx context.Context, st *stack, o options, ids []string, reqs []*a
 	cr := &cacheReport{conc: conc, delay: delay}
 	rep.cache = cr
 	names := []string{"no-op server", "sessiongate, cache on", "sessiongate, cache off",
-		fmt.Sprintf("sessiongate, cache on, Redis +%v each way", delay), fmt.Sprintf("sessiongate, cache off, Redis +%v each way", delay)}
-	targets := []string{st.noopGRPC, reps[0].grpc, reps[1].grpc, reps[2].grpc, reps[3].grpc}
-	pids := []int{st.noop.PID(), reps[0].proc.PID(), reps[1].proc.PID(), reps[2].proc.PID(), reps[3].proc.PID()}
+		fmt.Sprintf("sessiongate, cache on, Redis +%v each way", delay), fmt.Sprintf("sessiongate, cache off, Redis +%v each way", delay),
+		"sessiongate, cache on, envoy.dynamic_metadata: false"}
+	targets := []string{st.noopGRPC, reps[0].grpc, reps[1].grpc, reps[2].grpc, reps[3].grpc, reps[5].grpc}
+	pids := []int{st.noop.PID(), reps[0].proc.PID(), reps[1].proc.PID(), reps[2].proc.PID(), reps[3].proc.PID(), reps[5].proc.PID()}
 	cr.runs = make([]cacheRun, len(targets))
 	for i := range cr.runs {
 		cr.runs[i].name = names[i]
@@ -184,19 +190,26 @@ func runCache(ctx context.Context, st *stack, o options, ids []string, reqs []*a
 	return seed(ctx, st.rdb, "user-", 0, len(ids), refs)
 }
 
-// cmdStats are INFO commandstats counters.
+// cmdStats are INFO commandstats counters and Redis's CPU time (INFO
+// cpu: used_cpu_user + used_cpu_sys, µs resolution where /proc has 10 ms).
 type cmdStats struct {
 	calls, usec map[string]float64
+	cpuSec      float64
 	requests    float64 // Checks sent while they were counted
 }
 
 func commandStats(ctx context.Context, rdb *redis.Client) (cmdStats, error) {
-	s, err := rdb.Info(ctx, "commandstats").Result()
+	s, err := rdb.Info(ctx, "commandstats", "cpu").Result()
 	if err != nil {
 		return cmdStats{}, err
 	}
 	out := cmdStats{calls: map[string]float64{}, usec: map[string]float64{}}
 	for _, line := range strings.Split(s, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
+			f, _ := strconv.ParseFloat(v, 64)
+			out.cpuSec += f
+			continue
+		}
 		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
 		if !ok || !strings.HasPrefix(name, "cmdstat_") {
 			continue
@@ -217,7 +230,7 @@ func commandStats(ctx context.Context, rdb *redis.Client) (cmdStats, error) {
 }
 
 func (a cmdStats) sub(b cmdStats) cmdStats {
-	out := cmdStats{calls: map[string]float64{}, usec: map[string]float64{}}
+	out := cmdStats{calls: map[string]float64{}, usec: map[string]float64{}, cpuSec: a.cpuSec - b.cpuSec}
 	for k, v := range a.calls {
 		out.calls[k] = v - b.calls[k]
 		out.usec[k] = a.usec[k] - b.usec[k]
@@ -226,7 +239,7 @@ func (a cmdStats) sub(b cmdStats) cmdStats {
 }
 
 func (a cmdStats) add(b cmdStats) cmdStats {
-	out := cmdStats{calls: map[string]float64{}, usec: map[string]float64{}, requests: a.requests + b.requests}
+	out := cmdStats{calls: map[string]float64{}, usec: map[string]float64{}, requests: a.requests + b.requests, cpuSec: a.cpuSec + b.cpuSec}
 	for _, m := range []cmdStats{a, b} {
 		for k, v := range m.calls {
 			out.calls[k] += v
@@ -234,6 +247,38 @@ func (a cmdStats) add(b cmdStats) cmdStats {
 		}
 	}
 	return out
+}
+
+// cpuUsecPerCheck is Redis's CPU time per Check.
+func (a cmdStats) cpuUsecPerCheck() float64 {
+	if a.requests == 0 {
+		return 0
+	}
+	return a.cpuSec * 1e6 / a.requests
+}
+
+// scriptCPU is Redis's CPU per script call (EVALSHA or EVAL), from a
+// run where nearly all Redis did was run the script (the cache off): its
+// CPU per Check / scripts per Check, socket I/O of the call included.
+// commandstats' usec is no substitute: it is wall time, and on a loaded
+// machine a descheduled Redis counts its wait in it.
+func (a cmdStats) scriptCPU() float64 {
+	sc := a.calls["evalsha"] + a.calls["eval"]
+	if sc == 0 {
+		return 0
+	}
+	return a.cpuSec * 1e6 / sc
+}
+
+// scriptShare is the script's estimated part of Redis's CPU per Check,
+// given the CPU of one script call.
+func (a cmdStats) scriptShare(perScript float64) string {
+	_, sc, _ := a.perCheck()
+	est, all := sc*perScript, a.cpuUsecPerCheck()
+	if all <= 0 || perScript <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.2f (%.0f %%)", est, 100*est/all)
 }
 
 // perCheck is commands per Check: every command Redis ran (scripts' inner
@@ -508,32 +553,39 @@ func (c *cacheReport) print(w io.Writer) {
 		return
 	}
 	fmt.Fprintf(w, "\n### Session cache: on and off in the same run (gRPC, concurrency %d, closed loop)\n\n", c.conc)
-	fmt.Fprintf(w, "| target | req/s | p50 | p99 | req/s vs no-op | server CPU µs per Check | Redis commands per Check (EVALSHA per Check) | Redis µs per script call | errors | CPU cores used |\n")
-	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	fmt.Fprintf(w, "| target | req/s | p50 | p99 | req/s vs no-op | server CPU µs per Check | Redis commands per Check (EVALSHA per Check) | Redis µs per script call | Redis CPU µs per Check | of which in the script (share) | errors | CPU cores used |\n")
+	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	noop := c.runs[0].stats
+	var perScript float64 // Redis CPU per script call, from the cache-off row
+	if len(c.runs) > 2 {
+		perScript = c.runs[2].cmds.scriptCPU()
+	}
 	for i, r := range c.runs {
 		s := r.stats
 		us := 0.0
 		if s.Requests > 0 {
 			us = s.CPU["server"] * s.Elapsed.Seconds() / float64(s.Requests) * 1e6
 		}
-		cmds := ""
-		scriptUS := ""
+		cmds, scriptUS, redisUS, inCmds := "", "", "", ""
 		if i > 0 {
 			all, sc, u := r.cmds.perCheck()
 			cmds = fmt.Sprintf("%.3f (%.3f)", all, sc)
 			scriptUS = fmt.Sprintf("%.1f", u)
+			redisUS = fmt.Sprintf("%.2f", r.cmds.cpuUsecPerCheck())
+			inCmds = r.cmds.scriptShare(perScript)
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %s | %s | **%.2f** | %.1f | %s | %s | %d | %s |\n", r.name, s.RPS(), ms(s.P50), ms(s.P99),
-			ratio(s.RPS(), noop.RPS()), us, cmds, scriptUS, s.Errors, cpu(s.CPU))
+		fmt.Fprintf(w, "| %s | %.0f | %s | %s | **%.2f** | %.1f | %s | %s | %s | %s | %d | %s |\n", r.name, s.RPS(), ms(s.P50), ms(s.P99),
+			ratio(s.RPS(), noop.RPS()), us, cmds, scriptUS, redisUS, inCmds, s.Errors, cpu(s.CPU))
 	}
-	fmt.Fprintf(w, "\nThe five targets alternate in rounds. \"+%v each way\": Redis behind a loopback TCP proxy (in the load generator's process) that holds every chunk %v in each direction. Redis commands per Check: INFO commandstats delta over the window and its warm-up (scripts' inner commands included, INFO excluded; the other idle replicas' heartbeat PINGs included) / Checks sent.\n", c.delay, c.delay)
+	fmt.Fprintf(w, "\nThe targets alternate in rounds. \"+%v each way\": Redis behind a loopback TCP proxy (in the load generator's process) that holds every chunk %v in each direction. Redis commands per Check: INFO commandstats delta over the window and its warm-up (scripts' inner commands included, INFO excluded; the other idle replicas' heartbeat PINGs included) / Checks sent. Redis CPU µs per Check: INFO cpu (used_cpu_user + used_cpu_sys) delta over the same span / Checks (everything Redis did meanwhile, the idle replicas' heartbeats included); of which in the script: EVALSHA per Check × Redis CPU per EVALSHA in the cache-off row (%.1f µs, where nearly all Redis does is the script, its socket I/O included), and its share; the rest is the heartbeat PINGs, invalidation messages and the other commands. (commandstats' usec is wall time, inflated on a loaded machine, so not used for this.)\n", c.delay, c.delay, perScript)
 	if s := c.steady; s.checks > 0 {
 		all, sc, _ := s.cmds.perCheck()
 		ping := s.cmds.calls["ping"] / s.cmds.requests
 		fmt.Fprintf(w, "\n### Steady state: one cache-on replica at %d Checks/s over %d sessions for %v\n\n", s.rate, s.sessions, s.duration)
-		fmt.Fprintf(w, "| Checks | errors | Redis commands per Check | of which PING (every replica's heartbeats) | EVALSHA per Check | PEXPIREAT (slides) per Check |\n|---:|---:|---:|---:|---:|---:|\n")
-		fmt.Fprintf(w, "| %d | %d | %.3f | %.3f | %.3f | %.3f |\n", s.checks, s.errors, all, ping, sc, s.cmds.calls["pexpireat"]/s.cmds.requests)
+		redisUS := s.cmds.cpuUsecPerCheck()
+		fmt.Fprintf(w, "| Checks | errors | Redis commands per Check | of which PING (every replica's heartbeats) | EVALSHA per Check | PEXPIREAT (slides) per Check | Redis CPU µs per Check | of which in the script (share) |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		fmt.Fprintf(w, "| %d | %d | %.3f | %.3f | %.3f | %.3f | %.2f | %s |\n", s.checks, s.errors, all, ping, sc, s.cmds.calls["pexpireat"]/s.cmds.requests,
+			redisUS, s.cmds.scriptShare(perScript))
 		fmt.Fprintf(w, "\nLonger than one slide interval (1 %% of the 30 min idle timeout: 18 s), so every session is slid and reread about once in it.\n")
 	}
 	r := c.revoke

@@ -12,6 +12,12 @@
 //     latency sessiongate adds over both.
 //   - scale: the same Check load with 1 000 and with 1 000 000 sessions in
 //     Redis, and Redis memory per session (index included).
+//   - answer: Envoy's CPU per request for each shape of the ext_authz
+//     answer (the no-op server answering one part more at a time: dynamic
+//     metadata, headers_to_remove, the cookie rewrite, the token's size, the
+//     header count and append action) and for sessiongate with and without
+//     dynamic metadata, with Envoy's own counters per request. Only with
+//     -only answer: it would double the whole run's length.
 //   - cache: the session cache on and off in the same run, with Redis on
 //     loopback and behind a delay proxy (-redis-delay each way), Redis
 //     commands per Check from INFO commandstats, and a revocation phase
@@ -23,6 +29,7 @@
 //
 //	go run ./loadtest                 # everything, about 4 minutes
 //	go run ./loadtest -only grpc      # one part: grpc, envoy, scale or cache
+//	go run ./loadtest -only answer    # Envoy's CPU per answer shape (not in the whole run)
 //
 // The same binary is the no-op server ("loadtest noop") and the upstream
 // ("loadtest upstream") it starts as separate processes.
@@ -60,20 +67,22 @@ func main() {
 }
 
 type options struct {
-	duration    time.Duration
-	warmup      time.Duration
-	maxRequests int
-	conc        []int
-	envoyConc   []int
-	envoyRate   int
-	active      int
-	scale       int
-	only        string
-	wrkThreads  int
-	rounds      int
-	redisDelay  time.Duration
-	steadyRate  int
-	steadyFor   time.Duration
+	duration       time.Duration
+	warmup         time.Duration
+	maxRequests    int
+	conc           []int
+	envoyConc      []int
+	envoyRate      int
+	active         int
+	scale          int
+	only           string
+	wrkThreads     int
+	rounds         int
+	redisDelay     time.Duration
+	steadyRate     int
+	steadyFor      time.Duration
+	answerLoads    string
+	answerVariants string
 }
 
 func drive(args []string) error {
@@ -88,10 +97,12 @@ func drive(args []string) error {
 	fs.IntVar(&o.envoyRate, "envoy-rate", 800, "moderate load through Envoy: total req/s over 16 connections (h2load, open loop); 0 skips it")
 	fs.IntVar(&o.active, "active", 1000, "sessions the load uses (every request names one of them)")
 	fs.IntVar(&o.scale, "scale", 1_000_000, "sessions in Redis for the large scale point")
-	fs.StringVar(&o.only, "only", "", "run one part only: grpc, envoy, scale or cache")
+	fs.StringVar(&o.only, "only", "", "run one part only: grpc, envoy, answer, scale or cache")
 	fs.DurationVar(&o.redisDelay, "redis-delay", 500*time.Microsecond, "cache part: delay the Redis proxy adds in each direction")
 	fs.IntVar(&o.steadyRate, "steady-rate", 2000, "cache part: Checks/s of the steady-state phase (0 skips it)")
 	fs.DurationVar(&o.steadyFor, "steady-for", 25*time.Second, "cache part: length of the steady-state phase (longer than a slide interval, 18 s)")
+	fs.StringVar(&o.answerVariants, "answer-variants", "", "answer part: the targets besides the reference, comma-separated (small, big, add, two, meta, remove, cookie, full, full-nomd, full-slow, sg, sg-nomd); empty = all")
+	fs.StringVar(&o.answerLoads, "answer-loads", "closed,fixed", "answer part: wrk's closed loop (closed), h2load at -envoy-rate (fixed), or both")
 	fs.IntVar(&o.wrkThreads, "wrk-threads", 1, "wrk threads")
 	fs.IntVar(&o.rounds, "rounds", 4, "rounds per target, the targets of a comparison alternating (no-op and sessiongate; the three Envoy listeners; 1 000 and 1 000 000 sessions); each is duration/rounds long")
 	if err := fs.Parse(args); err != nil {
@@ -105,9 +116,9 @@ func drive(args []string) error {
 		return err
 	}
 	switch o.only {
-	case "", "grpc", "envoy", "scale", "cache":
+	case "", "grpc", "envoy", "answer", "scale", "cache":
 	default:
-		return fmt.Errorf("-only %q: want grpc, envoy, scale or cache", o.only)
+		return fmt.Errorf("-only %q: want grpc, envoy, answer, scale or cache", o.only)
 	}
 	if o.redisDelay < 0 || o.redisDelay > 10*time.Millisecond {
 		return errors.New("-redis-delay must be in [0, 10ms]")

@@ -33,25 +33,50 @@ const noopTokenLen = 440
 // server options as sessiongate (authz.ServerOptions), and a Check that
 // answers OK with one header and does nothing else. No Go ext_authz server
 // can beat it on this machine; sessiongate is reported as a fraction of it.
+// A request whose query names an answer variant ("v=<name>", answer.go)
+// gets that variant instead: the answer part's A/B of what Envoy does with
+// each part of an allow answer.
 type noopServer struct {
 	authv3.UnimplementedAuthorizationServer
-	resp *authv3.CheckResponse
+	resp     *authv3.CheckResponse
+	variants map[string]answerVariant
+	answers  map[string]*authv3.CheckResponse
 }
 
 func newNoopServer() *noopServer {
-	return &noopServer{resp: &authv3.CheckResponse{
-		Status: &rpcstatus.Status{Code: int32(codes.OK)},
-		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-			Headers: []*corev3.HeaderValueOption{{
-				Header:       &corev3.HeaderValue{Key: "x-internal-jwt", Value: strings.Repeat("n", noopTokenLen)},
-				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-			}},
-		}},
-	}}
+	s := &noopServer{variants: map[string]answerVariant{}, answers: map[string]*authv3.CheckResponse{}}
+	for _, v := range answerVariants() {
+		s.variants[v.name], s.answers[v.name] = v, v.resp()
+	}
+	s.resp = s.answers["token"]
+	return s
 }
 
-func (s *noopServer) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	return s.resp, nil
+// okResponse is an allow answer with these headers to set and to remove.
+func okResponse(hs []*corev3.HeaderValueOption, remove []string) *authv3.CheckResponse {
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(codes.OK)},
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+			Headers: hs, HeadersToRemove: remove,
+		}},
+	}
+}
+
+func (s *noopServer) Check(_ context.Context, r *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	path := r.GetAttributes().GetRequest().GetHttp().GetPath()
+	i := strings.Index(path, "&v=")
+	if i < 0 {
+		return s.resp, nil
+	}
+	name := path[i+len("&v="):]
+	resp, ok := s.answers[name]
+	if !ok {
+		return s.resp, nil
+	}
+	if d := s.variants[name].sleep; d > 0 {
+		time.Sleep(d)
+	}
+	return resp, nil
 }
 
 // serveNoop is the "noop" subcommand: the no-op ext_authz server, with gRPC

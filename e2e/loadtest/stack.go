@@ -24,7 +24,10 @@ type stack struct {
 	dir                                    string
 	bin                                    harness.Binaries
 	redis, sessiongate, noop, upstream, ev *harness.Process
-	rdb                                    *redis.Client
+	// sessiongateNoMD is sessiongate with envoy.dynamic_metadata: false,
+	// behind its own listener, for the answer part.
+	sessiongateNoMD *harness.Process
+	rdb             *redis.Client
 	// The scale comparison's large point: a second sessiongate, identical
 	// but for its Redis database (1), which holds the large keyspace, so
 	// the small and the large point can be measured alternately, in rounds,
@@ -33,7 +36,8 @@ type stack struct {
 	rdbBig         *redis.Client
 
 	redisAddr, sgGRPC, noopGRPC, sgBigGRPC string
-	directURL, noopURL, sgURL              string
+	directURL, noopURL, sgURL, sgNoMDURL   string
+	envoyAdmin                             string
 	started                                []*harness.Process
 }
 
@@ -61,7 +65,7 @@ func startStack(ctx context.Context) (*stack, error) {
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return nil, err
 	}
-	p, err := harness.FreePorts(13)
+	p, err := harness.FreePorts(17)
 	if err != nil {
 		return nil, err
 	}
@@ -72,6 +76,8 @@ func startStack(ctx context.Context) (*stack, error) {
 	s.directURL = "http://" + addr(direct) + "/api/items?page=2"
 	s.noopURL = "http://" + addr(noopL) + "/api/items?page=2"
 	s.sgURL = "http://" + addr(sgL) + "/api/items?page=2"
+	s.sgNoMDURL = "http://" + addr(p[13]) + "/api/items?page=2"
+	s.envoyAdmin = addr(admin)
 
 	// Redis as a session store is deployed without per-write fsync; the
 	// e2e harness's "appendfsync always" serves its crash test, not this.
@@ -99,6 +105,15 @@ func startStack(ctx context.Context) (*stack, error) {
 	if err := s.start(s.sessiongateBig, harness.HTTPProbe("http://"+addr(p[11])+"/readyz", 200)); err != nil {
 		return s, err
 	}
+	noMDCfg, _, err := s.sessiongateConfigFor("sessiongate-nomd", "redis://"+s.redisAddr+"/0", addr(p[14]), addr(p[15]), addr(p[16]), true,
+		func(c *harness.SGConfig) { c.Envoy = &harness.SGEnvoy{DynamicMetadata: false} })
+	if err != nil {
+		return s, err
+	}
+	s.sessiongateNoMD = s.process("sessiongate-nomd", bin.Sessiongate, "serve", "--config", noMDCfg)
+	if err := s.start(s.sessiongateNoMD, harness.HTTPProbe("http://"+addr(p[15])+"/readyz", 200)); err != nil {
+		return s, err
+	}
 	s.noop = s.process("noop", self, "noop", "-listen", s.noopGRPC)
 	if err := s.start(s.noop, tcpProbe(s.noopGRPC)); err != nil {
 		return s, err
@@ -113,6 +128,7 @@ func startStack(ctx context.Context) (*stack, error) {
 		"NOOP_PORT": strconv.Itoa(noopL), "SG_PORT": strconv.Itoa(sgL),
 		"UPSTREAM_PORT": strconv.Itoa(upPort), "NOOP_GRPC_PORT": strconv.Itoa(noopPort),
 		"SG_GRPC_PORT": strconv.Itoa(sgGRPC),
+		"SGNM_PORT":    strconv.Itoa(p[13]), "SGNM_GRPC_PORT": strconv.Itoa(p[14]),
 	}
 	if err := harness.RenderEnvoyConfig(filepath.Join(bin.E2EDir, "loadtest", "envoy.yaml.tmpl"), envoyCfg, vars); err != nil {
 		return s, err
@@ -163,8 +179,9 @@ func (s *stack) sessiongateConfig(name string, db int, grpcAddr, httpAddr, admin
 }
 
 // sessiongateConfigFor is sessiongateConfig for any Redis URL, with the
-// session cache on or off; it also returns the admin token.
-func (s *stack) sessiongateConfigFor(name, redisURL string, grpcAddr, httpAddr, adminAddr string, cache bool) (string, string, error) {
+// session cache on or off, and any other change mutate makes; it also
+// returns the admin token.
+func (s *stack) sessiongateConfigFor(name, redisURL string, grpcAddr, httpAddr, adminAddr string, cache bool, mutate ...func(*harness.SGConfig)) (string, string, error) {
 	key := filepath.Join(s.dir, name+"-signing-key.pem")
 	out, err := exec.Command(s.bin.Sessiongate, "keygen", "--alg", "ES256").Output()
 	if err != nil {
@@ -195,6 +212,9 @@ func (s *stack) sessiongateConfigFor(name, redisURL string, grpcAddr, httpAddr, 
 		{PathPrefix: "/public/", Access: "public"},
 		{PathPrefix: "/deny/", Access: "deny"},
 		{PathPrefix: "/admin/", Access: "authenticated", Roles: []string{"admin"}},
+	}
+	for _, m := range mutate {
+		m(&c)
 	}
 	b, err := yaml.Marshal(c)
 	if err != nil {

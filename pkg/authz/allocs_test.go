@@ -22,6 +22,14 @@ func TestAllocationPromises(t *testing.T) {
 	if !ok {
 		t.Fatal("setup: token not cached")
 	}
+	// The same warm Check on a server with envoy.dynamic_metadata off:
+	// the switch may lower the count, never raise it.
+	fOff := newFixture(t, session.NewMemoryStore(nil), func(o *Options) { o.NoDynamicMetadata = true })
+	idOff := fOff.login(t, "alice", []string{"dev"}, map[string]string{"email": "alice@example.com"})
+	warmOff := request("GET", "/api/items?page=2", withCookie("theme=dark; __Host-sid="+idOff))
+	if status(fOff.check(t, warmOff)) != 200 {
+		t.Fatal("setup: warm Check without dynamic metadata not allowed")
+	}
 	h := headersOf(warm.Attributes.Request.Http)
 	denied := request("GET", "/api/items")
 	oneOther, twoOthers := "theme=dark; __Host-sid="+id, "a=1; __Host-sid="+id+"; b=2"
@@ -36,6 +44,9 @@ func TestAllocationPromises(t *testing.T) {
 		}},
 		{"a warm Check (token cached, memory store) costs six allocations", 6, func() {
 			f.srv.Check(ctx, warm)
+		}},
+		{"a warm Check with dynamic metadata off costs at most six allocations", 6, func() {
+			fOff.srv.Check(ctx, warmOff)
 		}},
 		{"a public answer without credentials is the shared one", 0, func() {
 			f.srv.public(headers{m: map[string]string{"accept": "text/css"}})

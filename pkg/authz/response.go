@@ -107,7 +107,8 @@ func redirect(location string) *authv3.CheckResponse {
 
 // ok builds the allow answer: the signed token in the token header, every
 // copy of the session credential taken out of what the upstream receives,
-// and the subject and ref as dynamic metadata for Envoy's access log.
+// and the subject and ref as dynamic metadata for Envoy's access log
+// (unless Options.NoDynamicMetadata).
 //
 // It costs one allocation. The parts that depend only on the signed token
 // (the token header, the metadata) are built once, when it is signed, and
@@ -208,12 +209,26 @@ type okParts struct {
 // newOKParts builds the parts of the allow answer that a signed token fixes.
 func (s *Server) newOKParts(tok, subject, ref string) *okParts {
 	return &okParts{
-		token: header(s.resp.tokenHeader, tok),
-		metadata: &structpb.Struct{Fields: map[string]*structpb.Value{
-			"subject":     structpb.NewStringValue(subject),
-			"session_ref": structpb.NewStringValue(ref),
-		}},
+		token:    header(s.resp.tokenHeader, tok),
+		metadata: s.okMetadata("subject", subject, "session_ref", ref),
 	}
+}
+
+// okMetadata is the dynamic metadata of an allow answer, from key, value
+// pairs; an empty value is left out. With Options.NoDynamicMetadata it is
+// nil: a nil Struct is absent from the wire, not an empty one, and Envoy
+// then has nothing to decode or merge into the request's metadata.
+func (s *Server) okMetadata(kv ...string) *structpb.Struct {
+	if s.o.NoDynamicMetadata {
+		return nil
+	}
+	md := make(map[string]*structpb.Value, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] != "" {
+			md[kv[i]] = structpb.NewStringValue(kv[i+1])
+		}
+	}
+	return &structpb.Struct{Fields: md}
 }
 
 var (

@@ -103,6 +103,11 @@ type Options struct {
 	// SelfService are the routes on which users see and end their own
 	// sessions (selfservice.go); the zero value is off.
 	SelfService SelfService
+	// NoDynamicMetadata leaves the subject and session ref out of the allow
+	// answer's dynamic_metadata (response.go), for deployments whose Envoy
+	// reads neither: no protobuf map to marshal per answer here, less for
+	// Envoy to decode and merge.
+	NoDynamicMetadata bool
 }
 
 // Server implements envoy.service.auth.v3.Authorization.

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/sessiongate/sessiongate/pkg/session"
 	"github.com/sessiongate/sessiongate/pkg/token"
@@ -210,19 +209,12 @@ func (s *Server) signService(e session.ServiceEntry, audience string, now time.T
 		return cached{}, err
 	}
 	s.m.TokenBytes.Observe(float64(len(tok)))
-	md := map[string]*structpb.Value{
-		"subject": structpb.NewStringValue(e.Name),
-		"kind":    structpb.NewStringValue(token.KindService),
-	}
-	if e.Ref != "" {
-		md["credential_ref"] = structpb.NewStringValue(e.Ref)
-	}
 	return cached{
 		token: tok,
 		roles: roles,
 		parts: &okParts{
 			token:    header(s.resp.tokenHeader, tok),
-			metadata: &structpb.Struct{Fields: md},
+			metadata: s.okMetadata("subject", e.Name, "kind", token.KindService, "credential_ref", e.Ref),
 		},
 		refresh: now.Add(exp.Sub(now) / 2),
 		expires: exp,

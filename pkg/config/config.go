@@ -30,6 +30,7 @@ type Config struct {
 
 	Redis   Redis   `yaml:"redis"`
 	Cache   Cache   `yaml:"cache"`
+	Envoy   Envoy   `yaml:"envoy"`
 	Cookie  Cookie  `yaml:"cookie"`
 	Session Session `yaml:"session"`
 	Token   Token   `yaml:"token"`
@@ -117,6 +118,17 @@ type Cache struct {
 	// MaxEntries bounds the cached session records; beyond it an arbitrary
 	// one is evicted.
 	MaxEntries int `yaml:"max_entries"`
+}
+
+// Envoy shapes the allow answer for what the Envoy in front reads of it.
+type Envoy struct {
+	// DynamicMetadata puts the subject and the session (or credential) ref
+	// in the allow answer's dynamic_metadata, for Envoy's access log and
+	// filters; off, sessiongate does not marshal it on every answer, Envoy
+	// has less to decode, and %DYNAMIC_METADATA(envoy.filters.http.ext_authz:...)%,
+	// the debug check log's subject and session_ref and the trace span's
+	// session_ref are empty.
+	DynamicMetadata bool `yaml:"dynamic_metadata"`
 }
 
 // Cookie describes the browser cookie that carries the opaque session ID.
@@ -223,6 +235,7 @@ func Default() Config {
 		LogLevel:  "info",
 		Redis:     Redis{Timeout: 100 * time.Millisecond},
 		Cache:     Cache{Enabled: true, MaxEntries: 100_000},
+		Envoy:     Envoy{DynamicMetadata: true},
 		Cookie: Cookie{
 			// __Host- makes the browser insist on Secure, Path=/ and no
 			// Domain, so a sibling subdomain cannot plant a session cookie.

@@ -51,6 +51,7 @@ func TestDefault(t *testing.T) {
 		LogLevel:  "info",
 		Redis:     Redis{Timeout: 100 * time.Millisecond},
 		Cache:     Cache{Enabled: true, MaxEntries: 100000},
+		Envoy:     Envoy{DynamicMetadata: true},
 		Cookie:    Cookie{Name: "__Host-sid", SameSite: "Lax"},
 		Session: Session{IdleTimeout: 30 * time.Minute, AbsoluteTimeout: 12 * time.Hour, OnLimit: "evict_oldest",
 			Binding: SessionBinding{Action: "log"}, Anomaly: SessionAnomaly{Action: "log"}},
@@ -138,6 +139,8 @@ session:
 cache:
   enabled: false
   max_entries: 5000
+envoy:
+  dynamic_metadata: false
 geoip:
   database: /geo/country.mmdb
 client_ip:
