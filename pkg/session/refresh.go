@@ -60,6 +60,8 @@ var (
 	ErrRefreshInvalid = errors.New("session: refresh token invalid")
 	// ErrRefreshReused: a retired token presented after the grace window; the
 	// whole family has been revoked by the same call → invalid_grant + refresh_reuse event.
+	// Refresh returns it with a Refreshed that carries only FamilyRef and
+	// Subject, for the event.
 	ErrRefreshReused = errors.New("session: refresh token reused")
 )
 

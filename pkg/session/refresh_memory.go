@@ -143,7 +143,7 @@ func (m *MemoryStore) Refresh(_ context.Context, token string) (Refreshed, error
 			RefreshExpiresAt: f.end, FamilyRef: fref, Subject: f.subject}, nil
 	default:
 		m.endFamily(fref)
-		return Refreshed{}, ErrRefreshReused
+		return Refreshed{FamilyRef: fref, Subject: f.subject}, ErrRefreshReused
 	}
 }
 

@@ -391,7 +391,7 @@ func (r *RedisStore) Refresh(ctx context.Context, token string) (Refreshed, erro
 		sub, _ := res[1].(string)
 		acc, _ := res[2].(string)
 		r.unindexFamily(ctx, fam, sub, acc)
-		return Refreshed{}, ErrRefreshReused
+		return Refreshed{FamilyRef: fam, Subject: sub}, ErrRefreshReused
 	}
 	return Refreshed{}, fmt.Errorf("refresh: unexpected reply %v", res)
 }

@@ -216,7 +216,8 @@ type Store interface {
 	// Refresh rotates the family of refreshToken in one atomic step:
 	// ErrRefreshInvalid for an unknown, expired, malformed or revoked
 	// token; ErrRefreshReused, with the family revoked, for a retired one
-	// past the grace; any other error is a store failure.
+	// past the grace (and only FamilyRef and Subject set, for the
+	// refresh_reuse event); any other error is a store failure.
 	Refresh(ctx context.Context, refreshToken string) (Refreshed, error)
 	// RevokeFamily ends a family: its access session and every refresh
 	// token of it. ErrNotFound if there was none.
