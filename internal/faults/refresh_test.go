@@ -83,7 +83,11 @@ func startFamilies(t *testing.T, st session.Store) []*family {
 // refreshLoop refreshes every family over and over, each with its latest
 // pair, until stop closes; it returns how many refreshes succeeded and
 // failed.
-func refreshLoop(st session.Store, fams []*family, stop <-chan struct{}) (ok, failed *int64, done func()) {
+//
+// timeout bounds each refresh: redis.timeout, except in Cluster mode under
+// -race, where picking an access session ID in the family's slot (about
+// 16384 SHA-256 draws, ~2 ms in a plain build) alone takes longer.
+func refreshLoop(st session.Store, fams []*family, stop <-chan struct{}, timeout time.Duration) (ok, failed *int64, done func()) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	ok, failed = new(int64), new(int64)
@@ -97,7 +101,7 @@ func refreshLoop(st session.Store, fams []*family, stop <-chan struct{}) (ok, fa
 					return
 				case <-time.After(20 * time.Millisecond):
 				}
-				ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+				ctx, cancel := context.WithTimeout(context.Background(), timeout)
 				r, err := st.Refresh(ctx, f.pairs[len(f.pairs)-1].RefreshToken)
 				cancel()
 				mu.Lock()
@@ -125,31 +129,43 @@ func tokenRef(tok string) string {
 // master and holds each family to a legal state, then has the client
 // continue with its latest pair (retrying through the grace where its last
 // reply may have been lost) and checks that it can.
-func verifyFamilies(t *testing.T, st session.Store, master *redis.Client, fams []*family) {
+func verifyFamilies(t *testing.T, st session.Store, rdb redis.UniversalClient, fams []*family) {
 	t.Helper()
 	ctx := context.Background()
+	var mu sync.Mutex
 	live := map[string][]string{} // family ref → refs of its live access sessions
-	iter := master.Scan(ctx, 0, "sg:s:*", 1000).Iterator()
-	for iter.Next(ctx) {
-		k := iter.Val()
-		v, err := master.Get(ctx, k).Result()
-		if errors.Is(err, redis.Nil) {
-			continue
+	scan := func(ctx context.Context, node *redis.Client) error {
+		iter := node.Scan(ctx, 0, "sg:s:*", 1000).Iterator()
+		for iter.Next(ctx) {
+			k := iter.Val()
+			v, err := node.Get(ctx, k).Result()
+			if errors.Is(err, redis.Nil) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if i := strings.Index(v, `"fam":"`); i >= 0 {
+				fam := v[i+7 : i+7+session.FamilyRefLen]
+				mu.Lock()
+				live[fam] = append(live[fam], strings.TrimPrefix(k, "sg:s:"))
+				mu.Unlock()
+			}
 		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if i := strings.Index(v, `"fam":"`); i >= 0 {
-			fam := v[i+7 : i+7+session.FamilyRefLen]
-			live[fam] = append(live[fam], strings.TrimPrefix(k, "sg:s:"))
-		}
+		return iter.Err()
 	}
-	if err := iter.Err(); err != nil {
+	var err error
+	if c, ok := rdb.(*redis.ClusterClient); ok {
+		err = c.ForEachMaster(ctx, scan)
+	} else {
+		err = scan(ctx, rdb.(*redis.Client))
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	var current, successor int
 	for _, f := range fams {
-		rec, err := master.HGetAll(ctx, "sg:f:{"+f.ref+"}").Result()
+		rec, err := rdb.HGetAll(ctx, "sg:f:{"+f.ref+"}").Result()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -214,7 +230,7 @@ func TestFaultRefreshRedisPaused(t *testing.T) {
 	st := refreshStore(t, session.RedisOptions{URL: srv.URL()})
 	fams := startFamilies(t, st)
 	stop := make(chan struct{})
-	ok, failed, wait := refreshLoop(st, fams, stop)
+	ok, failed, wait := refreshLoop(st, fams, stop, storeTimeout)
 
 	time.Sleep(500 * time.Millisecond)
 	srv.Pause()
@@ -248,7 +264,7 @@ func TestFaultRefreshSentinelMasterKilled(t *testing.T) {
 	ctx := context.Background()
 	master := replicatedMaster(t, sn)
 	stop := make(chan struct{})
-	ok, failed, wait := refreshLoop(st, fams, stop)
+	ok, failed, wait := refreshLoop(st, fams, stop, storeTimeout)
 
 	time.Sleep(500 * time.Millisecond)
 	master.Stop() // SIGKILL: the refreshes in flight die with it, applied or not
@@ -263,4 +279,49 @@ func TestFaultRefreshSentinelMasterKilled(t *testing.T) {
 	}
 	t.Logf("FIGURES refreshes ok=%d failed=%d", *ok, *failed)
 	verifyFamilies(t, st, next.Client(), fams)
+}
+
+// TestFaultRefreshClusterMasterKilled kills, while refreshes run, the
+// Cluster master that serves the first family's slot (the slot of all its
+// keys, access sessions included); its replica is promoted after
+// cluster-node-timeout. The other families live on other masters or the
+// same one and are judged alike.
+func TestFaultRefreshClusterMasterKilled(t *testing.T) {
+	c := redistest.StartCluster(t)
+	st := refreshStore(t, session.RedisOptions{ClusterAddrs: c.Addrs()[:1]})
+	fams := startFamilies(t, st)
+	ctx := context.Background()
+	victim, replicas, err := c.MasterOf(ctx, "sg:f:{"+fams[0].ref+"}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(replicas) == 0 {
+		t.Fatal("victim master has no replica")
+	}
+	for _, n := range c.Nodes {
+		if n.Running() && role(ctx, n) == "master" {
+			if err := redistest.WaitReplicated(ctx, n, 5*time.Second); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	stop := make(chan struct{})
+	ok, failed, wait := refreshLoop(st, fams, stop, time.Second)
+
+	time.Sleep(2 * time.Second)
+	victim.Stop() // SIGKILL
+	close(stop)
+	wait()
+	if err := c.WaitHealthy(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("FIGURES refreshes ok=%d failed=%d", *ok, *failed)
+	check := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{replicas[0].Addr}})
+	t.Cleanup(func() { check.Close() })
+	if !redistest.Eventually(ctx, 15*time.Second, func() bool {
+		return check.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return n.Ping(ctx).Err() }) == nil
+	}) {
+		t.Fatal("cluster not reachable after the failover")
+	}
+	verifyFamilies(t, st, check, fams)
 }
