@@ -35,6 +35,7 @@ type Config struct {
 	Session Session `yaml:"session"`
 	Token   Token   `yaml:"token"`
 	Logout  Logout  `yaml:"logout"`
+	Refresh Refresh `yaml:"refresh"` // refresh.go
 	Routes  []Route `yaml:"routes"`
 
 	SelfService SelfService `yaml:"self_service"` // selfservice.go
@@ -264,6 +265,7 @@ func Default() Config {
 			MaxBytes:  8192,
 		},
 		Logout:      Logout{Path: "/auth/logout"},
+		Refresh:     defaultRefresh(),
 		SelfService: SelfService{PathPrefix: "/auth/sessions", PagePath: "/auth/devices"},
 		CSRF:        CSRF{Enabled: true},
 		Events:      Events{MaxLen: 100_000},

@@ -62,6 +62,7 @@ func TestDefault(t *testing.T) {
 			WarnBytes: 4096, MaxBytes: 8192,
 		},
 		Logout:      Logout{Path: "/auth/logout"},
+		Refresh:     Refresh{Path: "/auth/token", TTL: 720 * time.Hour, IdleTimeout: 168 * time.Hour, AccessIdleTimeout: 15 * time.Minute, AccessAbsoluteTimeout: time.Hour, ReuseGrace: 10 * time.Second},
 		SelfService: SelfService{PathPrefix: "/auth/sessions", PagePath: "/auth/devices"},
 		CSRF:        CSRF{Enabled: true},
 		Admin:       Admin{RateLimit: 100, RateBurst: 200},
@@ -172,6 +173,14 @@ logout:
 self_service:
   path_prefix: /account/sessions
   page_path: /account/devices
+refresh:
+  enabled: true
+  path: /oauth/refresh
+  ttl: 240h
+  idle_timeout: 48h
+  access_idle_timeout: 5m
+  access_absolute_timeout: 30m
+  reuse_grace: 5s
 routes:
   - path_prefix: /public
     access: public
@@ -237,7 +246,9 @@ func TestLoadFullFile(t *testing.T) {
 			ExchangeTTL:      2 * time.Minute, ExchangeRateLimit: 5, ExchangeRateBurst: 10,
 			WarnBytes: 3000, MaxBytes: 6000,
 		},
-		Logout:      Logout{Path: "/logout", RedirectURL: "/bye"},
+		Logout: Logout{Path: "/logout", RedirectURL: "/bye"},
+		Refresh: Refresh{Enabled: true, Path: "/oauth/refresh", TTL: 240 * time.Hour, IdleTimeout: 48 * time.Hour,
+			AccessIdleTimeout: 5 * time.Minute, AccessAbsoluteTimeout: 30 * time.Minute, ReuseGrace: 5 * time.Second},
 		SelfService: SelfService{PathPrefix: "/account/sessions", PagePath: "/account/devices"},
 		Routes: []Route{
 			{PathPrefix: "/public", Access: "public"},

@@ -205,7 +205,9 @@ func (m *Metrics) storeOp(op string) storeOp {
 func (o storeOp) done(start time.Time, err error) {
 	o.dur.Observe(time.Since(start).Seconds())
 	switch {
-	case err == nil, errors.Is(err, session.ErrNotFound), errors.Is(err, session.ErrLimit):
+	case err == nil, errors.Is(err, session.ErrNotFound), errors.Is(err, session.ErrLimit),
+		errors.Is(err, session.ErrRefreshInvalid), errors.Is(err, session.ErrRefreshReused):
+		// Answers about the request, not store failures.
 	case errors.Is(err, context.Canceled):
 		o.canceled.Inc()
 	default:
@@ -235,6 +237,41 @@ func (s *instrumentedStore) Create(ctx context.Context, in *session.Session, l s
 		s.m.SessionsRevoked.Add(float64(len(ev)))
 	}
 	return ev, err
+}
+
+// CreateFamily is a login like Create, and shares its op and counters.
+func (s *instrumentedStore) CreateFamily(ctx context.Context, in *session.Session, l session.Limit, p session.RefreshPolicy) (session.Refreshed, []string, error) {
+	start := time.Now()
+	r, ev, err := s.Store.CreateFamily(ctx, in, l, p)
+	s.m.storeOp("create").done(start, err)
+	if err == nil {
+		s.m.SessionsCreated.Inc()
+		s.m.SessionsRevoked.Add(float64(len(ev)))
+	}
+	return r, ev, err
+}
+
+// Refresh is timed as its own op; an invalid or reused token is an answer,
+// not a store error.
+func (s *instrumentedStore) Refresh(ctx context.Context, token string) (session.Refreshed, error) {
+	start := time.Now()
+	r, err := s.Store.Refresh(ctx, token)
+	s.m.storeOp("refresh").done(start, err)
+	if errors.Is(err, session.ErrRefreshReused) {
+		s.m.SessionsRevoked.Inc()
+	}
+	return r, err
+}
+
+// RevokeFamily shares the "delete" op: to an operator it is a revocation.
+func (s *instrumentedStore) RevokeFamily(ctx context.Context, ref string) error {
+	start := time.Now()
+	err := s.Store.RevokeFamily(ctx, ref)
+	s.m.storeOp("delete").done(start, err)
+	if err == nil {
+		s.m.SessionsRevoked.Inc()
+	}
+	return err
 }
 
 func (s *instrumentedStore) Delete(ctx context.Context, ref string) error {

@@ -47,6 +47,43 @@ func TestInstrumentedStoreCounts(t *testing.T) {
 	}
 }
 
+// Logins with refresh count as logins; a refresh is timed as its own op,
+// and an invalid or reused token is not a store error.
+func TestInstrumentedStoreRefresh(t *testing.T) {
+	m := New(prometheus.NewRegistry())
+	st := m.Store(session.NewMemoryStore(nil))
+	ctx := context.Background()
+	p := session.RefreshPolicy{AccessIdle: time.Minute, AccessAbsolute: time.Hour, TTL: 24 * time.Hour, Idle: time.Hour}
+	r0, _, err := st.CreateFamily(ctx, &session.Session{Subject: "rae", CreatedAt: time.Now()}, session.Limit{}, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Refresh(ctx, r0.RefreshToken); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Refresh(ctx, r0.RefreshToken); !errors.Is(err, session.ErrRefreshReused) {
+		t.Fatal(err)
+	}
+	if _, err := st.Refresh(ctx, "sgr_nonsense"); !errors.Is(err, session.ErrRefreshInvalid) {
+		t.Fatal(err)
+	}
+	if err := st.RevokeFamily(ctx, r0.FamilyRef); !errors.Is(err, session.ErrNotFound) {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(m.SessionsCreated); got != 1 {
+		t.Errorf("created = %v", got)
+	}
+	if got := testutil.ToFloat64(m.SessionsRevoked); got != 1 { // the reuse
+		t.Errorf("revoked = %v", got)
+	}
+	if got := testutil.ToFloat64(m.StoreErrors.WithLabelValues("refresh")); got != 0 {
+		t.Errorf("invalid or reused tokens counted as store errors: %v", got)
+	}
+	if got := testutil.CollectAndCount(m.StoreDuration, "sessiongate_store_duration_seconds"); got < 2 {
+		t.Errorf("store duration series = %d", got)
+	}
+}
+
 // The catalog names exactly the collectors New creates, each with its type:
 // every field of Metrics is described, and its Go type gives the metric's.
 func TestCatalogIsWhatNewRegisters(t *testing.T) {
