@@ -24,6 +24,11 @@ type MemoryStore struct {
 	seq uint64
 
 	svc memServices // service_memory.go
+
+	// Refresh families (refresh_memory.go): by family ref, and every
+	// issued token's ref → its family.
+	families map[string]*memFamily
+	tokens   map[string]string
 }
 
 type memRecord struct {
@@ -114,6 +119,11 @@ func (m *MemoryStore) Create(_ context.Context, s *Session, limit Limit) ([]stri
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.create(s, raw, limit, now)
+}
+
+// create stores an encoded record and applies the limit. Callers hold mu.
+func (m *MemoryStore) create(s *Session, raw string, limit Limit, now time.Time) ([]string, error) {
 	var evicted []string
 	if limit.MaxPerUser > 0 {
 		// Only a cap needs the existing sessions: decoding them all on every
@@ -128,6 +138,10 @@ func (m *MemoryStore) Create(_ context.Context, s *Session, limit Limit) ([]stri
 			}
 			for _, old := range existing[:len(existing)-limit.MaxPerUser+1] {
 				m.drop(old.Ref, old.Subject)
+				if old.FamilyRef != "" {
+					m.famInit()
+					m.endFamily(old.FamilyRef) // eviction ends the login, refresh included
+				}
 				evicted = append(evicted, old.Ref)
 			}
 		}
@@ -168,6 +182,7 @@ func (m *MemoryStore) Delete(_ context.Context, ref string) error {
 		return ErrNotFound
 	}
 	m.drop(ref, r.subject)
+	m.endFamilyOf(r.raw)
 	return nil
 }
 
@@ -225,20 +240,28 @@ func (m *MemoryStore) ListPage(_ context.Context, subject string, after uint64, 
 func (m *MemoryStore) DeleteUser(_ context.Context, subject string) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// Families first: each ends with its access session, live or not, and
+	// counts once.
+	m.famInit()
+	n := m.endUserFamilies(subject)
 	ss, err := m.liveSessions(subject, m.now())
 	if err != nil {
-		return 0, err
+		return n, err
 	}
 	for _, s := range ss {
 		m.drop(s.Ref, subject)
 	}
-	return len(ss), nil
+	return n + len(ss), nil
 }
 
 // UpdateUser implements Store.
 func (m *MemoryStore) UpdateUser(_ context.Context, subject string, u Update) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.famInit()
+	if err := m.updateUserFamilies(subject, u); err != nil {
+		return 0, err
+	}
 	ss, err := m.liveSessions(subject, m.now())
 	if err != nil {
 		return 0, err

@@ -32,6 +32,8 @@ type recordBody struct {
 	Claims    map[string]string `json:"clm,omitempty"`
 	Device    *Device           `json:"dev,omitempty"`
 	CreatedAt int64             `json:"cat"`
+	// Family is the refresh family an access session belongs to.
+	Family string `json:"fam,omitempty"`
 }
 
 // Entry is a record as read from a store: the parsed header plus the raw
@@ -58,6 +60,9 @@ func (e Entry) Session() (*Session, error) {
 	if b.Subject == "" {
 		return nil, fmt.Errorf("%w: empty subject", ErrCorrupt)
 	}
+	if b.Family != "" && !ValidFamilyRef(b.Family) {
+		return nil, fmt.Errorf("%w: bad family ref", ErrCorrupt)
+	}
 	if !b.clean() {
 		return nil, fmt.Errorf("%w: control character in a value", ErrCorrupt)
 	}
@@ -80,6 +85,7 @@ func (e Entry) Session() (*Session, error) {
 		ExpiresAt:   e.ExpiresAt,
 		IdleTimeout: e.idle,
 		Version:     e.Version,
+		FamilyRef:   b.Family,
 	}
 	if b.Device != nil {
 		s.Device = *b.Device
@@ -135,6 +141,7 @@ func encodeRecord(s *Session) (string, error) {
 		Roles:     s.Roles,
 		Claims:    s.Claims,
 		CreatedAt: s.CreatedAt.UnixMilli(),
+		Family:    s.FamilyRef,
 	}
 	if s.Device != (Device{}) {
 		d := s.Device
@@ -144,21 +151,27 @@ func encodeRecord(s *Session) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("encode session %s: %w", s.Ref, err)
 	}
+	raw := recordHeader(s.Version, s.ExpiresAt, s.IdleTimeout) + string(js)
+	if len(raw) > MaxRecordSize {
+		return "", fmt.Errorf("encode session %s: record of %d bytes exceeds %d", s.Ref, len(raw), MaxRecordSize)
+	}
+	return raw, nil
+}
+
+// recordHeader renders a record's header, up to and including the colon
+// before the JSON body.
+func recordHeader(version uint64, abs time.Time, idle time.Duration) string {
 	var sb strings.Builder
-	sb.Grow(len(js) + 48)
+	sb.Grow(48)
 	sb.WriteString(recordFormat)
 	sb.WriteByte(':')
-	sb.WriteString(strconv.FormatUint(s.Version, 10))
+	sb.WriteString(strconv.FormatUint(version, 10))
 	sb.WriteByte(':')
-	sb.WriteString(strconv.FormatInt(s.ExpiresAt.UnixMilli(), 10))
+	sb.WriteString(strconv.FormatInt(abs.UnixMilli(), 10))
 	sb.WriteByte(':')
-	sb.WriteString(strconv.FormatInt(s.IdleTimeout.Milliseconds(), 10))
+	sb.WriteString(strconv.FormatInt(idle.Milliseconds(), 10))
 	sb.WriteByte(':')
-	sb.Write(js)
-	if sb.Len() > MaxRecordSize {
-		return "", fmt.Errorf("encode session %s: record of %d bytes exceeds %d", s.Ref, sb.Len(), MaxRecordSize)
-	}
-	return sb.String(), nil
+	return sb.String()
 }
 
 // parseEntry parses a stored record's header. It allocates nothing: the body

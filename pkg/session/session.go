@@ -125,6 +125,9 @@ type Session struct {
 	ExpiresAt   time.Time     // absolute expiry, never extended
 	IdleTimeout time.Duration // sliding window renewed by every Touch
 	Version     uint64        // changes on every update; keys token caches
+	// FamilyRef names the refresh family of an access session; "" for a
+	// session without refresh.
+	FamilyRef string
 }
 
 // HasAnyRole reports whether have contains at least one of want. An empty
@@ -204,6 +207,20 @@ type Store interface {
 	DeleteUser(ctx context.Context, subject string) (int, error)
 	// UpdateUser applies u to every session of subject, bumping each version.
 	UpdateUser(ctx context.Context, subject string, u Update) (int, error)
+	// CreateFamily starts a refresh family (refresh.go) for s: its first
+	// access session, whose ID the store picks, and its first refresh
+	// token. s carries the login (Subject, CreatedAt, ...); the store sets
+	// Ref, FamilyRef, ExpiresAt and IdleTimeout from p. The limit applies
+	// as for Create, and evicted refs are returned likewise.
+	CreateFamily(ctx context.Context, s *Session, limit Limit, p RefreshPolicy) (Refreshed, []string, error)
+	// Refresh rotates the family of refreshToken in one atomic step:
+	// ErrRefreshInvalid for an unknown, expired, malformed or revoked
+	// token; ErrRefreshReused, with the family revoked, for a retired one
+	// past the grace; any other error is a store failure.
+	Refresh(ctx context.Context, refreshToken string) (Refreshed, error)
+	// RevokeFamily ends a family: its access session and every refresh
+	// token of it. ErrNotFound if there was none.
+	RevokeFamily(ctx context.Context, familyRef string) error
 	// Ping reports whether the store is reachable.
 	Ping(ctx context.Context) error
 	Close() error
