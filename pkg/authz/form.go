@@ -83,10 +83,15 @@ func formUnescape(s string) (string, bool) {
 		case '+':
 			b = append(b, ' ')
 		case '%':
-			if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+			if i+2 >= len(s) {
 				return "", false
 			}
-			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
+			hi, ok1 := unhex(s[i+1])
+			lo, ok2 := unhex(s[i+2])
+			if !ok1 || !ok2 {
+				return "", false
+			}
+			b = append(b, hi<<4|lo)
 			i += 2
 		default:
 			b = append(b, c)
@@ -102,20 +107,6 @@ func formUnescape(s string) (string, bool) {
 		}
 	}
 	return out, true
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c <= 'F':
-		return c - 'A' + 10
-	}
-	return c - 'a' + 10
 }
 
 // formContentType reports whether a Content-Type value names
