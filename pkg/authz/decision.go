@@ -22,6 +22,7 @@ const (
 	DecisionBindingMismatch                 // the request does not match the session's binding, action deny or revoke (401)
 	DecisionRateAnomaly                     // the session is over its request rate, action deny (429) or revoke (401)
 	DecisionCountryChange                   // the session is used from another country than it was created in, action deny or revoke (401)
+	DecisionRefresh                         // the token endpoint's own answer: a new token pair (200) or an OAuth error (400, 405)
 
 	numDecisions
 )
@@ -41,6 +42,7 @@ var decisionNames = [numDecisions]string{
 	DecisionBindingMismatch: "binding_mismatch",
 	DecisionRateAnomaly:     "rate_anomaly",
 	DecisionCountryChange:   "country_change",
+	DecisionRefresh:         "refresh",
 }
 
 func (d Decision) String() string {

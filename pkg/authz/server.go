@@ -94,6 +94,11 @@ type Options struct {
 	// Events receives logouts, binding mismatches, anomalies and the
 	// revocations they cause; nil records nothing.
 	Events events.Recorder
+
+	// Refresh answers POST RefreshPath, the token endpoint for refresh
+	// tokens (refresh.go); nil turns it off.
+	Refresh     Refresher
+	RefreshPath string
 }
 
 // Server implements envoy.service.auth.v3.Authorization.
@@ -113,6 +118,8 @@ type Server struct {
 	// seen is the per-session rate and recorded mismatches; nil unless a
 	// policy needs them.
 	seen *seenSessions
+
+	refreshEP refreshEndpoint
 }
 
 // New returns a Server.
@@ -141,6 +148,7 @@ func New(o Options) *Server {
 	if o.Anomaly.on(o.GeoIP) || o.Binding.on() && o.Binding.Action == PolicyLog {
 		s.seen = newSeenSessions()
 	}
+	s.refreshEP = newRefreshEndpoint(o)
 	s.SetRoutes(o.Routes)
 	s.SetSPIFFE(o.SPIFFE)
 	return s
@@ -196,6 +204,9 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	pol, v := s.policy(attrs, method, path, nonASCII)
 	if v.Decision != DecisionOK {
 		return s.resp.denial(v.Decision), v
+	}
+	if path == s.refreshEP.path {
+		return s.refresh(ctx, httpReq, h)
 	}
 	if s.o.LogoutPath != "" && path == s.o.LogoutPath {
 		return s.logout(ctx, httpReq, h)

@@ -25,11 +25,12 @@ const (
 	RateAnomaly     Type = "rate_anomaly"     // a session made more Checks per minute than allowed
 	NetworkChange   Type = "network_change"   // a session was seen from another network than before (binding action log)
 	CountryChange   Type = "country_change"   // a session was used from another country than it was created in
+	RefreshReuse    Type = "refresh_reuse"    // a retired refresh token was presented again; its family is revoked
 )
 
 // Types lists every type, for exporting each metric label at zero.
 func Types() []Type {
-	return []Type{Login, Logout, Revoke, BindingMismatch, RateAnomaly, NetworkChange, CountryChange}
+	return []Type{Login, Logout, Revoke, BindingMismatch, RateAnomaly, NetworkChange, CountryChange, RefreshReuse}
 }
 
 // Event is one security event.
