@@ -34,6 +34,7 @@ type Config struct {
 	Session Session `yaml:"session"`
 	Token   Token   `yaml:"token"`
 	Logout  Logout  `yaml:"logout"`
+	Refresh Refresh `yaml:"refresh"` // refresh.go
 	Routes  []Route `yaml:"routes"`
 
 	Services Services `yaml:"services"` // services.go
@@ -229,9 +230,10 @@ func Default() Config {
 			ExchangeRateLimit: 50,
 			ExchangeRateBurst: 100,
 		},
-		Logout: Logout{Path: "/auth/logout"},
-		CSRF:   CSRF{Enabled: true},
-		Events: Events{MaxLen: 100_000},
-		Admin:  Admin{RateLimit: 100, RateBurst: 200},
+		Logout:  Logout{Path: "/auth/logout"},
+		Refresh: defaultRefresh(),
+		CSRF:    CSRF{Enabled: true},
+		Events:  Events{MaxLen: 100_000},
+		Admin:   Admin{RateLimit: 100, RateBurst: 200},
 	}
 }

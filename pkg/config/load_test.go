@@ -59,8 +59,9 @@ func TestDefault(t *testing.T) {
 			TTL: 5 * time.Minute, JWKSMaxAge: 5 * time.Minute,
 			ExchangeTTL: 5 * time.Minute, ExchangeRateLimit: 50, ExchangeRateBurst: 100,
 		},
-		Logout: Logout{Path: "/auth/logout"},
-		CSRF:   CSRF{Enabled: true},
+		Logout:  Logout{Path: "/auth/logout"},
+		Refresh: Refresh{Path: "/auth/token", TTL: 720 * time.Hour, IdleTimeout: 168 * time.Hour, AccessIdleTimeout: 15 * time.Minute, AccessAbsoluteTimeout: time.Hour, ReuseGrace: 10 * time.Second},
+		CSRF:    CSRF{Enabled: true},
 		Admin:  Admin{RateLimit: 100, RateBurst: 200},
 		Events: Events{MaxLen: 100_000},
 	}
@@ -162,6 +163,14 @@ token:
 logout:
   path: /logout
   redirect_url: /bye
+refresh:
+  enabled: true
+  path: /oauth/refresh
+  ttl: 240h
+  idle_timeout: 48h
+  access_idle_timeout: 5m
+  access_absolute_timeout: 30m
+  reuse_grace: 5s
 routes:
   - path_prefix: /public
     access: public
@@ -225,6 +234,8 @@ func TestLoadFullFile(t *testing.T) {
 			ExchangeTTL:      2 * time.Minute, ExchangeRateLimit: 5, ExchangeRateBurst: 10,
 		},
 		Logout: Logout{Path: "/logout", RedirectURL: "/bye"},
+		Refresh: Refresh{Enabled: true, Path: "/oauth/refresh", TTL: 240 * time.Hour, IdleTimeout: 48 * time.Hour,
+			AccessIdleTimeout: 5 * time.Minute, AccessAbsoluteTimeout: 30 * time.Minute, ReuseGrace: 5 * time.Second},
 		Routes: []Route{
 			{PathPrefix: "/public", Access: "public"},
 			{PathPrefix: "/admin", Methods: []string{"GET", "POST"}, Access: "authenticated", Roles: []string{"admin", "ops"}, Shadow: true},

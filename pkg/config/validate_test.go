@@ -46,6 +46,8 @@ func TestValidateAccepts(t *testing.T) {
 		{"jwks_max_age 0", func(c *Config) { c.Token.JWKSMaxAge = 0 }},
 		{"logout disabled", func(c *Config) { c.Logout.Path = "" }},
 		{"logout redirect", func(c *Config) { c.Logout.RedirectURL = "https://example.com/" }},
+		{"refresh on", func(c *Config) { c.Refresh.Enabled = true }},
+		{"refresh without grace", func(c *Config) { c.Refresh.ReuseGrace = 0 }},
 		{"rediss", func(c *Config) { c.Redis.URL = "rediss://:pw@redis:6380/2" }},
 		{"routes", func(c *Config) {
 			c.Routes = []Route{
@@ -127,6 +129,16 @@ func TestValidateRejects(t *testing.T) {
 		{"token.jwks_max_age", func(c *Config) { c.Token.JWKSMaxAge = -time.Second }},
 		{"logout.path", func(c *Config) { c.Logout.Path = "logout" }},
 		{"logout.redirect_url", func(c *Config) { c.Logout.RedirectURL = "ftp://example.com/" }},
+		{"refresh.path", func(c *Config) { c.Refresh.Path = "token" }},
+		{"refresh.path", func(c *Config) { c.Refresh.Path = c.Logout.Path }},
+		{"refresh.ttl", func(c *Config) { c.Refresh.TTL = time.Hour; c.Refresh.IdleTimeout = 2 * time.Hour }},
+		{"refresh.ttl", func(c *Config) { c.Refresh.TTL = 400 * 24 * time.Hour }},
+		{"refresh.ttl", func(c *Config) { c.Refresh.TTL = time.Minute; c.Refresh.IdleTimeout = time.Minute }},
+		{"refresh.idle_timeout", func(c *Config) { c.Refresh.IdleTimeout = 0 }},
+		{"refresh.access_idle_timeout", func(c *Config) { c.Refresh.AccessIdleTimeout = 0 }},
+		{"refresh.access_absolute_timeout", func(c *Config) { c.Refresh.AccessAbsoluteTimeout = time.Minute }},
+		{"refresh.reuse_grace", func(c *Config) { c.Refresh.ReuseGrace = -time.Second }},
+		{"refresh.reuse_grace", func(c *Config) { c.Refresh.ReuseGrace = 2 * time.Minute }},
 		{"routes[0].path_prefix", func(c *Config) { c.Routes = []Route{{PathPrefix: "api", Access: "public"}} }},
 		{"routes[0].path_prefix", func(c *Config) { c.Routes = []Route{{Access: "public"}} }},
 		{"routes[1].access", func(c *Config) {

@@ -420,10 +420,22 @@ func (r *RedisStore) liveRefs(ctx context.Context, uk string) ([]string, error) 
 
 // remove deletes sessions and their index entries, session keys first so a
 // failure in between leaves only a stale index entry, which readers prune.
+// An evicted access session ends its refresh family too, which is why the
+// records are read as they are deleted.
 func (r *RedisStore) remove(ctx context.Context, uk string, refs []string) error {
 	defer r.syncCache(ctx)
-	return overRefs(ctx, r, uk, refs, delCmd, "delete sessions", "unindex sessions",
-		func(int, string, *redis.IntCmd) (refVerdict, error) { return dropRef, nil })
+	var raws []string
+	err := overRefs(ctx, r, uk, refs, getDelCmd, "delete sessions", "unindex sessions",
+		func(_ int, _ string, c *redis.StringCmd) (refVerdict, error) {
+			if v, err := c.Result(); err == nil {
+				raws = append(raws, v)
+			}
+			return dropRef, nil
+		})
+	if err != nil {
+		return err
+	}
+	return r.endFamiliesOf(ctx, raws)
 }
 
 // indexRefs reads every ref in a subject's index, oldest first.
@@ -451,6 +463,9 @@ func getCmd(ctx context.Context, p redis.Pipeliner, key string) *redis.StringCmd
 	return p.Get(ctx, key)
 }
 func delCmd(ctx context.Context, p redis.Pipeliner, key string) *redis.IntCmd { return p.Del(ctx, key) }
+func getDelCmd(ctx context.Context, p redis.Pipeliner, key string) *redis.StringCmd {
+	return p.GetDel(ctx, key)
+}
 
 // overRefs is the one pass every multi-session operation makes over refs
 // read from the index uk: one command per session key, all in one pipeline
@@ -561,6 +576,12 @@ func (r *RedisStore) Delete(ctx context.Context, ref string) error {
 	s, err := e.Session()
 	if err != nil {
 		return nil
+	}
+	if s.FamilyRef != "" {
+		// Logging out of an access session ends its refresh family.
+		if _, err := r.endFamily(ctx, s.FamilyRef); err != nil {
+			return err
+		}
 	}
 	if err := r.rdb.ZRem(ctx, userKey(s.Subject), ref).Err(); err != nil {
 		return wrap("unindex session", err)
@@ -700,12 +721,17 @@ func (r *RedisStore) ListPage(ctx context.Context, subject string, after uint64,
 // index, so a login racing with it keeps its entry.
 func (r *RedisStore) DeleteUser(ctx context.Context, subject string) (int, error) {
 	defer r.syncCache(ctx)
+	// Families first: each ends with its access session, live or not, and
+	// counts once; their access sessions are then gone from the index pass.
+	n, err := r.endUserFamilies(ctx, subject)
+	if err != nil {
+		return n, err
+	}
 	uk := userKey(subject)
 	refs, err := r.indexRefs(ctx, uk)
 	if err != nil || len(refs) == 0 {
-		return 0, err
+		return n, err
 	}
-	n := 0
 	err = overRefs(ctx, r, uk, refs, delCmd, "delete sessions", "unindex sessions",
 		func(_ int, _ string, c *redis.IntCmd) (refVerdict, error) {
 			n += int(c.Val())
@@ -718,6 +744,12 @@ func (r *RedisStore) DeleteUser(ctx context.Context, subject string) (int, error
 // a concurrent update is never lost; a session deleted meanwhile stays deleted.
 func (r *RedisStore) UpdateUser(ctx context.Context, subject string, u Update) (int, error) {
 	defer r.syncCache(ctx)
+	// Families first, so a refresh racing with this update either made its
+	// access session before (and the pass below updates it) or makes it
+	// from the updated template.
+	if err := r.updateUserFamilies(ctx, subject, u); err != nil {
+		return 0, err
+	}
 	ss, raws, err := r.sessions(ctx, subject)
 	if err != nil {
 		return 0, err

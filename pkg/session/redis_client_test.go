@@ -23,6 +23,8 @@ var redisACL = []string{
 	"+evalsha", "+eval", "+script|load",
 	// called from the scripts
 	"+zadd", "+pexpireat", "+pexpiretime", "+time",
+	// refresh families (also called from the scripts)
+	"+hset", "+hmget",
 	// the local cache's invalidation link
 	"+client|id", "+client|tracking", "+subscribe", "&__redis__:invalidate",
 }

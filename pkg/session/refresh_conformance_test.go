@@ -200,12 +200,14 @@ var refreshCases = []struct {
 	}},
 	{"refresh: the family's absolute end is never extended", func(t *testing.T, f storeFixture) {
 		st := f.store
-		p := RefreshPolicy{AccessIdle: time.Minute, AccessAbsolute: time.Hour, TTL: 1500 * time.Millisecond, Idle: time.Hour}
+		// Wide margins: under -race a Cluster store spends up to a few
+		// hundred ms picking an ID in the family's slot.
+		p := RefreshPolicy{AccessIdle: time.Minute, AccessAbsolute: time.Hour, TTL: 3 * time.Second, Idle: time.Hour}
 		r0 := mustFamily(t, st, "rf-ttl", p)
 		if !r0.ExpiresAt.Equal(r0.RefreshExpiresAt) {
 			t.Fatalf("access end %v not capped by the family end %v", r0.ExpiresAt, r0.RefreshExpiresAt)
 		}
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(300 * time.Millisecond)
 		r1 := mustRefresh(t, st, r0.RefreshToken)
 		if !r1.RefreshExpiresAt.Equal(r0.RefreshExpiresAt) || r1.ExpiresAt.After(r1.RefreshExpiresAt) {
 			t.Fatalf("after refresh: %+v", r1)
@@ -216,13 +218,13 @@ var refreshCases = []struct {
 	}},
 	{"refresh: an unused token expires after the idle timeout", func(t *testing.T, f storeFixture) {
 		st := f.store
-		p := RefreshPolicy{AccessIdle: time.Minute, AccessAbsolute: time.Hour, TTL: time.Hour, Idle: 1200 * time.Millisecond}
+		p := RefreshPolicy{AccessIdle: time.Minute, AccessAbsolute: time.Hour, TTL: time.Hour, Idle: 3 * time.Second}
 		r := mustFamily(t, st, "rf-idle", p)
-		for range 3 { // 3 × 600 ms outlives one idle window only if refreshing slides it
-			time.Sleep(600 * time.Millisecond)
+		for range 4 { // 4 × 1 s outlives one idle window only if refreshing slides it
+			time.Sleep(time.Second)
 			r = mustRefresh(t, st, r.RefreshToken)
 		}
-		time.Sleep(1600 * time.Millisecond)
+		time.Sleep(3500 * time.Millisecond)
 		wantRefreshErr(t, st, r.RefreshToken, ErrRefreshInvalid)
 	}},
 	{"refresh: revoking by family ref ends the family", func(t *testing.T, f storeFixture) {
