@@ -296,7 +296,24 @@ func adminOptions(cfg *config.Config) (admin.Options, error) {
 		RateLimit:          cfg.Admin.RateLimit,
 		RateBurst:          cfg.Admin.RateBurst,
 		ClientCertAuthOnly: cfg.AdminTLS.ClientCertAuthOnly,
+		Refresh:            refreshPolicy(cfg),
 	}, nil
+}
+
+// refreshPolicy maps refresh.* to the lifetimes of a refresh family; nil
+// when refresh is off, so the admin API refuses "refresh": true.
+func refreshPolicy(cfg *config.Config) *session.RefreshPolicy {
+	r := cfg.Refresh
+	if !r.Enabled {
+		return nil
+	}
+	return &session.RefreshPolicy{
+		AccessIdle:     r.AccessIdleTimeout,
+		AccessAbsolute: r.AccessAbsoluteTimeout,
+		TTL:            r.TTL,
+		Idle:           r.IdleTimeout,
+		Grace:          r.ReuseGrace,
+	}
 }
 
 // adminTLSFiles maps admin_tls.* to the admin listener's certificate files;

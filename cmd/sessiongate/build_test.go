@@ -177,6 +177,19 @@ func TestAdminOptions(t *testing.T) {
 			c.AdminAddr = ":9003"
 			c.AdminTLS = config.AdminTLS{CertFile: "s.crt", KeyFile: "s.key", ClientCAFile: "ca.pem", ClientCertAuthOnly: true}
 		}, func(o *admin.Options) { o.ClientCertAuthOnly = true }, ""},
+		{"refresh", func(c *config.Config) {
+			c.AdminTokenFile = "/run/tokens"
+			c.Refresh = config.Refresh{Enabled: true, Path: "/t", TTL: 48 * time.Hour, IdleTimeout: 24 * time.Hour,
+				AccessIdleTimeout: time.Minute, AccessAbsoluteTimeout: time.Hour, ReuseGrace: 3 * time.Second}
+		}, func(o *admin.Options) {
+			o.Refresh = &session.RefreshPolicy{AccessIdle: time.Minute, AccessAbsolute: time.Hour, TTL: 48 * time.Hour,
+				Idle: 24 * time.Hour, Grace: 3 * time.Second}
+		}, ""},
+		{"refresh off", func(c *config.Config) {
+			c.AdminTokenFile = "/run/tokens"
+			c.Refresh.Enabled = false
+			c.Refresh.TTL = time.Hour
+		}, func(*admin.Options) {}, ""},
 		{"open on loopback", nil, func(o *admin.Options) { o.Open = true }, ""},
 		{"open on localhost", func(c *config.Config) { c.AdminAddr = "localhost:9003" }, func(o *admin.Options) { o.Open = true }, ""},
 		{"open on ::1", func(c *config.Config) { c.AdminAddr = "[::1]:9003" }, func(o *admin.Options) { o.Open = true }, ""},

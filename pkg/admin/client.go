@@ -99,7 +99,8 @@ func (c *Client) ListSessionsPage(ctx context.Context, subject string, limit int
 // longest device texts the API accepts, escaped, stay below it.
 const maxListResponse = 16 << 20
 
-// RevokeSession deletes one session by ref.
+// RevokeSession deletes one session by its session_ref, or a whole refresh
+// family (its access session and every refresh token) by its family_ref.
 func (c *Client) RevokeSession(ctx context.Context, ref string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/sessions/"+url.PathEscape(ref), nil, nil, http.StatusNoContent)
 }

@@ -31,7 +31,11 @@ func (f failingStore) fail(ctx context.Context) error {
 func (f failingStore) Create(ctx context.Context, _ *session.Session, _ session.Limit) ([]string, error) {
 	return nil, f.fail(ctx)
 }
-func (f failingStore) Delete(ctx context.Context, _ string) error { return f.fail(ctx) }
+func (f failingStore) CreateFamily(ctx context.Context, _ *session.Session, _ session.Limit, _ session.RefreshPolicy) (session.Refreshed, []string, error) {
+	return session.Refreshed{}, nil, f.fail(ctx)
+}
+func (f failingStore) Delete(ctx context.Context, _ string) error       { return f.fail(ctx) }
+func (f failingStore) RevokeFamily(ctx context.Context, _ string) error { return f.fail(ctx) }
 func (f failingStore) ListPage(ctx context.Context, _ string, _ uint64, _ int) (session.Page, error) {
 	return session.Page{}, f.fail(ctx)
 }

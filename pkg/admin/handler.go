@@ -26,7 +26,9 @@ import (
 // Sessions is what the admin API needs from a session store.
 type Sessions interface {
 	Create(ctx context.Context, s *session.Session, limit session.Limit) ([]string, error)
+	CreateFamily(ctx context.Context, s *session.Session, limit session.Limit, p session.RefreshPolicy) (session.Refreshed, []string, error)
 	Delete(ctx context.Context, ref string) error
+	RevokeFamily(ctx context.Context, familyRef string) error
 	ListPage(ctx context.Context, subject string, after uint64, limit int) (session.Page, error)
 	DeleteUser(ctx context.Context, subject string) (int, error)
 	UpdateUser(ctx context.Context, subject string, u session.Update) (int, error)
@@ -43,6 +45,9 @@ type Options struct {
 	IdleTimeout     time.Duration
 	AbsoluteTimeout time.Duration
 	Limit           session.Limit
+	// Refresh, when set, lets a login ask for a refresh token
+	// ("refresh": true) with these lifetimes; nil refuses it.
+	Refresh *session.RefreshPolicy
 	// Open disables token authentication; only for --dev on loopback.
 	Open bool
 	// StoreTimeout bounds each store call.
@@ -253,48 +258,79 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) error {
 	if err == nil {
 		err = checkSize(req)
 	}
+	if err == nil && req.Refresh {
+		err = h.checkRefresh(req)
+	}
 	if err != nil {
 		return badRequest(err)
 	}
-	id, err := session.NewID()
-	if err != nil {
-		return internalError("admin: generate session id", err)
-	}
 	now := h.o.Now().Truncate(time.Millisecond)
 	s := &session.Session{
-		Ref:         session.RefOf(id),
-		Subject:     req.Subject,
-		Tenant:      req.Tenant,
-		Roles:       req.Roles,
-		Claims:      req.Claims,
-		CreatedAt:   now,
-		ExpiresAt:   now.Add(abs),
-		IdleTimeout: idle,
+		Subject:   req.Subject,
+		Tenant:    req.Tenant,
+		Roles:     req.Roles,
+		Claims:    req.Claims,
+		CreatedAt: now,
 	}
 	if req.Device != nil {
 		s.Device = session.Device(*req.Device)
 	}
 	ctx, cancel := h.ctx(r)
 	defer cancel()
-	evicted, err := h.o.Store.Create(ctx, s, h.o.Limit)
+	var (
+		resp    CreateResponse
+		evicted []string
+	)
+	if req.Refresh {
+		var fam session.Refreshed
+		fam, evicted, err = h.o.Store.CreateFamily(ctx, s, h.o.Limit, *h.o.Refresh)
+		end := fam.RefreshExpiresAt.UTC()
+		resp = CreateResponse{SessionID: fam.ID, RefreshToken: fam.RefreshToken, RefreshExpiresAt: &end, FamilyRef: fam.FamilyRef}
+		abs = h.o.Refresh.AccessAbsolute
+	} else {
+		id, idErr := session.NewID()
+		if idErr != nil {
+			return internalError("admin: generate session id", idErr)
+		}
+		s.Ref, s.ExpiresAt, s.IdleTimeout = session.RefOf(id), now.Add(abs), idle
+		evicted, err = h.o.Store.Create(ctx, s, h.o.Limit)
+		resp = CreateResponse{SessionID: id}
+	}
 	if errors.Is(err, session.ErrLimit) {
 		h.audit(r, "create_rejected", req.Subject, "")
 	}
 	if err != nil {
 		return storeError("create", err)
 	}
-	h.audit(r, "create", req.Subject, s.Ref)
-	h.record(r, events.Event{Type: events.Login, Subject: req.Subject, SessionRef: s.Ref, Details: loginDetails(s.Device)})
+	if req.Refresh {
+		h.audit(r, "create", req.Subject, s.Ref, "family_ref", s.FamilyRef)
+	} else {
+		h.audit(r, "create", req.Subject, s.Ref)
+	}
+	details := loginDetails(s.Device)
+	if s.FamilyRef != "" {
+		details["family_ref"] = s.FamilyRef
+	}
+	h.record(r, events.Event{Type: events.Login, Subject: req.Subject, SessionRef: s.Ref, Details: details})
 	for _, ref := range evicted {
 		h.audit(r, "evict", req.Subject, ref)
 		h.record(r, events.Event{Type: events.Revoke, Subject: req.Subject, SessionRef: ref, Details: map[string]string{"by": "eviction"}})
 	}
-	writeJSON(w, http.StatusCreated, CreateResponse{
-		SessionID:  id,
-		SessionRef: s.Ref,
-		SetCookie:  h.o.Cookie.Set(id, abs),
-		ExpiresAt:  s.ExpiresAt.UTC(),
-	})
+	resp.SessionRef = s.Ref
+	resp.SetCookie = h.o.Cookie.Set(resp.SessionID, abs)
+	resp.ExpiresAt = s.ExpiresAt.UTC()
+	writeJSON(w, http.StatusCreated, resp)
+	return nil
+}
+
+// checkRefresh refuses a refresh request the configuration does not allow.
+func (h *Handler) checkRefresh(req CreateRequest) error {
+	if h.o.Refresh == nil {
+		return errors.New("refresh: refresh tokens are not enabled (refresh.enabled)")
+	}
+	if req.IdleTimeout != "" || req.AbsoluteTimeout != "" {
+		return errors.New("refresh: idle_timeout and absolute_timeout do not apply; a refresh family's access sessions use refresh.access_idle_timeout and refresh.access_absolute_timeout")
+	}
 	return nil
 }
 
@@ -449,16 +485,26 @@ func subjectParam(r *http.Request) (string, error) {
 
 func (h *Handler) revoke(w http.ResponseWriter, r *http.Request) error {
 	ref := r.PathValue("ref")
-	if !session.ValidRef(ref) {
-		return errStatus(http.StatusBadRequest, "session_ref: malformed")
-	}
 	ctx, cancel := h.ctx(r)
 	defer cancel()
-	if err := h.o.Store.Delete(ctx, ref); err != nil {
-		return storeError("revoke", err)
+	// A family ref and a session ref differ in shape ("fam_" + 32 hex vs
+	// 32 hex), so one path takes both without a lookup.
+	switch {
+	case session.ValidFamilyRef(ref):
+		if err := h.o.Store.RevokeFamily(ctx, ref); err != nil {
+			return storeError("revoke", err)
+		}
+		h.audit(r, "revoke_family", "", "", "family_ref", ref)
+		h.record(r, events.Event{Type: events.Revoke, Details: map[string]string{"family_ref": ref}})
+	case session.ValidRef(ref):
+		if err := h.o.Store.Delete(ctx, ref); err != nil {
+			return storeError("revoke", err)
+		}
+		h.audit(r, "revoke", "", ref)
+		h.record(r, events.Event{Type: events.Revoke, SessionRef: ref})
+	default:
+		return errStatus(http.StatusBadRequest, "session_ref: malformed (a session_ref or a family_ref)")
 	}
-	h.audit(r, "revoke", "", ref)
-	h.record(r, events.Event{Type: events.Revoke, SessionRef: ref})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

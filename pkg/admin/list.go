@@ -147,6 +147,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) error {
 			CreatedAt:  s.CreatedAt.UTC(),
 			ExpiresAt:  s.ExpiresAt.UTC(),
 			Device:     Device(s.Device),
+			FamilyRef:  s.FamilyRef,
 		})
 	}
 	if p.Next != 0 {

@@ -4,7 +4,9 @@
 //
 // The API addresses sessions by session_ref, never by session ID: the ID is
 // returned exactly once, at creation, for the login service to hand to the
-// client.
+// client. A refresh family (a login with "refresh": true) is addressed by
+// its family_ref ("fam_" and 32 hex characters), which the revoke endpoint
+// takes in place of a session_ref.
 package admin
 
 import "time"
@@ -27,6 +29,11 @@ type CreateRequest struct {
 	IdleTimeout     string  `json:"idle_timeout,omitempty"`
 	AbsoluteTimeout string  `json:"absolute_timeout,omitempty"`
 	Device          *Device `json:"device,omitempty"`
+	// Refresh asks for a refresh token (refresh.enabled): the session is
+	// then the first access session of a refresh family, with the
+	// refresh.access_* timeouts; IdleTimeout and AbsoluteTimeout may not
+	// be given with it.
+	Refresh bool `json:"refresh,omitempty"`
 }
 
 // CreateResponse is the answer to POST /v1/sessions.
@@ -35,6 +42,11 @@ type CreateResponse struct {
 	SessionRef string    `json:"session_ref"`
 	SetCookie  string    `json:"set_cookie"`
 	ExpiresAt  time.Time `json:"expires_at"`
+	// With "refresh": true: the refresh token (shown once, like the
+	// session ID), the family's absolute end and its ref.
+	RefreshToken     string     `json:"refresh_token,omitempty"`
+	RefreshExpiresAt *time.Time `json:"refresh_expires_at,omitempty"`
+	FamilyRef        string     `json:"family_ref,omitempty"`
 }
 
 // SessionInfo describes one session in a listing.
@@ -43,6 +55,9 @@ type SessionInfo struct {
 	CreatedAt  time.Time `json:"created_at"`
 	ExpiresAt  time.Time `json:"expires_at"`
 	Device     Device    `json:"device"`
+	// FamilyRef names the session's refresh family, if it has one; the
+	// row is then the family's current access session.
+	FamilyRef string `json:"family_ref,omitempty"`
 }
 
 // ListResponse is the answer to GET /v1/users/{subject}/sessions: one page,

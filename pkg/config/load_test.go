@@ -62,8 +62,8 @@ func TestDefault(t *testing.T) {
 		Logout:  Logout{Path: "/auth/logout"},
 		Refresh: Refresh{Path: "/auth/token", TTL: 720 * time.Hour, IdleTimeout: 168 * time.Hour, AccessIdleTimeout: 15 * time.Minute, AccessAbsoluteTimeout: time.Hour, ReuseGrace: 10 * time.Second},
 		CSRF:    CSRF{Enabled: true},
-		Admin:  Admin{RateLimit: 100, RateBurst: 200},
-		Events: Events{MaxLen: 100_000},
+		Admin:   Admin{RateLimit: 100, RateBurst: 200},
+		Events:  Events{MaxLen: 100_000},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() = %+v\nwant        %+v", c, want)

@@ -25,7 +25,7 @@ const (
 	RateAnomaly     Type = "rate_anomaly"     // a session made more Checks per minute than allowed
 	NetworkChange   Type = "network_change"   // a session was seen from another network than before (binding action log)
 	CountryChange   Type = "country_change"   // a session was used from another country than it was created in
-	RefreshReuse    Type = "refresh_reuse"    // a retired refresh token was presented again; its family is revoked
+	RefreshReuse    Type = "refresh_reuse"    // a retired refresh token was presented again; its family was revoked (details.family_ref)
 )
 
 // Types lists every type, for exporting each metric label at zero.
