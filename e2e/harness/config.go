@@ -130,6 +130,13 @@ type SGConfig struct {
 	TokenExchange map[string][]string `yaml:"token_exchange,omitempty"`
 	Cache         *SGCache            `yaml:"cache,omitempty"`
 	ClientIP      *SGClientIP         `yaml:"client_ip,omitempty"`
+	Refresh       *SGRefresh          `yaml:"refresh,omitempty"`
+}
+
+// SGRefresh is the refresh section; nil keeps sessiongate's default (off).
+type SGRefresh struct {
+	Enabled    bool   `yaml:"enabled"`
+	ReuseGrace string `yaml:"reuse_grace,omitempty"`
 }
 
 // SGCache is the cache section; nil keeps sessiongate's default (on).
