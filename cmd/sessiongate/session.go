@@ -15,9 +15,10 @@ import (
 const sessionUsage = `usage: sessiongate session [--config FILE] [--url URL] [--token-file FILE] <command> [args]
 
 commands:
-  create --subject S [--tenant T] [--role R]... [--claim K=V]... [--idle-timeout D] [--absolute-timeout D] [--device-name N]
-  list [--limit N] SUBJECT   (every session; N per request, 1..1000, default 100)
-  revoke SESSION_REF
+  create --subject S [--tenant T] [--role R]... [--claim K=V]... [--idle-timeout D] [--absolute-timeout D] [--device-name N] [--refresh]
+         (--refresh: also a refresh token; needs refresh.enabled, excludes the timeouts)
+  list [--limit N] SUBJECT   (every session; N per request, 1..1000, default 100; family_ref for refresh families)
+  revoke SESSION_REF|FAMILY_REF   (a family_ref, fam_..., revokes the whole refresh family)
   revoke-user SUBJECT
   update-user SUBJECT [--role R]... [--no-roles] [--claim K=V]...
 
@@ -82,7 +83,7 @@ func sessionCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		return out.Encode(admin.ListResponse{Sessions: ss})
 	case "revoke":
-		ref, err := oneArg("revoke", "SESSION_REF", args)
+		ref, err := oneArg("revoke", "SESSION_REF or FAMILY_REF", args)
 		if err != nil {
 			return err
 		}
@@ -151,6 +152,7 @@ func parseCreate(args []string, stderr io.Writer) (admin.CreateRequest, error) {
 	fs.StringVar(&req.IdleTimeout, "idle-timeout", "", "idle timeout, e.g. 15m (default: config)")
 	fs.StringVar(&req.AbsoluteTimeout, "absolute-timeout", "", "absolute timeout, e.g. 8h (default: config)")
 	fs.StringVar(&device.Name, "device-name", "", "device name shown in listings")
+	fs.BoolVar(&req.Refresh, "refresh", false, "also issue a refresh token (refresh.enabled)")
 	if err := fs.Parse(args); err != nil {
 		return req, err
 	}

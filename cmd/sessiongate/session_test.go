@@ -138,3 +138,80 @@ admin:
 		t.Fatalf("no sessions: %q, %v", empty.String(), err)
 	}
 }
+
+// TestSessionRefreshCommands runs the CLI against the real serve command
+// over real Redis with refresh on: `session create --refresh` prints the
+// refresh fields, `session list` shows the family_ref, and `session revoke`
+// takes the family_ref and ends the family.
+func TestSessionRefreshCommands(t *testing.T) {
+	r := redistest.Start(t)
+	dir := t.TempDir()
+	keyPath := writeKey(t, dir, "key.pem", "ES256")
+	const token = "refresh-admin-token-0123456789"
+	tokenPath := filepath.Join(dir, "admin-token")
+	writeFile(t, tokenPath, token+"\n")
+	grpcAddr, httpAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	cfgPath := filepath.Join(dir, "config.yaml")
+	writeFile(t, cfgPath, fmt.Sprintf(`grpc_addr: %q
+http_addr: %q
+admin_addr: %q
+admin_token_file: %q
+redis:
+  url: %q
+token:
+  signing_keys: [%q]
+refresh:
+  enabled: true
+  access_absolute_timeout: 30m
+`, grpcAddr, httpAddr, adminAddr, tokenPath, r.URL(), keyPath))
+	runServe(t, cfgPath)
+	dialServing(t, grpcAddr, 10*time.Second)
+	ctx := context.Background()
+	cli := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		err := run(ctx, append([]string{"session", "--url", "http://" + adminAddr, "--token-file", tokenPath}, args...), &out, io.Discard)
+		return out.String(), err
+	}
+
+	out, err := cli("create", "--subject", "rosa", "--refresh", "--device-name", "phone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created admin.CreateResponse
+	if err := json.Unmarshal([]byte(out), &created); err != nil {
+		t.Fatalf("output %q: %v", out, err)
+	}
+	if !strings.HasPrefix(created.RefreshToken, "sgr_") || !strings.HasPrefix(created.FamilyRef, "fam_") ||
+		created.RefreshExpiresAt == nil || time.Until(created.ExpiresAt) > 30*time.Minute {
+		t.Fatalf("create --refresh printed %s", out)
+	}
+	if _, err := cli("create", "--subject", "rosa", "--refresh", "--idle-timeout", "1m"); err == nil {
+		t.Fatal("--refresh with --idle-timeout was accepted")
+	}
+
+	out, err = cli("list", "rosa")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list admin.ListResponse
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Sessions) != 1 || list.Sessions[0].FamilyRef != created.FamilyRef || list.Sessions[0].SessionRef != created.SessionRef {
+		t.Fatalf("list printed %s", out)
+	}
+	if !strings.Contains(out, `"family_ref": "`+created.FamilyRef+`"`) {
+		t.Fatalf("list output lacks family_ref: %s", out)
+	}
+
+	if _, err := cli("revoke", created.FamilyRef); err != nil {
+		t.Fatal(err)
+	}
+	out, err = cli("list", "rosa")
+	if err != nil || strings.Contains(out, created.SessionRef) {
+		t.Fatalf("after revoking the family: %s, %v", out, err)
+	}
+	if _, err := cli("revoke", created.FamilyRef); err == nil {
+		t.Fatal("revoking a revoked family succeeded")
+	}
+}

@@ -14,6 +14,8 @@ import (
 // Key layout. Every operation touches one key at a time, or runs a script on
 // one key, so the layout is correct in Redis Cluster without hash tags: a
 // session key and its subject's index usually live on different slots.
+// Refresh families (refresh_redis.go) are the exception: a family's keys
+// and its access session keys share one slot, so a refresh is one script.
 //
 //	sg:s:<ref>      string  the encoded record; TTL = sliding idle expiry capped by the absolute one
 //	sg:u:<subject>  zset    refs of the subject's sessions, scored by insertion order;

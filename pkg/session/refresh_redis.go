@@ -329,6 +329,13 @@ func (r *RedisStore) Refresh(ctx context.Context, token string) (Refreshed, erro
 	if !ok || perr != nil || !ValidFamilyRef(fam) {
 		return Refreshed{}, fmt.Errorf("refresh token: %w", ErrCorrupt)
 	}
+	// A pointer outlives its family by at most a clock skew; past the end
+	// there is nothing to refresh, and a SET with a non-positive TTL would
+	// keep the candidate's pointer forever.
+	ttl := time.Until(time.UnixMilli(end))
+	if ttl < time.Millisecond {
+		return Refreshed{}, ErrRefreshInvalid
+	}
 	next, err := newSuccessor(token, fam, func() (string, error) { return r.newID(fam) })
 	if err != nil {
 		return Refreshed{}, err
@@ -337,7 +344,7 @@ func (r *RedisStore) Refresh(ctx context.Context, token string) (Refreshed, erro
 	// hands out already resolves. If it does not, nobody ever sees the
 	// candidate token, and its pointer is removed (or expires with the family).
 	nk := tokenKey(next.tref)
-	if err := r.rdb.Set(ctx, nk, pointerOf(fam, end), time.Until(time.UnixMilli(end))).Err(); err != nil {
+	if err := r.rdb.Set(ctx, nk, pointerOf(fam, end), ttl).Err(); err != nil {
 		return Refreshed{}, wrap("create refresh token", err)
 	}
 	res, err := r.run(ctx, refreshScript, []string{familyKey(fam), graceKey(fam), sessionKey(next.ref)},

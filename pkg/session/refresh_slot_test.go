@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -84,4 +85,105 @@ func TestRedisKeysHoldNoRefreshCredential(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestRefreshTokenShape: tokens are never session IDs nor the reverse, and
+// a family ref is never a session ref.
+func TestRefreshTokenShape(t *testing.T) {
+	tok, err := NewRefreshToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fam, err := NewFamilyRef()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := mustID(t)
+	switch {
+	case !ValidRefreshToken(tok) || ValidID(tok) || ValidRefreshToken(id) || HasCredentialPrefix(tok):
+		t.Fatalf("token %q / id %q shapes overlap", tok, id)
+	case !ValidFamilyRef(fam) || ValidRef(fam) || ValidFamilyRef(RefOf(id)):
+		t.Fatalf("family ref %q / session ref shapes overlap", fam)
+	case refreshRefOf(tok) == RefOf(tok[len(RefreshTokenPrefix):]):
+		t.Fatal("a token's ref equals the ref of its body as a session ID")
+	}
+}
+
+// TestRecordWithBadFamilyIsCorrupt: a record naming a family in any other
+// shape was not written by sessiongate.
+func TestRecordWithBadFamilyIsCorrupt(t *testing.T) {
+	for _, fam := range []string{"x", "fam_", "FAM_0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef"} {
+		e, err := parseEntry("r", `1:1:99999999999999:60000:{"sub":"a","cat":1,"fam":"`+fam+`"}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Session(); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("fam %q: err = %v, want ErrCorrupt", fam, err)
+		}
+	}
+}
+
+// TestSealedSuccessorOpensOnlyWithItsToken: the grace blob opens with the
+// retired token it was sealed under, in its family, and nothing else.
+func TestSealedSuccessorOpensOnlyWithItsToken(t *testing.T) {
+	old, _ := NewRefreshToken()
+	other, _ := NewRefreshToken()
+	fam, _ := NewFamilyRef()
+	fam2, _ := NewFamilyRef()
+	id := mustID(t)
+	next, _ := NewRefreshToken()
+	sealed, err := sealSuccessor(old, fam, id, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gotID, gotNext, err := openSuccessor(old, fam, sealed); err != nil || gotID != id || gotNext != next {
+		t.Fatalf("open = %q, %q, %v", gotID, gotNext, err)
+	}
+	for name, try := range map[string]func() error{
+		"other token":  func() error { _, _, err := openSuccessor(other, fam, sealed); return err },
+		"other family": func() error { _, _, err := openSuccessor(old, fam2, sealed); return err },
+		"truncated":    func() error { _, _, err := openSuccessor(old, fam, sealed[:10]); return err },
+		"flipped": func() error {
+			b := []byte(sealed)
+			b[len(b)/2] ^= 1
+			_, _, err := openSuccessor(old, fam, string(b))
+			return err
+		},
+	} {
+		if err := try(); !errors.Is(err, ErrRefreshInvalid) {
+			t.Errorf("%s: err = %v, want ErrRefreshInvalid", name, err)
+		}
+	}
+	if strings.Contains(sealed, id) || strings.Contains(sealed, next[len(RefreshTokenPrefix):]) {
+		t.Fatal("the sealed blob holds the pair in the clear")
+	}
+}
+
+// FuzzValidRefreshToken: whatever ValidRefreshToken accepts has the exact
+// shape NewRefreshToken produces, and the store refuses the rest without
+// a lookup.
+func FuzzValidRefreshToken(f *testing.F) {
+	tok, _ := NewRefreshToken()
+	for _, s := range []string{tok, "", RefreshTokenPrefix, tok + "A", tok[:len(tok)-1] + "B", "SGR_" + tok[4:], mustIDF(f)} {
+		f.Add(s)
+	}
+	st := NewMemoryStore(nil)
+	f.Fuzz(func(t *testing.T, s string) {
+		if ValidRefreshToken(s) {
+			if len(s) != RefreshTokenLen || !strings.HasPrefix(s, RefreshTokenPrefix) || !ValidID(s[len(RefreshTokenPrefix):]) {
+				t.Fatalf("accepted %q", s)
+			}
+		}
+		if _, err := st.Refresh(context.Background(), s); !errors.Is(err, ErrRefreshInvalid) {
+			t.Fatalf("refresh %q: %v", s, err)
+		}
+	})
+}
+
+func mustIDF(f *testing.F) string {
+	id, err := NewID()
+	if err != nil {
+		f.Fatal(err)
+	}
+	return id
 }
