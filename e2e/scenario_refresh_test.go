@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -173,18 +174,30 @@ func TestMobileAppRefreshThroughEnvoy(t *testing.T) {
 		t.Fatalf("body over max_request_bytes: %v", big)
 	}
 
-	// Every token request was a local reply of ext_authz: no upstream.
-	tokenLines := 0
-	for _, l := range s.AccessLog() {
-		if p, _ := l["path"].(string); strings.HasPrefix(p, "/auth/token") {
-			tokenLines++
-			if c, _ := l["upstream_cluster"].(string); c != "" && c != "-" {
-				t.Errorf("a token request went to upstream cluster %q: %v", c, l)
+	// Every token request was a local reply: no upstream. Envoy writes
+	// its access log every 100 ms; the 413, sent last, closes the list.
+	var tokenLines []map[string]any
+	s.Eventually(5*time.Second, "the token requests in the access log", func() error {
+		tokenLines = tokenLines[:0]
+		last := false
+		for _, l := range s.AccessLog() {
+			if p, _ := l["path"].(string); strings.HasPrefix(p, "/auth/token") {
+				tokenLines = append(tokenLines, l)
+				last = last || l["status"] == float64(http.StatusRequestEntityTooLarge)
 			}
 		}
-	}
-	if tokenLines < 100 {
-		t.Fatalf("%d token requests in the access log, want over 100", tokenLines)
+		if !last || len(tokenLines) < 100 {
+			return fmt.Errorf("%d token requests logged so far, the 413 among them: %v", len(tokenLines), last)
+		}
+		return nil
+	})
+	for _, l := range tokenLines {
+		if c, _ := l["upstream_cluster"].(string); c != "" && c != "-" {
+			t.Errorf("a token request went to upstream cluster %q: %v", c, l)
+		}
+		if f, _ := l["flags"].(string); l["status"] != float64(http.StatusRequestEntityTooLarge) && f != "UAEX" {
+			t.Errorf("a token request answered other than by ext_authz: %v", l)
+		}
 	}
 	for _, tok := range secrets {
 		if s.Sessiongate.LogContains(tok) {
