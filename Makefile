@@ -123,6 +123,7 @@ k8s-test:
 FUZZPARALLEL ?= 1
 FUZZ_TARGETS := ./pkg/admin:FuzzAdminJSON ./pkg/admin:FuzzClaimNameDifferential ./pkg/admin:FuzzListQuery ./pkg/verify:FuzzExactClaims \
 	./pkg/authz:FuzzRoutePath ./pkg/authz:FuzzSessionCookie ./pkg/authz:FuzzSPIFFEPrincipal ./pkg/authz:FuzzParseServices \
+	./pkg/authz:FuzzParseForm ./pkg/authz:FuzzRefreshRequest \
 	./pkg/exchange:FuzzTokenRequest \
 	./pkg/session:FuzzParseEntry ./pkg/session:FuzzValidID ./pkg/session:FuzzValidCredential ./pkg/config:FuzzLoad
 fuzz:

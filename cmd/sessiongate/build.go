@@ -73,6 +73,9 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 	ao.Sessions, ao.Services, ao.Signer, ao.Metrics, ao.Log = g.store, g.services, g.signer, g.metrics, log
 	ao.SelfService.Sessions = g.store
 	ao.Events = g.events
+	if ao.RefreshPath != "" {
+		ao.Refresh = g.store // the token endpoint rotates in the session store
+	}
 	if cfg.GeoIP.Database != "" {
 		if g.geoip, err = geoip.Open(cfg.GeoIP.Database); err != nil {
 			return nil, fmt.Errorf("geoip.database: %w", err)
@@ -184,7 +187,8 @@ func cookie(cfg *config.Config) session.Cookie {
 }
 
 // authzOptions maps the config to the Check server's options; the caller
-// adds Sessions, Signer, Metrics and Log.
+// adds Sessions, Signer, Metrics and Log, and Refresh when RefreshPath is
+// set (refresh.enabled).
 func authzOptions(cfg *config.Config) (authz.Options, error) {
 	routes, err := authzRoutes(cfg.Routes)
 	if err != nil {
@@ -218,6 +222,7 @@ func authzOptions(cfg *config.Config) (authz.Options, error) {
 		CSRF:           authz.CSRF{Disabled: !cfg.CSRF.Enabled, AllowedOrigins: cfg.CSRF.AllowedOrigins, Shadow: cfg.CSRF.Shadow},
 		// The caller adds the store that lists sessions.
 		SelfService: authz.SelfService{PathPrefix: cfg.SelfService.PathPrefix, PagePath: cfg.SelfService.PagePath},
+		RefreshPath: refreshPath(cfg.Refresh),
 
 		Binding:        binding,
 		XFFTrustedHops: cfg.ClientIP.XFFTrustedHops,
@@ -225,6 +230,14 @@ func authzOptions(cfg *config.Config) (authz.Options, error) {
 
 		NoDynamicMetadata: !cfg.Envoy.DynamicMetadata,
 	}, nil
+}
+
+// refreshPath is the token endpoint's path, or "" with refresh off.
+func refreshPath(r config.Refresh) string {
+	if !r.Enabled {
+		return ""
+	}
+	return r.Path
 }
 
 // authzAnomaly maps session.anomaly to the Check server's anomaly checks;

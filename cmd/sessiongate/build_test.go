@@ -115,6 +115,12 @@ func TestAuthzOptions(t *testing.T) {
 			func(o *authz.Options) {
 				o.Anomaly = authz.Anomaly{CountryChange: true, CountryAction: authz.PolicyRevoke}
 			}, ""},
+		{"refresh on", func(c *config.Config) { c.Refresh.Enabled, c.Refresh.Path = true, "/oauth/refresh" },
+			func(o *authz.Options) { o.RefreshPath = "/oauth/refresh" }, ""},
+		{"refresh off keeps its path out of Check", func(c *config.Config) { c.Refresh.Path = "/oauth/refresh" },
+			func(*authz.Options) {}, ""},
+		{"refresh on, default path", func(c *config.Config) { c.Refresh.Enabled = true },
+			func(o *authz.Options) { o.RefreshPath = "/auth/token" }, ""},
 		{"unknown country change action", func(c *config.Config) { c.Session.Anomaly.CountryChange = "block" }, nil, "session.anomaly.country_change"},
 		{"unknown anomaly action", func(c *config.Config) { c.Session.Anomaly.Action = "block" }, nil, "session.anomaly.action"},
 		{"unknown binding action", func(c *config.Config) { c.Session.Binding.Action = "block" }, nil, "session.binding.action"},

@@ -103,6 +103,11 @@ func explain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// address, its user agent, its rate), and explain has none: it
 	// explains the rules, never revokes.
 	ao.Binding, ao.Anomaly = authz.Binding{}, authz.Anomaly{}
+	// The token endpoint is explained up to the store, which explain
+	// never asks to rotate anything.
+	if ao.RefreshPath != "" {
+		ao.Refresh = noRefresh{}
+	}
 
 	var e explanation
 	var credential string
@@ -245,6 +250,13 @@ func (s peekAs) Touch(ctx context.Context, _ string) (session.Entry, error) {
 
 func (peekAs) Delete(context.Context, string) error {
 	return errors.New("explain deletes nothing")
+}
+
+// noRefresh serves the token endpoint in explain: it rotates nothing.
+type noRefresh struct{}
+
+func (noRefresh) Refresh(context.Context, string) (session.Refreshed, error) {
+	return session.Refreshed{}, errors.New("explain refreshes nothing")
 }
 
 // claimsRecorder stands in for the signer: it keeps the claims a token

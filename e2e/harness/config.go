@@ -131,6 +131,13 @@ type SGConfig struct {
 	Cache         *SGCache            `yaml:"cache,omitempty"`
 	Envoy         *SGEnvoy            `yaml:"envoy,omitempty"`
 	ClientIP      *SGClientIP         `yaml:"client_ip,omitempty"`
+	Refresh       *SGRefresh          `yaml:"refresh,omitempty"`
+}
+
+// SGRefresh is the refresh section; nil keeps sessiongate's default (off).
+type SGRefresh struct {
+	Enabled    bool   `yaml:"enabled"`
+	ReuseGrace string `yaml:"reuse_grace,omitempty"`
 }
 
 // SGCache is the cache section; nil keeps sessiongate's default (on).

@@ -52,6 +52,7 @@ type checkInput struct {
 	html    bool                  // Accept: text/html (a browser navigation)
 	source  string                // Envoy's source.address
 	bound   bool                  // ask the server with the session binding on
+	body    string                // the request body as Envoy packs it (raw_body); may hold {placeholders}
 }
 
 type adminInput struct {
@@ -68,6 +69,7 @@ const (
 	wantServiceToken = "service_token" // 200 with a freshly signed service token
 	wantPublic       = "public"        // 200, no token, client-sent token header removed
 	wantLocal        = "local"         // 200 answered by sessiongate itself (self-service): nothing goes upstream
+	wantRefreshed    = "refreshed"     // 200 local reply with a new token pair (the token endpoint)
 )
 
 type badInput struct {
@@ -499,6 +501,83 @@ func TestBadInputCatalog(t *testing.T) {
 			admin: &adminInput{method: "POST", path: "/v1/services", body: `{"name":"x","credential":"sgsvc_x"}`}},
 		{name: "admin: oversized service body", want: 413,
 			admin: &adminInput{method: "POST", path: "/v1/services", body: `{"name":"x","roles":["` + id(admin.MaxBodyBytes+1) + `"]}`}},
+
+		// The token endpoint (refresh tokens). Answered by Check itself: a
+		// local reply, never an allow.
+		{name: "control: refresh", want: 200, kind: wantRefreshed,
+			check: &checkInput{method: "POST", path: "/auth/token", headers: formCT, body: "grant_type=refresh_token&refresh_token={rt}"}},
+		{name: "refresh: GET", want: 405, check: &checkInput{method: "GET", path: "/auth/token"}},
+		{name: "refresh: lower-case post", want: 405,
+			check: &checkInput{method: "post", path: "/auth/token", headers: formCT, body: "grant_type=refresh_token&refresh_token={rt}"}},
+		{name: "refresh: body absent (with_request_body not configured)", want: 400,
+			check: &checkInput{method: "POST", path: "/auth/token", headers: formCT}},
+		{name: "refresh: JSON body", want: 400,
+			check: &checkInput{method: "POST", path: "/auth/token", headers: map[string]string{"content-type": "application/json"},
+				body: `{"grant_type":"refresh_token","refresh_token":"{rt}"}`}},
+		{name: "refresh: JSON body labelled a form", want: 400,
+			check: &checkInput{method: "POST", path: "/auth/token", headers: formCT, body: `{"grant_type":"refresh_token","refresh_token":"{rt}"}`}},
+		{name: "refresh: no content type", want: 400,
+			check: &checkInput{method: "POST", path: "/auth/token", body: "grant_type=refresh_token&refresh_token={rt}"}},
+		{name: "refresh: multipart content type", want: 400,
+			check: &checkInput{method: "POST", path: "/auth/token", headers: map[string]string{"content-type": "multipart/form-data; boundary=x"},
+				body: "grant_type=refresh_token&refresh_token={rt}"}},
+		{name: "refresh: content type behind a no-break space", want: 400,
+			check: &checkInput{method: "POST", path: "/auth/token", headers: map[string]string{"content-type": "\u00a0application/x-www-form-urlencoded"},
+				body: "grant_type=refresh_token&refresh_token={rt}"}},
+		{name: "refresh: two content types", want: 400,
+			check: &checkInput{method: "POST", path: "/auth/token", raw: []*corev3.HeaderValue{
+				{Key: "content-type", Value: "application/x-www-form-urlencoded"}, {Key: "content-type", Value: "application/json"}},
+				body: "grant_type=refresh_token&refresh_token={rt}"}},
+		{name: "refresh: duplicate refresh_token", want: 400,
+			check: &checkInput{method: "POST", path: "/auth/token", headers: formCT, body: "grant_type=refresh_token&refresh_token={rt}&refresh_token={rt}"}},
+		{name: "refresh: duplicate grant_type, one empty (Python drops it)", want: 400,
+			check: &checkInput{method: "POST", path: "/auth/token", headers: formCT, body: "grant_type=&grant_type=refresh_token&refresh_token={rt}"}},
+		{name: "refresh: the same parameter once escaped", want: 400,
+			check: &checkInput{method: "POST", path: "/auth/token", headers: formCT, body: "grant_type=refresh_token&refresh_token={rt}&refresh%5Ftoken={rt}"}},
+		{name: "refresh: semicolon separator", want: 400,
+			check: &checkInput{method: "POST", path: "/auth/token", headers: formCT, body: "grant_type=refresh_token;refresh_token={rt}"}},
+		{name: "refresh: bad escape", want: 400,
+			check: &checkInput{method: "POST", path: "/auth/token", headers: formCT, body: "grant_type=refresh_token&refresh_token={rt}%zz"}},
+		{name: "refresh: NUL escaped in the token", want: 400,
+			check: &checkInput{method: "POST", path: "/auth/token", headers: formCT, body: "grant_type=refresh_token&refresh_token={rt}%00"}},
+		{name: "refresh: CRLF in the body", want: 400,
+			check: &checkInput{method: "POST", path: "/auth/token", headers: formCT, body: "grant_type=refresh_token\r\nrefresh_token={rt}"}},
+		{name: "refresh: body over 1 KiB", want: 400,
+			check: &checkInput{method: "POST", path: "/auth/token", headers: formCT, body: "grant_type=refresh_token&refresh_token={rt}&client_id=" + id(1<<10)}},
+		{name: "refresh: body of 1 MiB", want: 400,
+			check: &checkInput{method: "POST", path: "/auth/token", headers: formCT, body: "grant_type=refresh_token&refresh_token=" + id(1<<20)}},
+		{name: "refresh: refresh token in the query string", want: 400,
+			check: &checkInput{method: "POST", path: "/auth/token?grant_type=refresh_token&refresh_token={rt}", headers: formCT, body: "grant_type=refresh_token"}},
+		{name: "refresh: password grant", want: 400,
+			check: &checkInput{method: "POST", path: "/auth/token", headers: formCT, body: "grant_type=password&username=alice&password=x"}},
+		{name: "refresh: grant type in another case", want: 400,
+			check: &checkInput{method: "POST", path: "/auth/token", headers: formCT, body: "grant_type=REFRESH_TOKEN&refresh_token={rt}"}},
+		{name: "refresh: parameter name in another case", want: 400,
+			check: &checkInput{method: "POST", path: "/auth/token", headers: formCT, body: "grant_type=refresh_token&Refresh_Token={rt}"}},
+		{name: "refresh: malformed refresh token (one character short)", want: 400,
+			check: &checkInput{method: "POST", path: "/auth/token", headers: formCT, body: "grant_type=refresh_token&refresh_token={rt_short}"}},
+		{name: "refresh: oversized refresh token", want: 400,
+			check: &checkInput{method: "POST", path: "/auth/token", headers: formCT, body: "grant_type=refresh_token&refresh_token={rt}" + id(512)}},
+		{name: "refresh: prefix in another case", want: 400,
+			check: &checkInput{method: "POST", path: "/auth/token", headers: formCT, body: "grant_type=refresh_token&refresh_token={rt_upper}"}},
+		{name: "refresh: session ID as refresh token", want: 400,
+			check: &checkInput{method: "POST", path: "/auth/token", headers: formCT, body: "grant_type=refresh_token&refresh_token={alice}"}},
+		{name: "refresh: session ID behind the refresh prefix", want: 400,
+			check: &checkInput{method: "POST", path: "/auth/token", headers: formCT, body: "grant_type=refresh_token&refresh_token=sgr_{alice}"}},
+		{name: "refresh: service credential as refresh token", want: 400,
+			check: &checkInput{method: "POST", path: "/auth/token", headers: formCT, body: "grant_type=refresh_token&refresh_token={svc}"}},
+		{name: "refresh: unknown refresh token", want: 400,
+			check: &checkInput{method: "POST", path: "/auth/token", headers: formCT, body: "grant_type=refresh_token&refresh_token={rt_unknown}"}},
+		{name: "refresh token as a bearer to an API route", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"authorization": "Bearer {rt}"}}},
+		{name: "refresh token as a bearer beside a session cookie", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"authorization": "Bearer {rt}", "cookie": "__Host-sid={alice}"}}},
+		{name: "refresh token as the session cookie", want: 401,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"cookie": "__Host-sid={rt}"}}},
+		{name: "refresh token under another scheme beside a session cookie is not passed on", want: 200, kind: wantToken,
+			check: &checkInput{method: "GET", path: "/app/x", headers: map[string]string{"authorization": "Token {rt}", "cookie": "__Host-sid={alice}; rt={rt}"}}},
+		{name: "refresh token on a public route is taken out", want: 200, kind: wantPublic,
+			check: &checkInput{method: "GET", path: "/public/x", headers: map[string]string{"authorization": "Bearer {rt}", "cookie": "theme=dark; rt={rt}"}}},
 	}
 
 	for _, tc := range cases {
@@ -534,13 +613,19 @@ type catalog struct {
 	f     *fixture
 	bound *Server // the same, with the session binding on
 	admin *httptest.Server
-	ids   map[string]string // placeholder name → session ID or service credential
-	repl  *strings.Replacer
-	logs  *logtest.Buffer
+	ids   map[string]string // placeholder name → session ID, service credential or refresh token
+	// issued are the tokens the token endpoint handed out during the run:
+	// secrets as much as ids.
+	issued []string
+	repl   *strings.Replacer
+	logs   *logtest.Buffer
 }
 
 // internal makes a catalog route internal through context_extensions.
 var internal = map[string]string{"access": "internal"}
+
+// formCT is a token request's content type.
+var formCT = map[string]string{"content-type": "application/x-www-form-urlencoded"}
 
 func newCatalog(t *testing.T) *catalog {
 	t.Helper()
@@ -555,6 +640,7 @@ func newCatalog(t *testing.T) *catalog {
 		o.LogoutPath = ""
 		o.Services = store
 		o.SelfService = SelfService{PathPrefix: "/auth/sessions", PagePath: "/auth/devices", Sessions: store}
+		o.Refresh, o.RefreshPath = store, "/auth/token"
 	})
 	bound := c.f.srv.o
 	bound.Binding = Binding{UserAgent: true, IPv4Bits: 24, IPv6Bits: 48, Action: PolicyDeny}
@@ -649,6 +735,21 @@ func newCatalog(t *testing.T) *catalog {
 	c.ids["wrongtype"] = wrong
 	c.ids["unknown"] = newID(t)
 
+	// A refresh family, started as a login asking for refresh does.
+	fam, _, err := store.CreateFamily(ctx, &session.Session{Subject: "frank", CreatedAt: time.Now().Truncate(time.Millisecond)}, session.Limit{},
+		session.RefreshPolicy{AccessIdle: 10 * time.Minute, AccessAbsolute: 15 * time.Minute, TTL: 24 * time.Hour, Idle: time.Hour, Grace: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := fam.RefreshToken
+	c.ids["rt"], c.ids["rt_access"] = rt, fam.ID
+	c.ids["rt_short"], c.ids["rt_upper"] = rt[:len(rt)-1], "SGR_"+rt[len(session.RefreshTokenPrefix):]
+	unknown, err := session.NewRefreshToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ids["rt_unknown"] = unknown
+
 	var pairs []string
 	for name, v := range c.ids {
 		pairs = append(pairs, "{"+name+"}", v)
@@ -671,6 +772,9 @@ func (c *catalog) secrets() map[string]string {
 	out := map[string]string{"the admin token": catalogAdminToken}
 	for name, id := range c.ids {
 		out["session ID "+name] = id
+	}
+	for i, tok := range c.issued {
+		out[fmt.Sprintf("issued token %d", i)] = tok
 	}
 	return out
 }
@@ -701,6 +805,9 @@ func (c *catalog) runCheck(t *testing.T, tc badInput) {
 	if in.source != "" {
 		withSource(in.source)(req)
 	}
+	if in.body != "" {
+		h.RawBody = []byte(c.repl.Replace(in.body))
+	}
 	srv := c.f.srv
 	if in.bound {
 		srv = c.bound
@@ -724,6 +831,13 @@ func (c *catalog) runCheck(t *testing.T, tc badInput) {
 
 	tok, hasToken := okHeader(t, resp, tokenHeader)
 	switch {
+	case tc.kind == wantRefreshed:
+		if got != 200 {
+			t.Fatalf("token endpoint answered %d", got)
+		}
+		tr := granted(t, resp)
+		c.issued = append(c.issued, tr.AccessToken, tr.RefreshToken)
+		return // a local reply: nothing goes upstream
 	case got != 200:
 		if hasToken || resp.GetOkResponse() != nil {
 			t.Fatal("a denial carries an allow or a token")

@@ -24,6 +24,7 @@ const (
 	DecisionCountryChange                   // the session is used from another country than it was created in, action deny or revoke (401)
 	DecisionTokenTooLarge                   // the session's token for this route is over token.max_bytes (403)
 	DecisionSelfService                     // a self-service route answered for the caller's own sessions (200, 204, 303, 404)
+	DecisionRefresh                         // the token endpoint's own answer: a new token pair (200) or an OAuth error (400, 405)
 
 	numDecisions
 )
@@ -45,6 +46,7 @@ var decisionNames = [numDecisions]string{
 	DecisionCountryChange:   "country_change",
 	DecisionTokenTooLarge:   "token_too_large",
 	DecisionSelfService:     "self_service",
+	DecisionRefresh:         "refresh",
 }
 
 func (d Decision) String() string {

@@ -189,8 +189,9 @@ func carriesSessionID(v, id string) bool {
 	if id != "" && strings.Contains(v, id) {
 		return true
 	}
-	// A service credential, valid or not, goes no further than a session ID.
-	return idRun(v) != "" || containsFoldASCII(v, session.CredentialPrefix)
+	// A service credential or a refresh token, valid or not, goes no
+	// further than a session ID.
+	return idRun(v) != "" || containsFoldASCII(v, session.CredentialPrefix) || containsFoldASCII(v, session.RefreshTokenPrefix)
 }
 
 // idRun returns the first run of token68 characters in v that is shaped
@@ -257,7 +258,8 @@ func cookieHeaderOK(v string) bool {
 // Besides the session cookie, the header for the upstream loses every pair
 // that an upstream parser might still read as the session cookie, that
 // holds the session ID, or that holds anything marked as a service
-// credential (session.CredentialPrefix, in any case): a name that holds the
+// credential or a refresh token (session.CredentialPrefix,
+// session.RefreshTokenPrefix, in any case): a name that holds the
 // session cookie's name in any ASCII case or with other bytes around it
 // ("\u2000__Host-sid", "__host-sid"),
 // or a pair that contains it further in ("a=b, __Host-sid=…", which
@@ -291,7 +293,8 @@ func splitCookie(header, name, id string) (val string, count int, rest string, c
 			changed = true
 			continue
 		}
-		if containsFoldASCII(part, name) || (id != "" && strings.Contains(part, id)) || containsFoldASCII(part, session.CredentialPrefix) {
+		if containsFoldASCII(part, name) || (id != "" && strings.Contains(part, id)) ||
+			containsFoldASCII(part, session.CredentialPrefix) || containsFoldASCII(part, session.RefreshTokenPrefix) {
 			changed = true
 			continue
 		}

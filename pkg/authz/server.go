@@ -108,6 +108,11 @@ type Options struct {
 	// reads neither: no protobuf map to marshal per answer here, less for
 	// Envoy to decode and merge.
 	NoDynamicMetadata bool
+
+	// Refresh answers POST RefreshPath, the token endpoint for refresh
+	// tokens (refresh.go); nil turns it off.
+	Refresh     Refresher
+	RefreshPath string
 }
 
 // Server implements envoy.service.auth.v3.Authorization.
@@ -128,6 +133,8 @@ type Server struct {
 	// seen is the per-session rate and recorded mismatches; nil unless a
 	// policy needs them.
 	seen *seenSessions
+
+	refreshEP refreshEndpoint
 }
 
 // New returns a Server.
@@ -156,6 +163,7 @@ func New(o Options) *Server {
 	if o.Anomaly.on(o.GeoIP) || o.Binding.on() && o.Binding.Action == PolicyLog {
 		s.seen = newSeenSessions()
 	}
+	s.refreshEP = newRefreshEndpoint(o)
 	s.SetRoutes(o.Routes)
 	s.SetSPIFFE(o.SPIFFE)
 	return s
@@ -213,6 +221,9 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	pol, v := s.policy(attrs, method, path, nonASCII)
 	if v.Decision != DecisionOK {
 		return s.resp.denial(v.Decision), v
+	}
+	if path == s.refreshEP.path {
+		return s.refresh(ctx, httpReq, h)
 	}
 	if s.o.LogoutPath != "" && path == s.o.LogoutPath {
 		return s.logout(ctx, httpReq, h)

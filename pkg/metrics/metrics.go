@@ -28,6 +28,7 @@ type Metrics struct {
 	TokenBytes       prometheus.Histogram     // sessiongate_token_bytes
 	StoreUp          prometheus.Gauge         // sessiongate_store_up
 	TokenRequests    *prometheus.CounterVec   // sessiongate_token_requests_total{grant,result}
+	Refresh          *prometheus.CounterVec   // sessiongate_refresh_total{result}
 
 	SecurityEvents        *prometheus.CounterVec // sessiongate_security_events_total{type}
 	SecurityEventsDropped prometheus.Counter     // sessiongate_security_events_dropped_total
@@ -52,6 +53,7 @@ func Catalog() map[string]string {
 		"sessiongate_token_bytes":                   "histogram",
 		"sessiongate_store_up":                      "gauge",
 		"sessiongate_token_requests_total":          "counter",
+		"sessiongate_refresh_total":                 "counter",
 		"sessiongate_security_events_total":         "counter",
 		"sessiongate_security_events_dropped_total": "counter",
 		"sessiongate_security_events_webhook_total": "counter",
@@ -124,6 +126,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "sessiongate_token_requests_total",
 			Help: "POST /oauth2/token answers by grant and result (ok or the RFC 6749 error code).",
 		}, []string{"grant", "result"}),
+		Refresh: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sessiongate_refresh_total",
+			Help: "Refresh-token requests answered at the edge (refresh.path), by result: ok, or why not.",
+		}, []string{"result"}),
 		StoreUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sessiongate_store_up",
 			Help: "1 when the last store health probe succeeded, else 0.",
@@ -143,7 +149,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}, []string{"result"})
 	if reg != nil {
 		reg.MustRegister(m.Decisions, m.CheckDuration, m.StoreDuration, m.StoreErrors, m.StoreCanceled, m.ShadowDecisions,
-			m.SessionsCreated, m.SessionsRevoked, m.TokenCacheHits, m.TokenCacheMisses, m.TokenBytes, m.StoreUp, m.TokenRequests)
+			m.SessionsCreated, m.SessionsRevoked, m.TokenCacheHits, m.TokenCacheMisses, m.TokenBytes, m.StoreUp, m.TokenRequests, m.Refresh)
 		reg.MustRegister(m.SecurityEvents, m.SecurityEventsDropped, m.SecurityEventsWebhook)
 	}
 	return m
