@@ -105,6 +105,7 @@ func (c *Config) Validate(dev bool) error {
 	c.validateBinding(v)
 	c.validateAnomaly(v)
 	c.validateEvents(v)
+	c.validateRevocations(v)
 	return errors.Join(v.errs...)
 }
 

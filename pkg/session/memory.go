@@ -23,7 +23,8 @@ type MemoryStore struct {
 	// scores do, so ListPage walks both stores the same way.
 	seq uint64
 
-	svc memServices // service_memory.go
+	svc memServices    // service_memory.go
+	rev memRevocations // revoked.go
 }
 
 type memRecord struct {
@@ -126,10 +127,13 @@ func (m *MemoryStore) Create(_ context.Context, s *Session, limit Limit) ([]stri
 			if limit.Reject {
 				return nil, ErrLimit
 			}
+			var gone []ended
 			for _, old := range existing[:len(existing)-limit.MaxPerUser+1] {
 				m.drop(old.Ref, old.Subject)
 				evicted = append(evicted, old.Ref)
+				gone = append(gone, ended{ref: old.Ref, abs: old.ExpiresAt})
 			}
+			m.recordRevoked(now, gone)
 		}
 	}
 	m.sessions[s.Ref] = memRecord{raw: raw, subject: s.Subject, expires: nextExpiry(now, s.ExpiresAt, s.IdleTimeout)}
@@ -163,11 +167,17 @@ func (m *MemoryStore) Touch(_ context.Context, ref string) (Entry, error) {
 func (m *MemoryStore) Delete(_ context.Context, ref string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	r, ok := m.live(ref, m.now())
+	now := m.now()
+	r, ok := m.live(ref, now)
 	if !ok {
 		return ErrNotFound
 	}
 	m.drop(ref, r.subject)
+	var abs time.Time
+	if e, err := parseEntry(ref, r.raw); err == nil {
+		abs = e.ExpiresAt
+	}
+	m.recordRevoked(now, []ended{{ref: ref, abs: abs}})
 	return nil
 }
 
@@ -225,13 +235,17 @@ func (m *MemoryStore) ListPage(_ context.Context, subject string, after uint64, 
 func (m *MemoryStore) DeleteUser(_ context.Context, subject string) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	ss, err := m.liveSessions(subject, m.now())
+	now := m.now()
+	ss, err := m.liveSessions(subject, now)
 	if err != nil {
 		return 0, err
 	}
+	gone := make([]ended, 0, len(ss))
 	for _, s := range ss {
 		m.drop(s.Ref, subject)
+		gone = append(gone, ended{ref: s.Ref, abs: s.ExpiresAt})
 	}
+	m.recordRevoked(now, gone)
 	return len(ss), nil
 }
 

@@ -109,7 +109,7 @@ return 1
 var touchSHA any = touchScript.Hash()
 
 // scripts are every Lua script the store runs; Warm loads them all.
-var scripts = []*redis.Script{touchScript, indexAddScript, casScript, slideScript}
+var scripts = []*redis.Script{touchScript, indexAddScript, casScript, slideScript, revokeScript}
 
 // RedisStore keeps sessions in Redis: standalone, Sentinel or Cluster,
 // through go-redis's UniversalClient.
@@ -132,6 +132,11 @@ type RedisStore struct {
 	// flight has nothing to share a batch with and skips the batcher's
 	// hand-off (about 40 µs on a lone Check).
 	touching atomic.Int64
+
+	// The revocation feed (revoked.go): how long entries are kept, and
+	// how many this store recorded.
+	revWindow    atomic.Int64
+	revPublished atomic.Uint64
 
 	// The local session cache (redis_cache.go), nil unless EnableCache.
 	cache      *localCache
@@ -371,7 +376,7 @@ func (r *RedisStore) Create(ctx context.Context, s *Session, limit Limit) ([]str
 		return nil, nil
 	}
 	evicted := live[:len(live)-limit.MaxPerUser]
-	if err := r.remove(ctx, uk, evicted); err != nil {
+	if err := r.revoke(ctx, uk, evicted); err != nil {
 		// The login fails, so the new session goes too; the old ones that
 		// survived stay valid and are evicted by the next login.
 		r.undoCreate(ctx, uk, s.Ref)
@@ -426,6 +431,40 @@ func (r *RedisStore) remove(ctx context.Context, uk string, refs []string) error
 		func(int, string, *redis.IntCmd) (refVerdict, error) { return dropRef, nil })
 }
 
+// revoke is remove for sessions a client may hold tokens of: it reads each
+// record as it deletes it (GETDEL) and records the ones that existed for
+// the revocation feed. It returns how many existed.
+func (r *RedisStore) revoke(ctx context.Context, uk string, refs []string) error {
+	_, err := r.revokeRefs(ctx, uk, refs)
+	return err
+}
+
+func (r *RedisStore) revokeRefs(ctx context.Context, uk string, refs []string) (int, error) {
+	defer r.syncCache(ctx)
+	var gone []ended
+	err := overRefs(ctx, r, uk, refs, getDelCmd, "delete sessions", "unindex sessions",
+		func(_ int, ref string, c *redis.StringCmd) (refVerdict, error) {
+			if v, err := c.Result(); err == nil {
+				gone = append(gone, ended{ref: ref, abs: absoluteEnd(ref, v)})
+			}
+			return dropRef, nil
+		})
+	// Recorded even when unindexing failed: the sessions are gone.
+	if rerr := r.recordRevoked(ctx, gone); err == nil {
+		err = rerr
+	}
+	return len(gone), err
+}
+
+// absoluteEnd reads a deleted record's absolute expiry; zero if it cannot.
+func absoluteEnd(ref, raw string) time.Time {
+	e, err := parseEntry(ref, raw)
+	if err != nil {
+		return time.Time{}
+	}
+	return e.ExpiresAt
+}
+
 // indexRefs reads every ref in a subject's index, oldest first.
 func (r *RedisStore) indexRefs(ctx context.Context, uk string) ([]string, error) {
 	refs, err := r.rdb.ZRange(ctx, uk, 0, -1).Result()
@@ -451,6 +490,9 @@ func getCmd(ctx context.Context, p redis.Pipeliner, key string) *redis.StringCmd
 	return p.Get(ctx, key)
 }
 func delCmd(ctx context.Context, p redis.Pipeliner, key string) *redis.IntCmd { return p.Del(ctx, key) }
+func getDelCmd(ctx context.Context, p redis.Pipeliner, key string) *redis.StringCmd {
+	return p.GetDel(ctx, key)
+}
 
 // overRefs is the one pass every multi-session operation makes over refs
 // read from the index uk: one command per session key, all in one pipeline
@@ -544,7 +586,8 @@ func (r *RedisStore) touch(ctx context.Context, key string) (string, error) {
 	return cmd.Text()
 }
 
-// Delete implements Store.
+// Delete implements Store. The session is recorded for the revocation
+// feed once it is gone.
 func (r *RedisStore) Delete(ctx context.Context, ref string) error {
 	defer r.syncCache(ctx)
 	v, err := r.rdb.GetDel(ctx, sessionKey(ref)).Result()
@@ -554,8 +597,11 @@ func (r *RedisStore) Delete(ctx context.Context, ref string) error {
 		}
 		return wrap("delete session", err)
 	}
-	e, err := parseEntry(ref, v)
-	if err != nil {
+	e, perr := parseEntry(ref, v)
+	if err := r.recordRevoked(ctx, []ended{{ref: ref, abs: e.ExpiresAt}}); err != nil {
+		return err
+	}
+	if perr != nil {
 		return nil // gone; a corrupt record's index entry is pruned by readers
 	}
 	s, err := e.Session()
@@ -697,21 +743,15 @@ func (r *RedisStore) ListPage(ctx context.Context, subject string, after uint64,
 }
 
 // DeleteUser implements Store. Only the refs it read are removed from the
-// index, so a login racing with it keeps its entry.
+// index, so a login racing with it keeps its entry; the sessions it deleted
+// are recorded for the revocation feed.
 func (r *RedisStore) DeleteUser(ctx context.Context, subject string) (int, error) {
-	defer r.syncCache(ctx)
 	uk := userKey(subject)
 	refs, err := r.indexRefs(ctx, uk)
 	if err != nil || len(refs) == 0 {
 		return 0, err
 	}
-	n := 0
-	err = overRefs(ctx, r, uk, refs, delCmd, "delete sessions", "unindex sessions",
-		func(_ int, _ string, c *redis.IntCmd) (refVerdict, error) {
-			n += int(c.Val())
-			return dropRef, nil
-		})
-	return n, err
+	return r.revokeRefs(ctx, uk, refs)
 }
 
 // UpdateUser implements Store. Each record is replaced by compare-and-swap so
