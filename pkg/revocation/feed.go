@@ -25,6 +25,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -93,6 +94,7 @@ type Feed struct {
 
 	dropped atomic.Uint64
 	resyncs atomic.Uint64
+	queue   int // queueLen; tests shrink it
 }
 
 type subscriber struct {
@@ -120,7 +122,7 @@ func New(o Options) *Feed {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Feed{o: o, entries: make(map[string]time.Time), subs: make(map[*subscriber]struct{})}
+	return &Feed{o: o, entries: make(map[string]time.Time), subs: make(map[*subscriber]struct{}), queue: queueLen}
 }
 
 // SetTokens makes the stream require one of tokens as a bearer token; nil
@@ -289,7 +291,7 @@ func (f *Feed) subscribe() (*subscriber, []session.Revocation, int) {
 			snap = append(snap, session.Revocation{Ref: ref, Until: u})
 		}
 	}
-	s := &subscriber{ch: make(chan session.Revocation, queueLen), gone: make(chan struct{})}
+	s := &subscriber{ch: make(chan session.Revocation, f.queue), gone: make(chan struct{})}
 	f.subs[s] = struct{}{}
 	return s, snap, 0
 }
@@ -347,14 +349,23 @@ func (f *Feed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.unsubscribe(s)
-	if err := f.stream(w, r.Context(), s, snap); err != nil && r.Context().Err() == nil {
-		f.o.Log.Debug("revocation feed: client dropped", "remote", r.RemoteAddr, "err", err)
+	err := f.stream(w, r.Context(), s, snap)
+	if errors.Is(err, errWrite) {
+		// A write that failed or timed out: the client is not keeping up
+		// (or is gone without closing).
+		f.dropped.Add(1)
+	}
+	if err != nil {
+		f.o.Log.Debug("revocation feed: stream ended", "remote", r.RemoteAddr, "err", err)
 	}
 }
 
 // errDropped ends a stream the Feed dropped (a slow client, or the Feed out
 // of sync).
 var errDropped = errors.New("dropped by the feed")
+
+// errWrite ends a stream whose write failed or missed WriteTimeout.
+var errWrite = errors.New("write to the client failed")
 
 func (f *Feed) stream(w http.ResponseWriter, ctx context.Context, s *subscriber, snap []session.Revocation) error {
 	rc := http.NewResponseController(w)
@@ -366,12 +377,15 @@ func (f *Feed) stream(w http.ResponseWriter, ctx context.Context, s *subscriber,
 	bw := bufio.NewWriterSize(w, 16<<10)
 	flush := func() error {
 		if err := rc.SetWriteDeadline(time.Now().Add(f.o.WriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-			return err
+			return fmt.Errorf("%w: %w", errWrite, err)
 		}
 		if err := bw.Flush(); err != nil {
-			return err
+			return fmt.Errorf("%w: %w", errWrite, err)
 		}
-		return rc.Flush()
+		if err := rc.Flush(); err != nil {
+			return fmt.Errorf("%w: %w", errWrite, err)
+		}
+		return nil
 	}
 	for _, r := range snap {
 		writeRevoked(bw, r)

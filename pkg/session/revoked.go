@@ -257,6 +257,7 @@ type memRevocations struct {
 	followers map[int]func(Revocation)
 	next      int
 	published uint64
+	pruneAt   int // prune when this many entries are held: amortised O(1) per record
 }
 
 // SetRevocationWindow is RedisStore.SetRevocationWindow for memory.
@@ -288,10 +289,13 @@ func (m *MemoryStore) recordRevoked(now time.Time, gone []ended) {
 	if w <= 0 {
 		w = DefaultRevocationWindow
 	}
-	for ref, u := range m.rev.until {
-		if !u.After(now) {
-			delete(m.rev.until, ref)
+	if len(m.rev.until) >= m.rev.pruneAt {
+		for ref, u := range m.rev.until {
+			if !u.After(now) {
+				delete(m.rev.until, ref)
+			}
 		}
+		m.rev.pruneAt = max(1024, 2*len(m.rev.until))
 	}
 	for _, g := range gone {
 		until := now.Add(w)
