@@ -47,7 +47,7 @@ func newSSEReader(r io.Reader) *sseReader {
 // line reads one line without its terminator.
 func (s *sseReader) line() ([]byte, error) {
 	b, err := s.r.ReadSlice('\n')
-	if err == bufio.ErrBufferFull || len(b) > maxSSELine+1 {
+	if err == bufio.ErrBufferFull {
 		return nil, fmt.Errorf("%w: line longer than %d bytes", errSSE, maxSSELine)
 	}
 	if err != nil {
@@ -59,6 +59,9 @@ func (s *sseReader) line() ([]byte, error) {
 	b = b[:len(b)-1]
 	if n := len(b); n > 0 && b[n-1] == '\r' {
 		b = b[:n-1]
+	}
+	if len(b) > maxSSELine {
+		return nil, fmt.Errorf("%w: line longer than %d bytes", errSSE, maxSSELine)
 	}
 	for _, c := range b {
 		if c == '\r' || c == 0 {
@@ -77,6 +80,9 @@ func (s *sseReader) next(onLine func()) (sseEvent, error) {
 	for {
 		b, err := s.line()
 		if err != nil {
+			if err == io.EOF && (haveType || haveData) {
+				err = io.ErrUnexpectedEOF // the stream ended inside an event
+			}
 			return sseEvent{}, err
 		}
 		if onLine != nil {
