@@ -118,7 +118,9 @@ func TestRevocationFeedAcrossReplicas(t *testing.T) {
 				t.Fatalf("trial %d: refused for another reason: %v", i, err)
 			}
 			if time.Since(ret) > 2*bound {
-				t.Fatalf("trial %d: still accepted %v after the revoke returned", i, time.Since(ret))
+				score, zerr := r.Client().ZScore(t.Context(), "sg:revoked", session.RefOf(id)).Result()
+				t.Fatalf("trial %d: still accepted %v after the revoke returned %d (sg:revoked score %v %v; verifier %+v)",
+					i, time.Since(ret), code, score, zerr, rev.Status())
 			}
 			time.Sleep(100 * time.Microsecond)
 		}

@@ -180,6 +180,17 @@ func (r *Revocations) start(ctx context.Context, leeway time.Duration) {
 	})
 }
 
+// Start follows the feed until ctx ends, for a service that verifies
+// tokens itself and asks Check; a Verifier given r starts it instead.
+// Entries are then kept DefaultLeeway past their exp. Only the first start
+// (by Start or a Verifier) counts.
+func (r *Revocations) Start(ctx context.Context) { r.start(ctx, DefaultLeeway) }
+
+// Check says whether a token carrying sid, already verified by the caller,
+// must be refused: ErrRevoked, ErrRevocationsStale (failing closed), or
+// nil. An empty sid (a token of no session) is never refused.
+func (r *Revocations) Check(sid string) error { return r.check(sid) }
+
 // Close stops following the feed; from then on it is stale.
 func (r *Revocations) Close() {
 	r.mu.Lock()
