@@ -431,29 +431,51 @@ func (r *RedisStore) remove(ctx context.Context, uk string, refs []string) error
 		func(int, string, *redis.IntCmd) (refVerdict, error) { return dropRef, nil })
 }
 
-// revoke is remove for sessions a client may hold tokens of: it reads each
-// record as it deletes it (GETDEL) and records the ones that existed for
-// the revocation feed. It returns how many existed.
+// revoke is remove for sessions a client may hold tokens of: see
+// revokeRefs.
 func (r *RedisStore) revoke(ctx context.Context, uk string, refs []string) error {
 	_, err := r.revokeRefs(ctx, uk, refs)
 	return err
 }
 
+// revokeRefs ends sessions and publishes them for the revocation feed, in
+// the one order a lost reply cannot break: read the records (one pipeline),
+// record those that exist, then delete them and unindex. Recording after a
+// delete would hinge on the delete's reply, and a reply lost and retried
+// (go-redis retries once) reads "nothing deleted": the revocation would
+// never be published. Recording first can at worst publish a session a
+// failed delete left alive, whose caller then sees the error; and a
+// session that does not exist is never recorded, so no caller can fill the
+// feed with made-up refs. It returns how many sessions the deletes ended.
 func (r *RedisStore) revokeRefs(ctx context.Context, uk string, refs []string) (int, error) {
 	defer r.syncCache(ctx)
 	var gone []ended
-	err := overRefs(ctx, r, uk, refs, getDelCmd, "delete sessions", "unindex sessions",
+	err := overRefs(ctx, r, uk, refs, getCmd, "read sessions", "prune index",
 		func(_ int, ref string, c *redis.StringCmd) (refVerdict, error) {
-			if v, err := c.Result(); err == nil {
-				gone = append(gone, ended{ref: ref, abs: absoluteEnd(ref, v)})
+			v, err := c.Result()
+			if isNil(err) {
+				return dropRef, nil
 			}
+			gone = append(gone, ended{ref: ref, abs: absoluteEnd(ref, v)})
+			return keepRef, nil
+		})
+	if err != nil {
+		return 0, err
+	}
+	if err := r.recordRevoked(ctx, gone); err != nil {
+		return 0, err
+	}
+	live := make([]string, len(gone))
+	for i, g := range gone {
+		live[i] = g.ref
+	}
+	n := 0
+	err = overRefs(ctx, r, uk, live, delCmd, "delete sessions", "unindex sessions",
+		func(_ int, _ string, c *redis.IntCmd) (refVerdict, error) {
+			n += int(c.Val())
 			return dropRef, nil
 		})
-	// Recorded even when unindexing failed: the sessions are gone.
-	if rerr := r.recordRevoked(ctx, gone); err == nil {
-		err = rerr
-	}
-	return len(gone), err
+	return n, err
 }
 
 // absoluteEnd reads a deleted record's absolute expiry; zero if it cannot.
@@ -490,9 +512,6 @@ func getCmd(ctx context.Context, p redis.Pipeliner, key string) *redis.StringCmd
 	return p.Get(ctx, key)
 }
 func delCmd(ctx context.Context, p redis.Pipeliner, key string) *redis.IntCmd { return p.Del(ctx, key) }
-func getDelCmd(ctx context.Context, p redis.Pipeliner, key string) *redis.StringCmd {
-	return p.GetDel(ctx, key)
-}
 
 // overRefs is the one pass every multi-session operation makes over refs
 // read from the index uk: one command per session key, all in one pipeline
@@ -587,19 +606,25 @@ func (r *RedisStore) touch(ctx context.Context, key string) (string, error) {
 }
 
 // Delete implements Store. The session is recorded for the revocation
-// feed once it is gone.
+// feed before it is deleted, for the reason revokeRefs gives.
 func (r *RedisStore) Delete(ctx context.Context, ref string) error {
 	defer r.syncCache(ctx)
-	v, err := r.rdb.GetDel(ctx, sessionKey(ref)).Result()
+	key := sessionKey(ref)
+	v, err := r.rdb.Get(ctx, key).Result()
 	if err != nil {
 		if isNil(err) {
 			return ErrNotFound
 		}
-		return wrap("delete session", err)
+		return wrap("read session", err)
 	}
 	e, perr := parseEntry(ref, v)
 	if err := r.recordRevoked(ctx, []ended{{ref: ref, abs: e.ExpiresAt}}); err != nil {
 		return err
+	}
+	// A reply of 0 (deleted meanwhile, or a retry after a lost reply)
+	// is still this revocation done: the session existed and is gone.
+	if err := r.rdb.Del(ctx, key).Err(); err != nil {
+		return wrap("delete session", err)
 	}
 	if perr != nil {
 		return nil // gone; a corrupt record's index entry is pruned by readers

@@ -26,11 +26,11 @@ import (
 //	sg:revocations    channel  "<ref> <unix ms>" for each new entry
 //
 // In Redis the record is one single-key script on sg:revoked that adds,
-// prunes and PUBLISHes; it runs after the session key is deleted (the
-// session key and sg:revoked live on different Cluster slots, so one
-// script cannot hold both). A failure to record is returned to the caller
-// even though the session is gone: the feed may have missed it, and the
-// token's own exp is then the bound, as without the feed.
+// prunes and PUBLISHes. The session key and sg:revoked live on different
+// Cluster slots, so one script cannot hold both: the record is made after
+// the session is read and before it is deleted (see revokeRefs for why
+// that order). A failure to record fails the revocation, with nothing
+// deleted.
 const (
 	revokedKey     = "sg:revoked"
 	revokedChannel = "sg:revocations"
@@ -110,9 +110,11 @@ func (r *RedisStore) window() time.Duration {
 func (r *RedisStore) RevocationsPublished() uint64 { return r.revPublished.Load() }
 
 // recordRevoked is the one step that publishes ended sessions, for every
-// path that deletes sessions a client may hold tokens of. It is to be called
-// after the delete, with its own deadline: the caller's may be spent, and
-// a deletion that happened must be published.
+// path that deletes sessions a client may hold tokens of (Delete, and
+// revokeRefs for DeleteUser and eviction; anything else that ends sessions,
+// refresh-token families included, goes through those or calls it the
+// same way). It is called with records just read and before they are
+// deleted; the entries are idempotent, so a retried call is harmless.
 func (r *RedisStore) recordRevoked(ctx context.Context, gone []ended) error {
 	if len(gone) == 0 {
 		return nil
@@ -126,8 +128,6 @@ func (r *RedisStore) recordRevoked(ctx context.Context, gone []ended) error {
 		}
 		args = append(args, g.ref, abs)
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
-	defer cancel()
 	n, err := r.run(ctx, revokeScript, []string{revokedKey}, args...).Int64()
 	if err != nil {
 		return wrap("record revocation", err)
@@ -135,9 +135,6 @@ func (r *RedisStore) recordRevoked(ctx context.Context, gone []ended) error {
 	r.revPublished.Add(uint64(n))
 	return nil
 }
-
-// recordTimeout bounds recording a revocation after its delete.
-const recordTimeout = 2 * time.Second
 
 // RevocationsIn reads the revocations in force, at most limit of them
 // (ErrRevocationsOverflow beyond).

@@ -3,8 +3,13 @@ package session
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sessiongate/sessiongate/internal/redistest"
 )
 
 // revocationFollower is what both stores offer the revocation feed.
@@ -220,4 +225,78 @@ func FuzzParseRevocationMessage(f *testing.F) {
 			t.Fatalf("%q reads as %q: not the one spelling", in, back)
 		}
 	})
+}
+
+// lostReply makes the first command named cmd run in Redis and then fail
+// at the client, as a reply lost on the wire does.
+type lostReply struct {
+	cmd  string
+	done atomic.Bool
+}
+
+func (h *lostReply) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *lostReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, c redis.Cmder) error {
+		err := next(ctx, c)
+		if c.Name() == h.cmd && h.done.CompareAndSwap(false, true) {
+			return errors.New("i/o timeout (reply lost)")
+		}
+		return err
+	}
+}
+func (h *lostReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, c := range cmds {
+			if c.Name() == h.cmd && h.done.CompareAndSwap(false, true) {
+				return errors.New("i/o timeout (reply lost)")
+			}
+		}
+		return err
+	}
+}
+
+// A revocation whose delete ran in Redis but whose reply was lost is
+// still published: the caller sees an error, its retry finds nothing to
+// delete, and nothing else would ever record it. Holds for every delete
+// command the store sends.
+func TestRevocationSurvivesALostDeleteReply(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, cmd := range []string{"del", "getdel"} {
+		t.Run(cmd, func(t *testing.T) {
+			rdb, err := NewRedisClient(srv.URL(), time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := NewRedisStore(rdb)
+			t.Cleanup(func() { st.Close() })
+			ctx := context.Background()
+			one := newSession(t, "lost-"+cmd, time.Minute, time.Hour)
+			mustCreate(t, st, one, Limit{})
+			rdb.AddHook(&lostReply{cmd: cmd})
+			err = st.Delete(ctx, one.Ref)
+			if err != nil {
+				if err := st.Delete(ctx, one.Ref); err != nil && !errors.Is(err, ErrNotFound) {
+					t.Fatalf("retried delete: %v", err)
+				}
+			}
+			users := newSession(t, "lost-user-"+cmd, time.Minute, time.Hour)
+			mustCreate(t, st, users, Limit{})
+			rdb.AddHook(&lostReply{cmd: cmd})
+			if _, err := st.DeleteUser(ctx, users.Subject); err != nil {
+				if _, err := st.DeleteUser(ctx, users.Subject); err != nil {
+					t.Fatalf("retried delete user: %v", err)
+				}
+			}
+			snap, _ := follow(t, st)
+			for _, ref := range []string{one.Ref, users.Ref} {
+				if _, ok := snap[ref]; !ok {
+					t.Errorf("a session deleted with its reply lost was never published (%s)", ref)
+				}
+				if _, err := st.Touch(ctx, ref); !errors.Is(err, ErrNotFound) {
+					t.Errorf("session still alive: %v", err)
+				}
+			}
+		})
+	}
 }
