@@ -18,6 +18,7 @@ import (
 //	sg:s:<ref>      string  the encoded record; TTL = sliding idle expiry capped by the absolute one
 //	sg:u:<subject>  zset    refs of the subject's sessions, scored by insertion order;
 //	                        TTL = the latest absolute expiry among them
+//	sg:revoked      zset    the revocation feed's entries (revoked.go)
 //
 // The index may briefly name sessions that have expired or were deleted
 // between two steps; every reader checks the session keys and prunes what is

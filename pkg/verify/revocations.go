@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"mime"
 	"net/http"
 	"sync"
 	"time"
@@ -295,6 +296,11 @@ func (r *Revocations) follow(parent context.Context) error {
 	if r.token != "" {
 		req.Header.Set("Authorization", "Bearer "+r.token)
 	}
+	// A connection silent for the staleness bound is dead (sessiongate
+	// writes a heartbeat every 10 s): end it and reconnect. It runs from
+	// before the request, so a server that never answers is left too.
+	idle := time.AfterFunc(r.maxStale, cancel)
+	defer idle.Stop()
 	resp, err := r.client.Do(req)
 	if err != nil {
 		return err
@@ -303,13 +309,9 @@ func (r *Revocations) follow(parent context.Context) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("revocation feed: %s", resp.Status)
 	}
-	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
-		return fmt.Errorf("revocation feed: content type %q, want text/event-stream", ct)
+	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil || mt != "text/event-stream" {
+		return fmt.Errorf("revocation feed: content type %q, want text/event-stream", resp.Header.Get("Content-Type"))
 	}
-	// A connection silent for the staleness bound is dead (sessiongate
-	// writes a heartbeat every 10 s): end it and reconnect.
-	idle := time.AfterFunc(r.maxStale, cancel)
-	defer idle.Stop()
 	synced := false
 	heard := func() {
 		idle.Reset(r.maxStale)

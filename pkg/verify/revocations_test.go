@@ -268,3 +268,23 @@ func TestRevocationsExpire(t *testing.T) {
 		t.Fatal("entry never expired")
 	}
 }
+
+// A feed that accepts the connection and never answers (a hung replica, a
+// black-holing proxy) is left after the staleness bound and tried again.
+func TestRevocationsLeaveAHungFeed(t *testing.T) {
+	var requests atomic.Int64
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		<-r.Context().Done()
+	}))
+	t.Cleanup(hung.Close)
+	rev := verify.FollowRevocations(hung.URL, quiet(), verify.RevocationMaxStale(200*time.Millisecond))
+	newEnv(t, token.AlgES256, verify.Options{Revocations: rev})
+	if !redistest.Eventually(context.Background(), 10*time.Second, func() bool { return requests.Load() >= 2 }) {
+		t.Fatalf("%d requests: the hung connection was never left", requests.Load())
+	}
+	if st := rev.Status(); st.Synced || !st.Stale || st.Err == nil {
+		t.Errorf("status = %+v", st)
+	}
+	hung.CloseClientConnections()
+}

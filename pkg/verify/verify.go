@@ -10,6 +10,11 @@
 // JWKS never allows minting tokens, and "none"/HMAC tokens are always
 // rejected. Header and claims are read exactly (see exact.go): what this
 // package checks and returns is what every strict parser would read.
+//
+// A token outlives its session's revocation until its exp unless the
+// Verifier follows sessiongate's revocation feed (FollowRevocations,
+// revocations.go): then it refuses tokens of revoked sessions as soon as
+// the feed names them, and fails closed while the feed is down.
 package verify
 
 import (
