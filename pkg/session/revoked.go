@@ -220,10 +220,11 @@ func (r *RedisStore) FollowRevocations(ctx context.Context, limit int, snapshot 
 	}
 }
 
-// parseRevocationMessage reads "<ref> <unix ms>" exactly.
+// parseRevocationMessage reads "<ref> <unix ms>" exactly: the one
+// spelling the script publishes (no sign, no leading zero).
 func parseRevocationMessage(p string) (Revocation, bool) {
 	ref, ms, ok := strings.Cut(p, " ")
-	if !ok || !ValidRef(ref) || ms == "" || len(ms) > 15 {
+	if !ok || !ValidRef(ref) || ms == "" || len(ms) > 15 || (ms[0] == '0' && len(ms) > 1) {
 		return Revocation{}, false
 	}
 	for i := 0; i < len(ms); i++ {

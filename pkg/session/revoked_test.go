@@ -189,6 +189,8 @@ func TestParseRevocationMessage(t *testing.T) {
 	}{
 		{ref + " 1900000000000", true},
 		{ref + " 0", true},
+		{ref + " 00", false},
+		{ref + " 01", false},
 		{ref + "  1", false},
 		{ref + " -1", false},
 		{ref + " +1", false},
