@@ -137,8 +137,9 @@ type Revocations struct {
 	now        func() time.Time
 	leeway     time.Duration // the verifier's, set by newVerifier
 
-	once   sync.Once
-	cancel context.CancelFunc
+	once     sync.Once
+	cancel   context.CancelFunc
+	reportMu sync.Mutex
 
 	mu        sync.Mutex
 	sids      map[string]int64 // sid → unix seconds until which its tokens may exist
@@ -385,6 +386,10 @@ func (r *Revocations) add(sid string, exp int64) error {
 // report calls the status callback when Synced or Stale changed since
 // the last call.
 func (r *Revocations) report() {
+	// One report at a time, so the callback is never called concurrently
+	// and sees the changes in order.
+	r.reportMu.Lock()
+	defer r.reportMu.Unlock()
 	r.mu.Lock()
 	st := r.statusLocked(r.now())
 	changed := !r.reported || st.Stale != r.last.Stale || st.Synced != r.last.Synced
