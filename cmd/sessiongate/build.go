@@ -18,6 +18,7 @@ import (
 	"github.com/sessiongate/sessiongate/pkg/exchange"
 	"github.com/sessiongate/sessiongate/pkg/geoip"
 	"github.com/sessiongate/sessiongate/pkg/metrics"
+	"github.com/sessiongate/sessiongate/pkg/revocation"
 	"github.com/sessiongate/sessiongate/pkg/session"
 	"github.com/sessiongate/sessiongate/pkg/token"
 )
@@ -38,6 +39,23 @@ func build(cfg *config.Config, dev bool, configPath string, log *slog.Logger) (*
 	}
 	if rs, ok := store.(*session.RedisStore); ok && cfg.Cache.Enabled {
 		metrics.RegisterCache(g.registry, rs.CacheStats)
+	}
+	// Both stores record what they delete for the revocation feed, for
+	// as long as a token of it may live.
+	revs := store.(revocationSource)
+	revs.SetRevocationWindow(revocationWindow(cfg))
+	ro := revocationOptions(cfg)
+	ro.Source, ro.Log = revs, log
+	g.revocations = revocation.New(ro)
+	metrics.RegisterRevocations(g.registry, func() metrics.RevocationStats {
+		st := g.revocations.Stats()
+		return metrics.RevocationStats{Published: revs.RevocationsPublished(), Subscribers: st.Subscribers,
+			Dropped: st.Dropped, Synced: st.Synced, Resyncs: st.Resyncs, Entries: st.Entries}
+	})
+	if cfg.Revocations.TokenFile != "" {
+		if err := g.files.start(g.revocationTokenSet(cfg.Revocations.TokenFile)); err != nil {
+			return nil, err
+		}
 	}
 	g.store = g.metrics.Store(store)
 	g.services = g.metrics.ServiceStore(store.(session.ServiceStore)) // both stores keep services next to sessions
@@ -139,6 +157,26 @@ func newStore(cfg *config.Config, log *slog.Logger) (session.Store, error) {
 	}
 	cancel()
 	return rs, nil
+}
+
+// revocationSource is what both session stores offer the revocation feed.
+type revocationSource interface {
+	revocation.Source
+	SetRevocationWindow(time.Duration)
+	RevocationsPublished() uint64
+}
+
+// revocationWindow is how long a revocation is published: the longest a
+// token sessiongate signed for the session may live (a Check's token or
+// one obtained by token exchange).
+func revocationWindow(cfg *config.Config) time.Duration {
+	return max(cfg.Token.TTL, cfg.Token.ExchangeTTL)
+}
+
+// revocationOptions maps revocations.* to the feed's options; the caller
+// adds the source and the logger.
+func revocationOptions(cfg *config.Config) revocation.Options {
+	return revocation.Options{MaxSubscribers: cfg.Revocations.MaxSubscribers, MaxEntries: cfg.Revocations.MaxEntries}
 }
 
 // cacheOptions maps cache.* and session.slide_interval to the Redis

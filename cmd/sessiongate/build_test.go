@@ -13,6 +13,7 @@ import (
 	"github.com/sessiongate/sessiongate/pkg/admin"
 	"github.com/sessiongate/sessiongate/pkg/authz"
 	"github.com/sessiongate/sessiongate/pkg/config"
+	"github.com/sessiongate/sessiongate/pkg/revocation"
 	"github.com/sessiongate/sessiongate/pkg/session"
 	"github.com/sessiongate/sessiongate/pkg/token"
 )
@@ -365,5 +366,33 @@ func TestRolesInTokenValuesAgree(t *testing.T) {
 		if err != nil || r.String() != s {
 			t.Errorf("authz reads %q as %v, %v", s, r, err)
 		}
+	}
+}
+
+func TestRevocationOptions(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		mutate     func(*config.Config)
+		wantWindow time.Duration
+		want       revocation.Options
+	}{
+		{"defaults", nil, 5 * time.Minute, revocation.Options{MaxSubscribers: 256, MaxEntries: 100_000}},
+		{"token ttl longer", func(c *config.Config) { c.Token.TTL = 10 * time.Minute }, 10 * time.Minute,
+			revocation.Options{MaxSubscribers: 256, MaxEntries: 100_000}},
+		// A token obtained by exchange carries the session's sid too.
+		{"exchange ttl longer", func(c *config.Config) { c.Token.TTL = time.Minute; c.Token.ExchangeTTL = 15 * time.Minute }, 15 * time.Minute,
+			revocation.Options{MaxSubscribers: 256, MaxEntries: 100_000}},
+		{"caps", func(c *config.Config) { c.Revocations.MaxSubscribers = 3; c.Revocations.MaxEntries = 5000 }, 5 * time.Minute,
+			revocation.Options{MaxSubscribers: 3, MaxEntries: 5000}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := defaults(tt.mutate)
+			if got := revocationWindow(c); got != tt.wantWindow {
+				t.Errorf("revocationWindow = %v, want %v", got, tt.wantWindow)
+			}
+			if got := revocationOptions(c); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("revocationOptions = %+v, want %+v", got, tt.want)
+			}
+		})
 	}
 }

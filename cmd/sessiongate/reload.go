@@ -187,6 +187,26 @@ func (g *gate) adminTokenSet(path string) fileSet {
 	}
 }
 
+// revocationTokenSet is revocations.token_file, put into the revocation
+// feed. Same format as the admin token file.
+func (g *gate) revocationTokenSet(path string) fileSet {
+	return fileSet{
+		name:  "revocation feed tokens",
+		paths: []string{path},
+		load: func() (func(), []any, error) {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return nil, nil, fmt.Errorf("read revocations.token_file: %w", err)
+			}
+			tokens, err := admin.ParseTokenFile(data)
+			if err != nil {
+				return nil, nil, fmt.Errorf("revocations.token_file %s: %w", path, err)
+			}
+			return func() { g.revocations.SetTokens(tokens) }, []any{"count", len(tokens)}, nil
+		},
+	}
+}
+
 // adminTLSSet is the admin listener's certificate, key and client CA, put
 // into the config its next handshakes use.
 func (g *gate) adminTLSSet(files admin.TLSFiles) fileSet {
@@ -278,5 +298,9 @@ func (g *gate) reload() {
 	if cfg.AdminTokenFile != "" {
 		g.files.replace(g.adminTokenSet(cfg.AdminTokenFile))
 	}
-	g.log.Info("reloaded: signing keys, routes, services.spiffe* and admin tokens applied; other keys need a restart")
+	if cfg.Revocations.TokenFile != "" {
+		// Checked when a follower connects: streams already open stay.
+		g.files.replace(g.revocationTokenSet(cfg.Revocations.TokenFile))
+	}
+	g.log.Info("reloaded: signing keys, routes, services.spiffe*, admin tokens and revocation feed tokens applied; other keys need a restart")
 }

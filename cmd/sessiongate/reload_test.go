@@ -27,6 +27,7 @@ import (
 	"github.com/sessiongate/sessiongate/internal/logtest"
 	"github.com/sessiongate/sessiongate/internal/redistest"
 	"github.com/sessiongate/sessiongate/pkg/admin"
+	"github.com/sessiongate/sessiongate/pkg/revocation"
 	"github.com/sessiongate/sessiongate/pkg/session"
 	"github.com/sessiongate/sessiongate/pkg/token"
 )
@@ -35,6 +36,7 @@ import (
 func testGate(log *slog.Logger) *gate {
 	g := &gate{log: log, files: newWatcher(log), signer: token.NewSigner(nil, "iss")}
 	g.admin = admin.NewHandler(admin.Options{Store: session.NewMemoryStore(nil), IdleTimeout: time.Minute, AbsoluteTimeout: time.Hour, Log: log})
+	g.revocations = revocation.New(revocation.Options{Source: session.NewMemoryStore(nil), Log: log})
 	return g
 }
 
@@ -109,6 +111,31 @@ func watchCases(t *testing.T) []watchCase {
 				return in
 			},
 			secrets: []string{tokens["a"], tokens["b"], "short-secret"},
+		},
+		{
+			name: "revocation feed tokens",
+			set:  func(g *gate, dir string) fileSet { return g.revocationTokenSet(filepath.Join(dir, "feed-tokens")) },
+			write: func(t *testing.T, dir, v string) {
+				if v == "bad" {
+					writeFile(t, filepath.Join(dir, "feed-tokens"), "short-secret\n")
+					return
+				}
+				writeFile(t, filepath.Join(dir, "feed-tokens"), "# feed\nfeed-"+tokens[v]+"\n")
+			},
+			current: func(t *testing.T, g *gate) string {
+				in := ""
+				for _, v := range []string{"a", "b"} {
+					req := httptest.NewRequest("GET", "/v1/revocations", nil)
+					req.Header.Set("Authorization", "Bearer feed-"+tokens[v])
+					rec := httptest.NewRecorder()
+					g.revocations.ServeHTTP(rec, req) // not running: 503 once authorized
+					if rec.Code != http.StatusUnauthorized {
+						in += v
+					}
+				}
+				return in
+			},
+			secrets: []string{"feed-" + tokens["a"], "feed-" + tokens["b"], "short-secret"},
 		},
 		{
 			name: "admin TLS files",

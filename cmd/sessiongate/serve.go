@@ -29,6 +29,7 @@ import (
 	"github.com/sessiongate/sessiongate/pkg/exchange"
 	"github.com/sessiongate/sessiongate/pkg/geoip"
 	"github.com/sessiongate/sessiongate/pkg/metrics"
+	"github.com/sessiongate/sessiongate/pkg/revocation"
 	"github.com/sessiongate/sessiongate/pkg/session"
 	"github.com/sessiongate/sessiongate/pkg/token"
 	"github.com/sessiongate/sessiongate/pkg/tracing"
@@ -113,12 +114,14 @@ type gate struct {
 	signer     *token.Signer
 	authz      *authz.Server
 	admin      *admin.Handler
-	adminTLS   atomic.Pointer[tls.Config] // nil: the admin API speaks plain HTTP
-	files      *watcher
-	metrics    *metrics.Metrics
-	registry   *prometheus.Registry
-	health     *health.Server
-	ready      atomic.Bool
+	// revocations serves GET /v1/revocations on http_addr.
+	revocations *revocation.Feed
+	adminTLS    atomic.Pointer[tls.Config] // nil: the admin API speaks plain HTTP
+	files       *watcher
+	metrics     *metrics.Metrics
+	registry    *prometheus.Registry
+	health      *health.Server
+	ready       atomic.Bool
 }
 
 // run serves until ctx ends, then shuts down gracefully: readiness goes
@@ -160,6 +163,9 @@ func (g *gate) run(ctx context.Context) error {
 	go g.probeStore(bg)
 	go g.files.run(bg, watchInterval)
 	go g.reloadOnSIGHUP(bg)
+	// Stopped with bg, before the HTTP server shuts down: that drops the
+	// feed's streams, which would otherwise hold Shutdown to its deadline.
+	go g.revocations.Run(bg)
 
 	errc := make(chan error, 3)
 	go func() { errc <- serveErr("grpc", gs.Serve(grpcLis)) }()
@@ -293,6 +299,7 @@ func (g *gate) httpHandler() http.Handler {
 		_, _ = io.WriteString(w, "ready\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /v1/revocations", g.revocations)
 	mux.Handle("POST /oauth2/token", http.MaxBytesHandler(g.exchange, exchange.MaxBodyBytes+1))
 	return mux
 }

@@ -37,6 +37,11 @@ type Options struct {
 	// UpstreamArgs are appended to the upstream's command line (a later
 	// flag wins over the harness's own).
 	UpstreamArgs []string
+	// UpstreamFollowsRevocations makes the upstream follow sessiongate's
+	// revocation feed (-revocations-url): it then refuses tokens of
+	// revoked sessions before their exp, and every token with a sid while
+	// the feed is down.
+	UpstreamFollowsRevocations bool
 	// Ports, if set, are used instead of free ones (make demo: fixed ports
 	// a person can type).
 	Ports *Ports
@@ -152,7 +157,7 @@ func Start(t TB, opts Options) *Stack {
 		"-audience-prefix", "/orders/=" + OrdersAudience,
 		"-public-prefix", "/public/,/docs/",
 		"-jwks-refresh", UpstreamJWKSRefresh.String(),
-		"-jwks-unknown-kid-every", "200ms"}, opts.UpstreamArgs...)...)
+		"-jwks-unknown-kid-every", "200ms"}, upstreamArgs(s, opts)...)...)
 	envoyCfg := filepath.Join(dir, "envoy.yaml")
 	if err := RenderEnvoyConfig(filepath.Join(bin.RepoRoot, "envoy", "envoy.yaml.tmpl"), envoyCfg, EnvoyVars(ports, s.AccessLogPath)); err != nil {
 		t.Fatal(err)
@@ -288,6 +293,26 @@ func (s *Stack) EdgeURL(path string) string {
 // in front of the upstream.
 func (s *Stack) HopURL(path string) string {
 	return fmt.Sprintf("http://127.0.0.1:%d%s", s.Ports.EnvoyHop, path)
+}
+
+// upstreamArgs are the upstream's optional flags.
+func upstreamArgs(s *Stack, opts Options) []string {
+	var out []string
+	if opts.UpstreamFollowsRevocations {
+		out = append(out, "-revocations-url", s.RevocationsURL())
+	}
+	return append(out, opts.UpstreamArgs...)
+}
+
+// RevocationsURL is sessiongate's revocation feed.
+func (s *Stack) RevocationsURL() string {
+	return fmt.Sprintf("http://127.0.0.1:%d/v1/revocations", s.Ports.SGHTTP)
+}
+
+// UpstreamURL is path on the upstream itself, bypassing Envoy: what a
+// token replayed inside the network reaches.
+func (s *Stack) UpstreamURL(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", s.Ports.Upstream, path)
 }
 
 // JWKSURL is sessiongate's JWKS endpoint.

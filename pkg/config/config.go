@@ -48,9 +48,11 @@ type Config struct {
 	CSRF     CSRF     `yaml:"csrf"`      // security.go
 	ClientIP ClientIP `yaml:"client_ip"` // binding.go
 	Events   Events   `yaml:"events"`    // events.go
-	GeoIP    GeoIP    `yaml:"geoip"`     // anomaly.go
-	Admin    Admin    `yaml:"admin"`     // security.go
-	AdminTLS AdminTLS `yaml:"admin_tls"` // security.go
+	// Revocations is the revocation feed for verifiers (revocations.go).
+	Revocations Revocations `yaml:"revocations"`
+	GeoIP       GeoIP       `yaml:"geoip"`     // anomaly.go
+	Admin       Admin       `yaml:"admin"`     // security.go
+	AdminTLS    AdminTLS    `yaml:"admin_tls"` // security.go
 }
 
 // Redis is where sessions live: exactly one of URL (standalone), Sentinel
@@ -269,6 +271,7 @@ func Default() Config {
 		SelfService: SelfService{PathPrefix: "/auth/sessions", PagePath: "/auth/devices"},
 		CSRF:        CSRF{Enabled: true},
 		Events:      Events{MaxLen: 100_000},
+		Revocations: Revocations{MaxSubscribers: 256, MaxEntries: 100_000},
 		Admin:       Admin{RateLimit: 100, RateBurst: 200},
 	}
 }

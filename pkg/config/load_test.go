@@ -67,6 +67,7 @@ func TestDefault(t *testing.T) {
 		CSRF:        CSRF{Enabled: true},
 		Admin:       Admin{RateLimit: 100, RateBurst: 200},
 		Events:      Events{MaxLen: 100_000},
+		Revocations: Revocations{MaxSubscribers: 256, MaxEntries: 100_000},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() = %+v\nwant        %+v", c, want)
@@ -146,6 +147,10 @@ geoip:
   database: /geo/country.mmdb
 client_ip:
   xff_trusted_hops: 1
+revocations:
+  token_file: /run/secrets/revocations
+  max_subscribers: 50
+  max_entries: 20000
 events:
   max_len: 5000
   webhook:
@@ -233,10 +238,11 @@ func TestLoadFullFile(t *testing.T) {
 		Session: Session{IdleTimeout: 15 * time.Minute, AbsoluteTimeout: 8 * time.Hour, MaxPerUser: 3, OnLimit: "reject", SlideInterval: 30 * time.Second,
 			Binding: SessionBinding{UserAgent: true, IPPrefix: IPPrefix{IPv4: 24, IPv6: 48}, Action: "deny"},
 			Anomaly: SessionAnomaly{MaxRate: 600, Action: "revoke", CountryChange: "deny"}},
-		Cache:    Cache{Enabled: false, MaxEntries: 5000},
-		GeoIP:    GeoIP{Database: "/geo/country.mmdb"},
-		ClientIP: ClientIP{XFFTrustedHops: 1},
-		Events:   Events{MaxLen: 5000, Webhook: EventsWebhook{URL: "https://siem.example.com/hook", SecretFile: "/run/secrets/webhook"}},
+		Cache:       Cache{Enabled: false, MaxEntries: 5000},
+		GeoIP:       GeoIP{Database: "/geo/country.mmdb"},
+		ClientIP:    ClientIP{XFFTrustedHops: 1},
+		Events:      Events{MaxLen: 5000, Webhook: EventsWebhook{URL: "https://siem.example.com/hook", SecretFile: "/run/secrets/webhook"}},
+		Revocations: Revocations{TokenFile: "/run/secrets/revocations", MaxSubscribers: 50, MaxEntries: 20000},
 		Token: Token{
 			Header: "x-user-jwt", Issuer: "gate", Audience: "apis", TTL: 2 * time.Minute,
 			SigningKeys:      []string{"/keys/b.pem", "/keys/a.pem"},

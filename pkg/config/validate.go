@@ -110,6 +110,7 @@ func (c *Config) Validate(dev bool) error {
 	c.validateAnomaly(v)
 	c.validateEvents(v)
 	c.validateRefresh(v)
+	c.validateRevocations(v)
 	return errors.Join(v.errs...)
 }
 

@@ -62,6 +62,13 @@ func Catalog() map[string]string {
 		"sessiongate_cache_misses_total":        "counter",
 		"sessiongate_cache_invalidations_total": "counter",
 		"sessiongate_cache_tracking_up":         "gauge",
+		// RegisterRevocations', the revocation feed.
+		"sessiongate_revocations_published_total":          "counter",
+		"sessiongate_revocation_subscribers":               "gauge",
+		"sessiongate_revocation_subscribers_dropped_total": "counter",
+		"sessiongate_revocation_feed_synced":               "gauge",
+		"sessiongate_revocation_feed_resyncs_total":        "counter",
+		"sessiongate_revocation_entries":                   "gauge",
 	}
 }
 
@@ -186,6 +193,60 @@ func RegisterCache(reg prometheus.Registerer, stats func() session.CacheStats) {
 			}
 			return 0
 		}),
+	)
+}
+
+// RevocationStats is what the revocation feed reports; RegisterRevocations
+// reads it at each scrape.
+type RevocationStats struct {
+	Published   uint64 // revocations this replica recorded and published
+	Subscribers int    // SSE clients connected
+	Dropped     uint64 // clients dropped for not keeping up
+	Synced      bool   // the feed holds every revocation in force
+	Resyncs     uint64 // times the feed lost its source
+	Entries     int    // revocations in force held
+}
+
+// RegisterRevocations exports the revocation feed's state:
+//
+//	sessiongate_revocations_published_total           revocations recorded by this replica
+//	sessiongate_revocation_subscribers                verifiers following this replica
+//	sessiongate_revocation_subscribers_dropped_total  verifiers dropped for not keeping up
+//	sessiongate_revocation_feed_synced                1 while the feed can vouch for its set
+//	sessiongate_revocation_feed_resyncs_total         times it lost Redis and resynchronised
+//	sessiongate_revocation_entries                    revocations in force held
+func RegisterRevocations(reg prometheus.Registerer, stats func() RevocationStats) {
+	b := func(v bool) float64 {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sessiongate_revocations_published_total",
+			Help: "Revoked sessions this replica recorded and published on the revocation feed.",
+		}, func() float64 { return float64(stats().Published) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sessiongate_revocation_subscribers",
+			Help: "Verifiers following this replica's revocation feed.",
+		}, func() float64 { return float64(stats().Subscribers) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sessiongate_revocation_subscribers_dropped_total",
+			Help: "Revocation feed clients dropped for not keeping up.",
+		}, func() float64 { return float64(stats().Dropped) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sessiongate_revocation_feed_synced",
+			Help: "1 while this replica's revocation feed holds every revocation in force and serves; else 0 (followers are refused).",
+		}, func() float64 { return b(stats().Synced) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sessiongate_revocation_feed_resyncs_total",
+			Help: "Times the revocation feed lost its Redis subscription (or overflowed) and resynchronised.",
+		}, func() float64 { return float64(stats().Resyncs) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sessiongate_revocation_entries",
+			Help: "Revocations in force held by this replica's feed.",
+		}, func() float64 { return float64(stats().Entries) }),
 	)
 }
 

@@ -122,6 +122,7 @@ func TestCatalogIsWhatNewRegisters(t *testing.T) {
 	// And RegisterCache's, which Gather reports with their types.
 	reg := prometheus.NewRegistry()
 	RegisterCache(reg, func() session.CacheStats { return session.CacheStats{} })
+	RegisterRevocations(reg, func() RevocationStats { return RevocationStats{} })
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -180,4 +181,40 @@ func TestRegisterCacheReadsStats(t *testing.T) {
 	stats.TrackingUp = false
 	want["sessiongate_cache_tracking_up"] = 0
 	check()
+}
+
+func TestRegisterRevocationsReadsStats(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	RegisterRevocations(reg, func() RevocationStats {
+		return RevocationStats{Published: 5, Subscribers: 3, Dropped: 1, Synced: true, Resyncs: 2, Entries: 9}
+	})
+	want := map[string]float64{
+		"sessiongate_revocations_published_total":          5,
+		"sessiongate_revocation_subscribers":               3,
+		"sessiongate_revocation_subscribers_dropped_total": 1,
+		"sessiongate_revocation_feed_synced":               1,
+		"sessiongate_revocation_feed_resyncs_total":        2,
+		"sessiongate_revocation_entries":                   9,
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		m := mf.GetMetric()[0]
+		if c := m.GetCounter(); c != nil {
+			got[mf.GetName()] = c.GetValue()
+		} else {
+			got[mf.GetName()] = m.GetGauge().GetValue()
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("got %d metrics, want %d", len(got), len(want))
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
 }

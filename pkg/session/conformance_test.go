@@ -598,6 +598,7 @@ var conformanceCases = []struct {
 			}
 		}
 	}},
+	{"every ended session is published on the revocation feed", testRevocationFeed},
 }
 
 func mustID(t *testing.T) string {

@@ -23,7 +23,8 @@ type MemoryStore struct {
 	// scores do, so ListPage walks both stores the same way.
 	seq uint64
 
-	svc memServices // service_memory.go
+	svc memServices    // service_memory.go
+	rev memRevocations // revoked.go
 
 	// Refresh families (refresh_memory.go): by family ref, and every
 	// issued token's ref → its family.
@@ -138,6 +139,7 @@ func (m *MemoryStore) create(s *Session, raw string, limit Limit, now time.Time)
 			if limit.Reject {
 				return nil, ErrLimit
 			}
+			var gone []ended
 			for _, old := range existing[:len(existing)-limit.MaxPerUser+1] {
 				m.drop(old.Ref, old.Subject)
 				if old.FamilyRef != "" {
@@ -145,7 +147,9 @@ func (m *MemoryStore) create(s *Session, raw string, limit Limit, now time.Time)
 					m.endFamily(old.FamilyRef) // eviction ends the login, refresh included
 				}
 				evicted = append(evicted, old.Ref)
+				gone = append(gone, ended{ref: old.Ref, abs: old.ExpiresAt})
 			}
+			m.recordRevoked(now, gone)
 		}
 	}
 	m.sessions[s.Ref] = memRecord{raw: raw, subject: s.Subject, expires: nextExpiry(now, s.ExpiresAt, s.IdleTimeout)}
@@ -179,11 +183,17 @@ func (m *MemoryStore) Touch(_ context.Context, ref string) (Entry, error) {
 func (m *MemoryStore) Delete(_ context.Context, ref string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	r, ok := m.live(ref, m.now())
+	now := m.now()
+	r, ok := m.live(ref, now)
 	if !ok {
 		return ErrNotFound
 	}
 	m.drop(ref, r.subject)
+	var abs time.Time
+	if e, err := parseEntry(ref, r.raw); err == nil {
+		abs = e.ExpiresAt
+	}
+	m.recordRevoked(now, []ended{{ref: ref, abs: abs}})
 	m.endFamilyOf(r.raw)
 	return nil
 }
@@ -244,15 +254,19 @@ func (m *MemoryStore) DeleteUser(_ context.Context, subject string) (int, error)
 	defer m.mu.Unlock()
 	// Families first: each ends with its access session, live or not, and
 	// counts once.
+	now := m.now()
 	m.famInit()
 	n := m.endUserFamilies(subject)
-	ss, err := m.liveSessions(subject, m.now())
+	ss, err := m.liveSessions(subject, now)
 	if err != nil {
 		return n, err
 	}
+	gone := make([]ended, 0, len(ss))
 	for _, s := range ss {
 		m.drop(s.Ref, subject)
+		gone = append(gone, ended{ref: s.Ref, abs: s.ExpiresAt})
 	}
+	m.recordRevoked(now, gone)
 	return n + len(ss), nil
 }
 

@@ -20,6 +20,7 @@ import (
 //	sg:s:<ref>      string  the encoded record; TTL = sliding idle expiry capped by the absolute one
 //	sg:u:<subject>  zset    refs of the subject's sessions, scored by insertion order;
 //	                        TTL = the latest absolute expiry among them
+//	sg:revoked      zset    the revocation feed's entries (revoked.go)
 //
 // The index may briefly name sessions that have expired or were deleted
 // between two steps; every reader checks the session keys and prunes what is
@@ -111,7 +112,7 @@ return 1
 var touchSHA any = touchScript.Hash()
 
 // scripts are every Lua script the store runs; Warm loads them all.
-var scripts = []*redis.Script{touchScript, indexAddScript, casScript, slideScript}
+var scripts = []*redis.Script{touchScript, indexAddScript, casScript, slideScript, revokeScript}
 
 // RedisStore keeps sessions in Redis: standalone, Sentinel or Cluster,
 // through go-redis's UniversalClient.
@@ -134,6 +135,11 @@ type RedisStore struct {
 	// flight has nothing to share a batch with and skips the batcher's
 	// hand-off (about 40 µs on a lone Check).
 	touching atomic.Int64
+
+	// The revocation feed (revoked.go): how long entries are kept, and
+	// how many this store recorded.
+	revWindow    atomic.Int64
+	revPublished atomic.Uint64
 
 	// The local session cache (redis_cache.go), nil unless EnableCache.
 	cache      *localCache
@@ -373,7 +379,7 @@ func (r *RedisStore) Create(ctx context.Context, s *Session, limit Limit) ([]str
 		return nil, nil
 	}
 	evicted := live[:len(live)-limit.MaxPerUser]
-	if err := r.remove(ctx, uk, evicted); err != nil {
+	if err := r.revoke(ctx, uk, evicted); err != nil {
 		// The login fails, so the new session goes too; the old ones that
 		// survived stay valid and are evicted by the next login.
 		r.undoCreate(ctx, uk, s.Ref)
@@ -438,6 +444,68 @@ func (r *RedisStore) remove(ctx context.Context, uk string, refs []string) error
 		return err
 	}
 	return r.endFamiliesOf(ctx, raws)
+}
+
+// revoke is remove for sessions a client may hold tokens of: see
+// revokeRefs.
+func (r *RedisStore) revoke(ctx context.Context, uk string, refs []string) error {
+	_, err := r.revokeRefs(ctx, uk, refs)
+	return err
+}
+
+// revokeRefs ends sessions and publishes them for the revocation feed, in
+// the one order a lost reply cannot break: read the records (one pipeline),
+// record those that exist, then delete them and unindex. Recording after a
+// delete would hinge on the delete's reply, and a reply lost and retried
+// (go-redis retries once) reads "nothing deleted": the revocation would
+// never be published. Recording first can at worst publish a session a
+// failed delete left alive, whose caller then sees the error; and a
+// session that does not exist is never recorded, so no caller can fill the
+// feed with made-up refs. It returns how many sessions the deletes ended.
+func (r *RedisStore) revokeRefs(ctx context.Context, uk string, refs []string) (int, error) {
+	defer r.syncCache(ctx)
+	var gone []ended
+	var raws []string
+	err := overRefs(ctx, r, uk, refs, getCmd, "read sessions", "prune index",
+		func(_ int, ref string, c *redis.StringCmd) (refVerdict, error) {
+			v, err := c.Result()
+			if isNil(err) {
+				return dropRef, nil
+			}
+			gone = append(gone, ended{ref: ref, abs: absoluteEnd(ref, v)})
+			raws = append(raws, v)
+			return keepRef, nil
+		})
+	if err != nil {
+		return 0, err
+	}
+	if err := r.recordRevoked(ctx, gone); err != nil {
+		return 0, err
+	}
+	live := make([]string, len(gone))
+	for i, g := range gone {
+		live[i] = g.ref
+	}
+	n := 0
+	err = overRefs(ctx, r, uk, live, delCmd, "delete sessions", "unindex sessions",
+		func(_ int, _ string, c *redis.IntCmd) (refVerdict, error) {
+			n += int(c.Val())
+			return dropRef, nil
+		})
+	if err != nil {
+		return n, err
+	}
+	// An evicted or revoked access session ends its refresh family too.
+	return n, r.endFamiliesOf(ctx, raws)
+}
+
+// absoluteEnd reads a deleted record's absolute expiry; zero if it cannot.
+func absoluteEnd(ref, raw string) time.Time {
+	e, err := parseEntry(ref, raw)
+	if err != nil {
+		return time.Time{}
+	}
+	return e.ExpiresAt
 }
 
 // indexRefs reads every ref in a subject's index, oldest first.
@@ -561,18 +629,28 @@ func (r *RedisStore) touch(ctx context.Context, key string) (string, error) {
 	return cmd.Text()
 }
 
-// Delete implements Store.
+// Delete implements Store. The session is recorded for the revocation
+// feed before it is deleted, for the reason revokeRefs gives.
 func (r *RedisStore) Delete(ctx context.Context, ref string) error {
 	defer r.syncCache(ctx)
-	v, err := r.rdb.GetDel(ctx, sessionKey(ref)).Result()
+	key := sessionKey(ref)
+	v, err := r.rdb.Get(ctx, key).Result()
 	if err != nil {
 		if isNil(err) {
 			return ErrNotFound
 		}
+		return wrap("read session", err)
+	}
+	e, perr := parseEntry(ref, v)
+	if err := r.recordRevoked(ctx, []ended{{ref: ref, abs: e.ExpiresAt}}); err != nil {
+		return err
+	}
+	// A reply of 0 (deleted meanwhile, or a retry after a lost reply)
+	// is still this revocation done: the session existed and is gone.
+	if err := r.rdb.Del(ctx, key).Err(); err != nil {
 		return wrap("delete session", err)
 	}
-	e, err := parseEntry(ref, v)
-	if err != nil {
+	if perr != nil {
 		return nil // gone; a corrupt record's index entry is pruned by readers
 	}
 	s, err := e.Session()
@@ -740,7 +818,8 @@ func (r *RedisStore) ListPage(ctx context.Context, subject string, after uint64,
 }
 
 // DeleteUser implements Store. Only the refs it read are removed from the
-// index, so a login racing with it keeps its entry.
+// index, so a login racing with it keeps its entry; the sessions it deleted
+// are recorded for the revocation feed.
 func (r *RedisStore) DeleteUser(ctx context.Context, subject string) (int, error) {
 	defer r.syncCache(ctx)
 	// Families first: each ends with its access session, live or not, and
@@ -754,12 +833,8 @@ func (r *RedisStore) DeleteUser(ctx context.Context, subject string) (int, error
 	if err != nil || len(refs) == 0 {
 		return n, err
 	}
-	err = overRefs(ctx, r, uk, refs, delCmd, "delete sessions", "unindex sessions",
-		func(_ int, _ string, c *redis.IntCmd) (refVerdict, error) {
-			n += int(c.Val())
-			return dropRef, nil
-		})
-	return n, err
+	k, err := r.revokeRefs(ctx, uk, refs)
+	return n + k, err
 }
 
 // UpdateUser implements Store. Each record is replaced by compare-and-swap so

@@ -27,6 +27,9 @@ var redisACL = []string{
 	"+hset", "+hmget",
 	// the local cache's invalidation link
 	"+client|id", "+client|tracking", "+subscribe", "&__redis__:invalidate",
+	// the revocation feed: recorded and published by a script, followed
+	// by a subscription
+	"+zremrangebyscore", "+publish", "&sg:revocations",
 }
 
 const aclUser = "sessiongate"

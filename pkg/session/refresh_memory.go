@@ -175,6 +175,7 @@ func (m *MemoryStore) endFamily(fref string) (subject, acc string) {
 	if _, ok := m.live(f.acc, m.now()); ok {
 		m.drop(f.acc, f.subject)
 		acc = f.acc
+		m.recordRevoked(m.now(), []ended{{ref: acc, abs: f.accExp}})
 	}
 	return f.subject, acc
 }

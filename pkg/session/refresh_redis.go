@@ -390,6 +390,12 @@ func (r *RedisStore) Refresh(ctx context.Context, token string) (Refreshed, erro
 	case 3:
 		sub, _ := res[1].(string)
 		acc, _ := res[2].(string)
+		// Reuse ended the family inside the script; its access session is
+		// published after the fact (best effort: the family is ended either
+		// way, and a verifier's copy of its tokens lapses at exp).
+		if acc != "" {
+			_ = r.recordRevoked(ctx, []ended{{ref: acc}})
+		}
 		r.unindexFamily(ctx, fam, sub, acc)
 		return Refreshed{FamilyRef: fam, Subject: sub}, ErrRefreshReused
 	}
@@ -441,6 +447,13 @@ func (r *RedisStore) RevokeFamily(ctx context.Context, fam string) error {
 // reports whether there was a family.
 func (r *RedisStore) endFamily(ctx context.Context, fam string) (bool, error) {
 	defer r.syncCache(ctx)
+	// The access session is recorded for the revocation feed before it is
+	// deleted, as revokeRefs does, so a lost reply cannot leave it
+	// unpublished; one a refresh rotated to meanwhile is recorded after.
+	pre, err := r.recordFamilyAccess(ctx, fam)
+	if err != nil {
+		return false, err
+	}
 	res, err := r.run(ctx, endFamilyScript, []string{familyKey(fam), graceKey(fam)}).Slice()
 	if isNil(err) {
 		return false, nil
@@ -453,8 +466,31 @@ func (r *RedisStore) endFamily(ctx context.Context, fam string) (bool, error) {
 	}
 	sub, _ := res[0].(string)
 	acc, _ := res[1].(string)
+	if acc != "" && acc != pre {
+		if err := r.recordRevoked(ctx, []ended{{ref: acc}}); err != nil {
+			return true, err
+		}
+	}
 	r.unindexFamily(ctx, fam, sub, acc)
 	return true, nil
+}
+
+// recordFamilyAccess records a family's current access session as revoked
+// and returns its ref ("" if the family has none or does not exist).
+func (r *RedisStore) recordFamilyAccess(ctx context.Context, fam string) (string, error) {
+	f, err := r.rdb.HMGet(ctx, familyKey(fam), "acc", "aexp").Result()
+	if err != nil {
+		return "", wrap("read family", err)
+	}
+	acc, _ := f[0].(string)
+	if acc == "" {
+		return "", nil
+	}
+	var abs time.Time
+	if ms, err := strconv.ParseInt(fmt.Sprint(f[1]), 10, 64); err == nil {
+		abs = time.UnixMilli(ms)
+	}
+	return acc, r.recordRevoked(ctx, []ended{{ref: acc, abs: abs}})
 }
 
 // unindexFamily removes an ended family and its access session from the

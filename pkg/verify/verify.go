@@ -10,6 +10,11 @@
 // JWKS never allows minting tokens, and "none"/HMAC tokens are always
 // rejected. Header and claims are read exactly (see exact.go): what this
 // package checks and returns is what every strict parser would read.
+//
+// A token outlives its session's revocation until its exp unless the
+// Verifier follows sessiongate's revocation feed (FollowRevocations,
+// revocations.go): then it refuses tokens of revoked sessions as soon as
+// the feed names them, and fails closed while the feed is down.
 package verify
 
 import (
@@ -103,6 +108,14 @@ type Options struct {
 	// token) and/or token.KindService (a registered service's). Default:
 	// user tokens only, so a service token is never taken for a user's.
 	Kinds []string
+	// Revocations, from FollowRevocations, makes the Verifier follow
+	// sessiongate's revocation feed and refuse tokens of sessions revoked
+	// before their exp (ErrRevoked), and, while the feed is stale beyond
+	// its bound, every token with a sid unless it fails open
+	// (ErrRevocationsStale). It starts following when New (with New's
+	// context) or NewWithKeyfunc (until Revocations.Close) is called.
+	// Nil: tokens live to their exp.
+	Revocations *Revocations
 	// Logger receives JWKS refresh failures (Warn), published keys refused
 	// for carrying private key material (Error, once per key per fetch) and
 	// token rejection reasons (Debug). Tokens are never logged. Default
@@ -133,6 +146,7 @@ type Verifier struct {
 	bearer     bool
 	kinds      []string
 	actor      ActorPolicy
+	rev        *Revocations
 	log        *slog.Logger
 }
 
@@ -187,7 +201,11 @@ func New(ctx context.Context, opts Options) (*Verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("verify: keyfunc: %w", err)
 	}
-	return newVerifier(opts, kf.KeyfuncCtx), nil
+	v := newVerifier(opts, kf.KeyfuncCtx)
+	if v.rev != nil {
+		v.rev.start(ctx, opts.Leeway)
+	}
+	return v, nil
 }
 
 // NewWithKeyfunc returns a Verifier that resolves keys with kf instead of
@@ -200,7 +218,11 @@ func NewWithKeyfunc(kf jwt.Keyfunc, opts Options) (*Verifier, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
-	return newVerifier(opts, func(context.Context) jwt.Keyfunc { return kf }), nil
+	v := newVerifier(opts, func(context.Context) jwt.Keyfunc { return kf })
+	if v.rev != nil {
+		v.rev.start(context.Background(), opts.Leeway)
+	}
+	return v, nil
 }
 
 func (o *Options) defaults() error {
@@ -264,6 +286,7 @@ func newVerifier(opts Options, kf func(context.Context) jwt.Keyfunc) *Verifier {
 		bearer: http.CanonicalHeaderKey(opts.Header) == "Authorization",
 		kinds:  append([]string(nil), opts.Kinds...),
 		actor:  opts.Actor,
+		rev:    opts.Revocations,
 		log:    opts.Logger,
 	}
 }
@@ -319,6 +342,12 @@ func (v *Verifier) VerifyContext(ctx context.Context, token string) (*Claims, er
 		return nil, fmt.Errorf("%w: no act claim, where an actor is required", ErrInvalidToken)
 	case v.actor == ActorForbidden && ec.c.Actor != nil:
 		return nil, fmt.Errorf("%w: an act claim, where none is allowed", ErrInvalidToken)
+	}
+	if v.rev != nil {
+		// After the signature: an unauthenticated sid says nothing.
+		if err := v.rev.check(ec.c.SessionRef); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+		}
 	}
 	c := ec.c
 	return &c, nil

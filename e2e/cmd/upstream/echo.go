@@ -24,7 +24,10 @@ type Echo struct {
 	AudiencePrefix  []AudiencePrefix
 	TokenHeader     string
 	PublicPrefixes  []string
-	Log             *slog.Logger
+	// Revocations, when set, refuses tokens of sessions sessiongate's
+	// revocation feed names (verify.FollowRevocations).
+	Revocations interface{ Check(sid string) error }
+	Log         *slog.Logger
 }
 
 // Response is the JSON body of every echo answer; e2e tests decode it.
@@ -135,6 +138,14 @@ func (e *Echo) echo(w http.ResponseWriter, r *http.Request) {
 			log.Warn("rejected: invalid token", "error", err)
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid internal token", "detail": err.Error()})
 			return
+		}
+		if e.Revocations != nil {
+			sid, _ := v.Claims["sid"].(string)
+			if err := e.Revocations.Check(sid); err != nil {
+				log.Warn("rejected: revoked or unchecked session", "error", err)
+				writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid internal token", "detail": err.Error()})
+				return
+			}
 		}
 		resp.Verified, resp.Token = true, v
 		sub, _ := v.Claims.GetSubject()

@@ -4,7 +4,10 @@
 // Every request that carries the token header must carry a token that
 // verifies against sessiongate's JWKS (fetched and refreshed with
 // github.com/MicahParks/keyfunc/v3), with the right issuer and the audience
-// expected for the path; otherwise it is rejected with 401. Requests without
+// expected for the path; otherwise it is rejected with 401. With
+// -revocations-url it also follows sessiongate's revocation feed
+// (pkg/verify's FollowRevocations) and refuses tokens of revoked sessions
+// before their exp. Requests without
 // a token are served only under the public prefixes. The response echoes the
 // verified claims, the token's header and every request header and cookie the
 // service received, which is what the e2e tests inspect.
@@ -28,6 +31,8 @@ import (
 
 	"github.com/MicahParks/keyfunc/v3"
 	"golang.org/x/time/rate"
+
+	"github.com/sessiongate/sessiongate/pkg/verify"
 )
 
 func main() {
@@ -61,6 +66,7 @@ func run(args []string) error {
 	public := fs.String("public-prefix", "/public/", "comma-separated path prefixes served without a token")
 	refreshEvery := fs.Duration("jwks-refresh", time.Hour, "background JWKS refresh interval")
 	unknownKIDEvery := fs.Duration("jwks-unknown-kid-every", 10*time.Second, "at most one JWKS refetch per this interval when a token names an unknown kid (key rotation); 0 = never, so keys are learnt only from -jwks-refresh")
+	revocationsURL := fs.String("revocations-url", "", "sessiongate's revocation feed (http://…/v1/revocations); tokens of sessions it names are refused, and every token with a sid while it is stale; empty = off")
 	var prefixes prefixFlag
 	fs.Var(&prefixes, "audience-prefix", `"/prefix/=audience": tokens for this path must carry this aud (repeatable)`)
 	if err := fs.Parse(args); err != nil {
@@ -84,6 +90,11 @@ func run(args []string) error {
 		TokenHeader:     *header,
 		PublicPrefixes:  splitList(*public),
 		Log:             log,
+	}
+	if *revocationsURL != "" {
+		rev := verify.FollowRevocations(*revocationsURL, verify.RevocationLogger(log))
+		rev.Start(ctx)
+		e.Revocations = rev
 	}
 	srv := &http.Server{
 		Addr:              *listen,
