@@ -599,6 +599,7 @@ var conformanceCases = []struct {
 		}
 	}},
 	{"every ended session is published on the revocation feed", testRevocationFeed},
+	{"an ended refresh family publishes its access session", testRevocationFeedFamilies},
 }
 
 func mustID(t *testing.T) string {

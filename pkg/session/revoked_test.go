@@ -94,6 +94,9 @@ func testRevocationFeed(t *testing.T, f storeFixture) {
 	short := newSession(t, subject, time.Minute, 20*time.Second) // ends before the window
 	long := newSession(t, subject, time.Minute, time.Hour)
 	third := newSession(t, subject, time.Minute, time.Hour)
+	// Distinct creation times: the stores order equal ones by ref.
+	short.CreatedAt = short.CreatedAt.Add(-2 * time.Millisecond)
+	long.CreatedAt = long.CreatedAt.Add(-time.Millisecond)
 	mustCreate(t, f.store, short, Limit{})
 	mustCreate(t, f.store, long, Limit{})
 	start := time.Now()
@@ -300,5 +303,42 @@ func TestRevocationSurvivesALostDeleteReply(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// testRevocationFeedFamilies: revoking a family by its ref, and a reused
+// refresh token ending one, publish the family's current access session;
+// a rotation (an access session replaced, not revoked) publishes nothing.
+func testRevocationFeedFamilies(t *testing.T, f storeFixture) {
+	st, ok := f.store.(revocationFollower)
+	if !ok {
+		t.Fatalf("%T does not publish revocations", f.store)
+	}
+	st.SetRevocationWindow(90 * time.Second)
+	ctx := context.Background()
+	_, live := follow(t, st)
+
+	revoked, _, err := f.store.CreateFamily(ctx, login("revfeed-fam"), Limit{}, testPolicy(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.store.RevokeFamily(ctx, revoked.FamilyRef); err != nil {
+		t.Fatal(err)
+	}
+
+	reused, _, err := f.store.CreateFamily(ctx, login("revfeed-reuse"), Limit{}, testPolicy(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := f.store.Refresh(ctx, reused.RefreshToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.store.Refresh(ctx, reused.RefreshToken); !errors.Is(err, ErrRefreshReused) {
+		t.Fatalf("replayed token: %v, want ErrRefreshReused", err)
+	}
+	got := awaitLive(t, live, revoked.Ref, next.Ref)
+	if _, ok := got[reused.Ref]; ok {
+		t.Errorf("the access session a rotation replaced was published as revoked")
 	}
 }
