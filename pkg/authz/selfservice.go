@@ -246,9 +246,13 @@ func (s *Server) selfService(ctx context.Context, attrs *authv3.AttributeContext
 			}
 		}
 	} else {
+		// A family_ref names the device's current access session; ending
+		// that ends the family.
 		for _, m := range mine {
-			if m.Ref == ref {
+			if m.Ref == ref || m.FamilyRef != "" && m.FamilyRef == ref {
+				ref = m.Ref
 				targets = append(targets, ref)
+				break
 			}
 		}
 		if len(targets) == 0 {

@@ -221,6 +221,41 @@ func TestSelfServiceRevokeOne(t *testing.T) {
 	}
 }
 
+// A device that signed in with refresh tokens is one row with its
+// family_ref, and signing out by that family_ref ends the whole family: its
+// access session and its refresh token.
+func TestSelfServiceRevokeFamily(t *testing.T) {
+	for name, mk := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			f := newSelfService(t, mk(t))
+			me := f.loginAs(t, "alice", session.Device{}, 0)
+			s := &session.Session{Subject: "alice", CreatedAt: time.Now().Truncate(time.Millisecond)}
+			app, _, err := f.store.CreateFamily(context.Background(), s, session.Limit{},
+				session.RefreshPolicy{AccessIdle: time.Minute, AccessAbsolute: time.Hour, TTL: 24 * time.Hour, Idle: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			list := f.check(t, request("GET", "/auth/sessions", bearer(me)))
+			if status(list) != 200 || !strings.Contains(body(list), `"family_ref":"`+app.FamilyRef+`"`) {
+				t.Fatalf("list: %d %s", status(list), body(list))
+			}
+			resp := f.check(t, request("DELETE", "/auth/sessions/"+app.FamilyRef, bearer(me)))
+			if status(resp) != 204 {
+				t.Fatalf("delete by family_ref: %d %s", status(resp), body(resp))
+			}
+			if f.alive(t, app.ID) {
+				t.Fatal("the family's access session survived")
+			}
+			if _, err := f.store.Refresh(context.Background(), app.RefreshToken); !errors.Is(err, session.ErrRefreshInvalid) {
+				t.Fatalf("the family's refresh token after sign-out: %v, want ErrRefreshInvalid", err)
+			}
+			if !f.alive(t, me) {
+				t.Fatal("signing out the app ended this session")
+			}
+		})
+	}
+}
+
 func TestSelfServiceRevokeOthers(t *testing.T) {
 	for name, mk := range stores(t) {
 		t.Run(name, func(t *testing.T) {

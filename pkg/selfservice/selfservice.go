@@ -19,9 +19,10 @@ import (
 
 // Row is one session as its owner sees it.
 type Row struct {
-	Ref     string
-	Current bool // the session making the request
-	Device  session.Device
+	Ref       string
+	FamilyRef string // the refresh family (one device's logins); "" without refresh
+	Current   bool   // the session making the request
+	Device    session.Device
 	// Label is the device as a person would name it: its name when the
 	// login service gave one, else derived from the user agent
 	// ("Chrome on Linux").
@@ -39,7 +40,7 @@ type Row struct {
 func Rows(ss []*session.Session, current string, now time.Time) []Row {
 	rows := make([]Row, 0, len(ss))
 	for _, s := range ss {
-		r := Row{Ref: s.Ref, Current: s.Ref == current, Device: s.Device, Label: DeviceLabel(s.Device),
+		r := Row{Ref: s.Ref, FamilyRef: s.FamilyRef, Current: s.Ref == current, Device: s.Device, Label: DeviceLabel(s.Device),
 			CreatedAt: s.CreatedAt, ExpiresAt: s.ExpiresAt}
 		if !s.IdleExpiresAt.IsZero() {
 			seen := s.IdleExpiresAt.Add(-s.IdleTimeout)
@@ -71,6 +72,7 @@ func Rows(ss []*session.Session, current string, now time.Time) []Row {
 // jsonRow is a Row on the wire: GET {path_prefix}.
 type jsonRow struct {
 	Ref         string     `json:"session_ref"`
+	FamilyRef   string     `json:"family_ref,omitempty"`
 	Current     bool       `json:"current"`
 	Device      jsonDevice `json:"device"`
 	CreatedAt   time.Time  `json:"created_at"`
@@ -93,7 +95,7 @@ func JSON(rows []Row) ([]byte, error) {
 	}{Sessions: make([]jsonRow, 0, len(rows))}
 	for _, r := range rows {
 		j := jsonRow{
-			Ref: r.Ref, Current: r.Current, DeviceLabel: r.Label,
+			Ref: r.Ref, FamilyRef: r.FamilyRef, Current: r.Current, DeviceLabel: r.Label,
 			Device:    jsonDevice{Name: r.Device.Name, UserAgent: r.Device.UserAgent, IP: r.Device.IP},
 			CreatedAt: r.CreatedAt.UTC(), ExpiresAt: r.ExpiresAt.UTC(),
 		}

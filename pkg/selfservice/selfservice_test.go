@@ -121,7 +121,7 @@ func TestJSON(t *testing.T) {
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	b, err := JSON([]Row{
 		{Ref: "a", Current: true, Device: session.Device{UserAgent: xss, IP: "192.0.2.1"}, Label: "Unknown device", CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(time.Hour)},
-		{Ref: "b", CreatedAt: now, ExpiresAt: now.Add(time.Hour)},
+		{Ref: "b", FamilyRef: "fam_0123", CreatedAt: now, ExpiresAt: now.Add(time.Hour)},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +135,8 @@ func TestJSON(t *testing.T) {
 	if err := json.Unmarshal(b, &got); err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Sessions) != 2 || got.Sessions[0]["current"] != true || got.Sessions[0]["last_seen_at"] != "2026-11-30T12:00:00Z" {
+	if len(got.Sessions) != 2 || got.Sessions[0]["current"] != true || got.Sessions[0]["last_seen_at"] != "2026-11-30T12:00:00Z" ||
+		got.Sessions[1]["family_ref"] != "fam_0123" || got.Sessions[0]["family_ref"] != nil {
 		t.Fatalf("JSON = %s", b)
 	}
 	if _, ok := got.Sessions[1]["last_seen_at"]; ok {
