@@ -48,10 +48,15 @@ func defaultRefresh() Refresh {
 // refresh is enabled, so turning it on never uncovers an old mistake.
 func (c *Config) validateRefresh(v *validator) {
 	r := c.Refresh
-	if !strings.HasPrefix(r.Path, "/") {
-		v.fail("refresh.path", `must start with "/", got %q`, r.Path)
+	// The token endpoint is matched exactly, like the self-service paths.
+	if r.Path == "" {
+		v.fail("refresh.path", `must be a path such as "/auth/token", got ""`)
+	} else if err := checkExactPath(r.Path); err != nil {
+		v.check("refresh.path", err)
 	} else if r.Path == c.Logout.Path {
 		v.fail("refresh.path", "must differ from logout.path (%q)", c.Logout.Path)
+	} else if ss := c.SelfService; r.Path == ss.PagePath || ss.PathPrefix != "" && (r.Path == ss.PathPrefix || strings.HasPrefix(r.Path, ss.PathPrefix+"/")) {
+		v.fail("refresh.path", "must not be self_service.page_path or under self_service.path_prefix (%q), got %q", ss.PathPrefix, r.Path)
 	}
 	v.atLeast("refresh.access_idle_timeout", r.AccessIdleTimeout, time.Second)
 	v.atLeast("refresh.access_absolute_timeout", r.AccessAbsoluteTimeout, time.Second)
