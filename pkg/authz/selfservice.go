@@ -14,7 +14,6 @@ import (
 	"github.com/sessiongate/sessiongate/pkg/events"
 	"github.com/sessiongate/sessiongate/pkg/selfservice"
 	"github.com/sessiongate/sessiongate/pkg/session"
-	"github.com/sessiongate/sessiongate/pkg/token"
 )
 
 // SelfService lets a signed-in user see and end their own sessions, on
@@ -167,13 +166,8 @@ func (s *Server) selfService(ctx context.Context, attrs *authv3.AttributeContext
 	case cred.from == fromService:
 		return s.resp.forbidden, verdict(DecisionInternal, "service credential on a self-service route", pol.rule)
 	}
-	if cred.from == fromCookie && !s.o.CSRF.Disabled && !safeMethod(method) {
-		refused := s.csrfRefused(r, h, true)
-		if s.o.CSRF.Shadow {
-			s.shadowCSRF(r, refused)
-		} else if refused {
-			return s.resp.csrf, verdict(DecisionCSRF, "unsafe cookie request from an origin not allowed", pol.rule)
-		}
+	if resp, v, refused := s.csrf(r, h, cred.from, method, pol.rule); refused {
+		return resp, v
 	}
 	current := session.RefOf(cred.id)
 	entry, now, d, reason := s.resolve(ctx, current)
@@ -192,22 +186,10 @@ func (s *Server) selfService(ctx context.Context, attrs *authv3.AttributeContext
 	// cache holds for the session; the token itself goes nowhere.
 	c, err := s.token(entry, &pol, now)
 	if err != nil {
-		if errors.Is(err, session.ErrCorrupt) || errors.Is(err, token.ErrInvalidClaimName) {
-			s.o.Log.Warn("self-service: corrupt session record", "session_ref", current, "err", err)
-			return s.unauthenticated(r, h), verdict(DecisionUnauthenticated, "corrupt session record", pol.rule)
-		}
-		s.o.Log.Error("self-service: sign token", "session_ref", current, "err", err)
-		return s.resp.unavailable, verdict(DecisionUnavailable, "signing failed", pol.rule)
+		return s.tokenFailed(r, h, current, pol.rule, err)
 	}
-	if s.o.Binding.on() {
-		if resp, v, refused := s.bind(ctx, attrs, h, current, c.origin, pol.rule); refused {
-			return resp, v
-		}
-	}
-	if s.o.Anomaly.on(s.o.GeoIP) {
-		if resp, v, refused := s.anomaly(ctx, attrs, h, current, c.origin, pol.rule); refused {
-			return resp, v
-		}
+	if resp, v, refused := s.theftPolicies(ctx, attrs, h, current, c.origin, pol.rule); refused {
+		return resp, v
 	}
 
 	if s.o.SelfService.Sessions == nil {

@@ -264,13 +264,8 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		return s.resp.forbidden, verdict(DecisionInternal, "user session on an internal route", pol.rule)
 	}
 	// Before the store: a forged cross-site request costs no round trip.
-	if cred.from == fromCookie && !s.o.CSRF.Disabled && !safeMethod(method) {
-		refused := s.csrfRefused(httpReq, h, true)
-		if s.o.CSRF.Shadow {
-			s.shadowCSRF(httpReq, refused)
-		} else if refused {
-			return s.resp.csrf, verdict(DecisionCSRF, "unsafe cookie request from an origin not allowed", pol.rule)
-		}
+	if resp, v, refused := s.csrf(httpReq, h, cred.from, method, pol.rule); refused {
+		return resp, v
 	}
 
 	ref := session.RefOf(cred.id)
@@ -283,24 +278,10 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	}
 	c, err := s.token(entry, &pol, now)
 	if err != nil {
-		// A claim name the signer refuses came from the record: as corrupt
-		// as one the decoder refuses, and as much a 401.
-		if errors.Is(err, session.ErrCorrupt) || errors.Is(err, token.ErrInvalidClaimName) {
-			s.o.Log.Warn("check: corrupt session record", "session_ref", ref, "err", err)
-			return s.unauthenticated(httpReq, h), verdict(DecisionUnauthenticated, "corrupt session record", pol.rule)
-		}
-		s.o.Log.Error("check: sign token", "session_ref", ref, "err", err)
-		return s.resp.unavailable, verdict(DecisionUnavailable, "signing failed", pol.rule)
+		return s.tokenFailed(httpReq, h, ref, pol.rule, err)
 	}
-	if s.o.Binding.on() {
-		if resp, v, refused := s.bind(ctx, attrs, h, ref, c.origin, pol.rule); refused {
-			return resp, v
-		}
-	}
-	if s.o.Anomaly.on(s.o.GeoIP) {
-		if resp, v, refused := s.anomaly(ctx, attrs, h, ref, c.origin, pol.rule); refused {
-			return resp, v
-		}
+	if resp, v, refused := s.theftPolicies(ctx, attrs, h, ref, c.origin, pol.rule); refused {
+		return resp, v
 	}
 	if len(pol.roles) > 0 && !session.HasAnyRole(c.roles, pol.roles) {
 		denied := verdict(DecisionForbidden, "missing role", pol.rule)
@@ -401,6 +382,51 @@ func (s *Server) resolve(ctx context.Context, ref string) (session.Entry, time.T
 		return entry, now, DecisionUnauthenticated, "session past its absolute end"
 	}
 	return entry, now, DecisionOK, ""
+}
+
+// csrf applies the CSRF rule to an unsafe cookie request (csrf.go): a
+// refusal unless the rule only shadows.
+func (s *Server) csrf(r *authv3.AttributeContext_HttpRequest, h headers, from credential, method string, rule int) (*authv3.CheckResponse, Verdict, bool) {
+	if from != fromCookie || s.o.CSRF.Disabled || safeMethod(method) {
+		return nil, Verdict{}, false
+	}
+	refused := s.csrfRefused(r, h, true)
+	if s.o.CSRF.Shadow {
+		s.shadowCSRF(r, refused)
+		return nil, Verdict{}, false
+	}
+	if refused {
+		return s.resp.csrf, verdict(DecisionCSRF, "unsafe cookie request from an origin not allowed", rule), true
+	}
+	return nil, Verdict{}, false
+}
+
+// tokenFailed answers a session whose token could not be signed. A claim
+// name the signer refuses came from the record: as corrupt as one the
+// decoder refuses, and as much a 401; anything else is the signer's failure.
+func (s *Server) tokenFailed(r *authv3.AttributeContext_HttpRequest, h headers, ref string, rule int, err error) (*authv3.CheckResponse, Verdict) {
+	if errors.Is(err, session.ErrCorrupt) || errors.Is(err, token.ErrInvalidClaimName) {
+		s.o.Log.Warn("check: corrupt session record", "session_ref", ref, "err", err)
+		return s.unauthenticated(r, h), verdict(DecisionUnauthenticated, "corrupt session record", rule)
+	}
+	s.o.Log.Error("check: sign token", "session_ref", ref, "err", err)
+	return s.resp.unavailable, verdict(DecisionUnavailable, "signing failed", rule)
+}
+
+// theftPolicies runs the session binding (binding.go) and the anomaly
+// checks (anomaly.go) that are on, against where the session was created.
+func (s *Server) theftPolicies(ctx context.Context, attrs *authv3.AttributeContext, h headers, ref string, o origin, rule int) (*authv3.CheckResponse, Verdict, bool) {
+	if s.o.Binding.on() {
+		if resp, v, refused := s.bind(ctx, attrs, h, ref, o, rule); refused {
+			return resp, v, true
+		}
+	}
+	if s.o.Anomaly.on(s.o.GeoIP) {
+		if resp, v, refused := s.anomaly(ctx, attrs, h, ref, o, rule); refused {
+			return resp, v, true
+		}
+	}
+	return nil, Verdict{}, false
 }
 
 // token returns a signed token for the session, from the cache when the
