@@ -268,6 +268,10 @@ func TestFaultRefreshSentinelMasterKilled(t *testing.T) {
 
 	time.Sleep(500 * time.Millisecond)
 	master.Stop() // SIGKILL: the refreshes in flight die with it, applied or not
+	// And the refreshes keep coming for a while, as apps' do: each finds
+	// the master gone (until the sentinels promote the replica) and fails,
+	// so the fault bites even when none happened to be in flight at the kill.
+	time.Sleep(300 * time.Millisecond)
 	close(stop)
 	wait()
 	next, err := sn.WaitNewMaster(ctx, master, 30*time.Second)
