@@ -148,6 +148,10 @@ type RedisStore struct {
 	tracker    *tracker
 	slides     chan *cacheEntry
 	slidesDone chan struct{}
+
+	// hooks let the package's tests stop a multi-step write between two
+	// steps; nil outside them.
+	hooks struct{ credentialListed, credentialsDeleted func() }
 }
 
 // touchQueueBound caps the touches queued for the batcher. A stalled Redis

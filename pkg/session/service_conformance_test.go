@@ -323,3 +323,93 @@ func TestConformancePeek(t *testing.T) {
 		})
 	}
 }
+
+// TestRedisServiceDeleteInterleavings stops AddCredential and DeleteService
+// between their steps in the orders that once left a live credential behind
+// a deleted service: the delete reads the record and deletes its keys after
+// the add listed its credential but before the add wrote the key, and
+// removes the record only after the add has re-read it.
+func TestRedisServiceDeleteInterleavings(t *testing.T) {
+	r := redisFixture(t).store.(*RedisStore)
+	ctx := context.Background()
+	s, cred := newService(t, "interleave")
+	mustCreateService(t, r, s, cred)
+	added, _ := NewCredential()
+
+	keysGone, release := make(chan struct{}), make(chan struct{})
+	deleted := make(chan error, 1)
+	r.hooks.credentialsDeleted = func() {
+		close(keysGone)
+		<-release
+	}
+	r.hooks.credentialListed = func() {
+		go func() {
+			_, err := r.DeleteService(ctx, s.Name)
+			deleted <- err
+		}()
+		<-keysGone
+	}
+	t.Cleanup(func() { r.hooks.credentialListed, r.hooks.credentialsDeleted = nil, nil })
+
+	err := r.AddCredential(ctx, s.Name, CredentialRefOf(added))
+	close(release)
+	if derr := <-deleted; derr != nil {
+		t.Fatalf("DeleteService: %v", derr)
+	}
+	if !errors.Is(err, ErrNotFound) {
+		t.Errorf("AddCredential racing a delete = %v, want ErrNotFound (the service was going)", err)
+	}
+	wantResolve(t, r, cred, "")
+	wantResolve(t, r, added, "")
+	if _, err := r.GetService(ctx, s.Name); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetService after delete: %v, want ErrNotFound", err)
+	}
+}
+
+// TestRedisStoppedServiceDeleteIsFinished: a delete that stopped after
+// marking the record leaves a service no reader sees, whose credentials the
+// next DeleteService or CreateService of that name deletes.
+func TestRedisStoppedServiceDeleteIsFinished(t *testing.T) {
+	for _, finish := range []string{"delete", "create"} {
+		t.Run(finish, func(t *testing.T) {
+			r := redisFixture(t).store.(*RedisStore)
+			ctx := context.Background()
+			s, cred := newService(t, "stopped")
+			mustCreateService(t, r, s, cred)
+			sk := serviceKey(s.Name)
+			raw, err := r.rdb.Get(ctx, sk).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r.rdb.Set(ctx, sk, deletingMark+raw, 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.GetService(ctx, s.Name); !errors.Is(err, ErrNotFound) {
+				t.Errorf("GetService of a service being deleted: %v, want ErrNotFound", err)
+			}
+			if _, err := r.ResolveServiceName(ctx, s.Name); !errors.Is(err, ErrNotFound) {
+				t.Errorf("ResolveServiceName of a service being deleted: %v, want ErrNotFound", err)
+			}
+			if l := listed(t, r, s.Name); l != nil {
+				t.Errorf("ListServices shows a service being deleted: %+v", l)
+			}
+			other, _ := NewCredential()
+			if err := r.AddCredential(ctx, s.Name, CredentialRefOf(other)); !errors.Is(err, ErrNotFound) {
+				t.Errorf("AddCredential to a service being deleted: %v, want ErrNotFound", err)
+			}
+			switch finish {
+			case "delete":
+				if n, err := r.DeleteService(ctx, s.Name); err != nil || n != 1 {
+					t.Fatalf("DeleteService = %d, %v; want 1 credential", n, err)
+				}
+				wantResolve(t, r, cred, "")
+			case "create":
+				fresh, _ := NewCredential()
+				mustCreateService(t, r, s, fresh)
+				wantResolve(t, r, cred, "")
+				wantResolve(t, r, fresh, s.Name)
+			}
+			wantResolve(t, r, other, "")
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -18,16 +19,26 @@ import (
 //	sg:svcs                zset    every service name (score 0: read in name order)
 //
 // A credential key is written only after the service record lists it, and
-// deleted before the record forgets it, so DeleteService, which reads the
-// record, deletes every credential key, and then deletes the record only if
-// it is unchanged, can always reach every credential. An AddCredential
-// racing with it re-reads the record after writing its key and deletes the
-// key again if the service is gone.
+// deleted before the record forgets it. DeleteService first marks the record
+// as being deleted (the record behind deletingMark), which no AddCredential
+// can list a credential in, then deletes every credential key the marked
+// record lists, then the record. An AddCredential that listed its credential
+// before the mark may write its key after the delete went past it, so it
+// re-reads the record after writing: unless a live record still lists the
+// credential, it deletes the key again. If a live record lists it at that
+// moment, the mark came later and the delete will reach the key.
+//
+// A marked record is a service that no longer exists to every reader; a
+// delete that stopped halfway is finished by the next DeleteService or
+// CreateService of that name.
 const (
 	credentialPrefix = "sg:c:"
 	servicePrefix    = "sg:svc:"
 	servicesIndex    = "sg:svcs"
 )
+
+// deletingMark prefixes a service record whose delete has begun.
+const deletingMark = "deleting:"
 
 func credentialKey(ref string) string { return credentialPrefix + ref }
 func serviceKey(name string) string   { return servicePrefix + name }
@@ -61,10 +72,21 @@ func (r *RedisStore) CreateService(ctx context.Context, s *Service, credRef stri
 		return wrap("create service", err)
 	}
 	if !ok {
-		// A retried SET NX finds the record its first attempt wrote;
-		// anything else is another service of that name.
+		// A retried SET NX finds the record its first attempt wrote; a
+		// delete that stopped halfway is finished first; anything else is
+		// another service of that name.
 		cur, err := r.rdb.Get(ctx, sk).Result()
-		if err != nil || cur != raw {
+		if err == nil && strings.HasPrefix(cur, deletingMark) {
+			if err := r.finishDelete(ctx, s.Name, cur); err != nil && !isNotFound(err) {
+				return err
+			}
+			if ok, err = r.rdb.SetNX(ctx, sk, raw, 0).Result(); err != nil {
+				return wrap("create service", err)
+			}
+			if !ok {
+				return ErrServiceExists
+			}
+		} else if err != nil || cur != raw {
 			return ErrServiceExists
 		}
 	}
@@ -94,10 +116,11 @@ func (r *RedisStore) undoService(ctx context.Context, name, raw, credRef string)
 	_ = r.run(ctx, casDelScript, []string{serviceKey(name)}, raw).Err()
 }
 
-// readService returns a service record and its raw form.
+// readService returns a live service record and its raw form; a record
+// being deleted is ErrNotFound.
 func (r *RedisStore) readService(ctx context.Context, name string) (*Service, string, error) {
 	raw, err := r.rdb.Get(ctx, serviceKey(name)).Result()
-	if isNil(err) {
+	if isNil(err) || (err == nil && strings.HasPrefix(raw, deletingMark)) {
 		return nil, "", ErrNotFound
 	}
 	if err != nil {
@@ -155,6 +178,9 @@ func (r *RedisStore) AddCredential(ctx context.Context, name, credRef string) er
 	if err != nil {
 		return err
 	}
+	if r.hooks.credentialListed != nil {
+		r.hooks.credentialListed()
+	}
 	cred, err := encodeCredential(roles, now)
 	if err != nil {
 		return err
@@ -207,35 +233,70 @@ func (r *RedisStore) RevokeCredential(ctx context.Context, name, credRef string)
 	return err
 }
 
-// DeleteService implements ServiceStore.
+// DeleteService implements ServiceStore: mark the record, then finish.
 func (r *RedisStore) DeleteService(ctx context.Context, name string) (int, error) {
+	sk := serviceKey(name)
 	for range casAttempts {
-		s, raw, err := r.readService(ctx, name)
+		raw, err := r.rdb.Get(ctx, sk).Result()
+		if isNil(err) {
+			return 0, ErrNotFound
+		}
 		if err != nil {
+			return 0, wrap("read service", err)
+		}
+		if !strings.HasPrefix(raw, deletingMark) {
+			marked := deletingMark + raw
+			swapped, err := r.run(ctx, casScript, []string{sk}, raw, marked).Int()
+			if err != nil {
+				return 0, wrap("mark service deleted", err)
+			}
+			if swapped == 0 {
+				continue // a credential was added meanwhile: read it too
+			}
+			raw = marked
+		}
+		s, err := decodeService(strings.TrimPrefix(raw, deletingMark))
+		if err != nil {
+			return 0, fmt.Errorf("service %s: %w", name, err)
+		}
+		if err := r.finishDelete(ctx, name, raw); err != nil {
 			return 0, err
-		}
-		if len(s.Credentials) > 0 {
-			pipe := r.rdb.Pipeline()
-			for _, c := range s.Credentials {
-				pipe.Del(ctx, credentialKey(c.Ref))
-			}
-			if _, err := pipe.Exec(ctx); err != nil {
-				return 0, wrap("delete credentials", err)
-			}
-		}
-		deleted, err := r.run(ctx, casDelScript, []string{serviceKey(name)}, raw).Int()
-		if err != nil {
-			return 0, wrap("delete service", err)
-		}
-		if deleted == 0 {
-			continue // a credential was added meanwhile: delete it too
-		}
-		if err := r.rdb.ZRem(ctx, servicesIndex, name).Err(); err != nil {
-			return len(s.Credentials), wrap("unindex service", err)
 		}
 		return len(s.Credentials), nil
 	}
 	return 0, fmt.Errorf("delete service %s: still contended after %d attempts", name, casAttempts)
+}
+
+// finishDelete deletes every credential a marked record lists, then the
+// record and its index entry. ErrNotFound if another delete finished first.
+func (r *RedisStore) finishDelete(ctx context.Context, name, marked string) error {
+	s, err := decodeService(strings.TrimPrefix(marked, deletingMark))
+	if err != nil {
+		return fmt.Errorf("service %s: %w", name, err)
+	}
+	if len(s.Credentials) > 0 {
+		pipe := r.rdb.Pipeline()
+		for _, c := range s.Credentials {
+			pipe.Del(ctx, credentialKey(c.Ref))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return wrap("delete credentials", err)
+		}
+	}
+	if r.hooks.credentialsDeleted != nil {
+		r.hooks.credentialsDeleted()
+	}
+	deleted, err := r.run(ctx, casDelScript, []string{serviceKey(name)}, marked).Int()
+	if err != nil {
+		return wrap("delete service", err)
+	}
+	if err := r.rdb.ZRem(ctx, servicesIndex, name).Err(); err != nil {
+		return wrap("unindex service", err)
+	}
+	if deleted == 0 {
+		return ErrNotFound
+	}
+	return nil
 }
 
 // GetService implements ServiceStore.
@@ -273,6 +334,9 @@ func (r *RedisStore) ListServices(ctx context.Context) ([]*Service, error) {
 		if err != nil {
 			return nil, wrap("read service", err)
 		}
+		if strings.HasPrefix(raw, deletingMark) {
+			continue // gone to readers; its delete unindexes it
+		}
 		s, err := decodeService(raw)
 		if err != nil {
 			return nil, fmt.Errorf("service %s: %w", n, err)
@@ -308,6 +372,9 @@ func (r *RedisStore) ResolveServiceName(ctx context.Context, name string) (Servi
 			return ServiceEntry{}, ErrNotFound
 		}
 		return ServiceEntry{}, wrap("resolve service", err)
+	}
+	if strings.HasPrefix(raw, deletingMark) {
+		return ServiceEntry{}, ErrNotFound
 	}
 	return serviceEntryOf(name, raw)
 }
