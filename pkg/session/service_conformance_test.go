@@ -269,6 +269,28 @@ var serviceCases = []struct {
 			wantResolve(t, st, c, "")
 		}
 	}},
+	{"a create racing a delete leaves a credential only with its service", func(t *testing.T, st ServiceStore) {
+		ctx := context.Background()
+		for range 8 {
+			s, cred := newService(t, "create-race")
+			var wg sync.WaitGroup
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				_ = st.CreateService(ctx, s, CredentialRefOf(cred)) // either outcome
+			}()
+			go func() {
+				defer wg.Done()
+				_, _ = st.DeleteService(ctx, s.Name) // ErrNotFound when it ran first
+			}()
+			wg.Wait()
+			if _, err := st.GetService(ctx, s.Name); err == nil {
+				wantResolve(t, st, cred, s.Name)
+			} else {
+				wantResolve(t, st, cred, "")
+			}
+		}
+	}},
 	{"a service record sessiongate would not write is corrupt", func(t *testing.T, st ServiceStore) {
 		// Both stores decode through the same codec; the memory store's
 		// record is reachable from here.
@@ -324,45 +346,55 @@ func TestConformancePeek(t *testing.T) {
 	}
 }
 
-// TestRedisServiceDeleteInterleavings stops AddCredential and DeleteService
-// between their steps in the orders that once left a live credential behind
-// a deleted service: the delete reads the record and deletes its keys after
-// the add listed its credential but before the add wrote the key, and
-// removes the record only after the add has re-read it.
+// TestRedisServiceDeleteInterleavings stops a credential write and
+// DeleteService between their steps in the order that once left a live
+// credential behind a deleted service: the delete reads the record and
+// deletes the keys it lists after the write listed its credential but before
+// it wrote the key, and removes the record only after the write has
+// re-read it.
 func TestRedisServiceDeleteInterleavings(t *testing.T) {
-	r := redisFixture(t).store.(*RedisStore)
-	ctx := context.Background()
-	s, cred := newService(t, "interleave")
-	mustCreateService(t, r, s, cred)
-	added, _ := NewCredential()
+	for _, write := range []string{"add credential", "create service"} {
+		t.Run(write, func(t *testing.T) {
+			r := redisFixture(t).store.(*RedisStore)
+			ctx := context.Background()
+			s, cred := newService(t, "interleave")
+			added, _ := NewCredential()
+			do := func() error { return r.AddCredential(ctx, s.Name, CredentialRefOf(added)) }
+			if write == "create service" {
+				cred, added = added, cred
+				do = func() error { return r.CreateService(ctx, s, CredentialRefOf(added)) }
+			} else {
+				mustCreateService(t, r, s, cred)
+			}
 
-	keysGone, release := make(chan struct{}), make(chan struct{})
-	deleted := make(chan error, 1)
-	r.hooks.credentialsDeleted = func() {
-		close(keysGone)
-		<-release
-	}
-	r.hooks.credentialListed = func() {
-		go func() {
-			_, err := r.DeleteService(ctx, s.Name)
-			deleted <- err
-		}()
-		<-keysGone
-	}
-	t.Cleanup(func() { r.hooks.credentialListed, r.hooks.credentialsDeleted = nil, nil })
-
-	err := r.AddCredential(ctx, s.Name, CredentialRefOf(added))
-	close(release)
-	if derr := <-deleted; derr != nil {
-		t.Fatalf("DeleteService: %v", derr)
-	}
-	if !errors.Is(err, ErrNotFound) {
-		t.Errorf("AddCredential racing a delete = %v, want ErrNotFound (the service was going)", err)
-	}
-	wantResolve(t, r, cred, "")
-	wantResolve(t, r, added, "")
-	if _, err := r.GetService(ctx, s.Name); !errors.Is(err, ErrNotFound) {
-		t.Errorf("GetService after delete: %v, want ErrNotFound", err)
+			keysGone, release := make(chan struct{}), make(chan struct{})
+			deleted := make(chan error, 1)
+			r.hooks.credentialsDeleted = func() {
+				close(keysGone)
+				<-release
+			}
+			r.hooks.credentialListed = func() {
+				go func() {
+					_, err := r.DeleteService(ctx, s.Name)
+					deleted <- err
+				}()
+				<-keysGone
+			}
+			err := do()
+			close(release)
+			r.hooks.credentialListed, r.hooks.credentialsDeleted = nil, nil
+			if derr := <-deleted; derr != nil {
+				t.Fatalf("DeleteService: %v", derr)
+			}
+			if err == nil {
+				t.Errorf("%s racing a delete succeeded; the service was going", write)
+			}
+			wantResolve(t, r, cred, "")
+			wantResolve(t, r, added, "")
+			if _, err := r.GetService(ctx, s.Name); !errors.Is(err, ErrNotFound) {
+				t.Errorf("GetService after delete: %v, want ErrNotFound", err)
+			}
+		})
 	}
 }
 

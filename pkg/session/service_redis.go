@@ -90,9 +90,19 @@ func (r *RedisStore) CreateService(ctx context.Context, s *Service, credRef stri
 			return ErrServiceExists
 		}
 	}
+	if r.hooks.credentialListed != nil {
+		r.hooks.credentialListed()
+	}
 	if err := r.rdb.Set(ctx, credentialKey(credRef), cred, 0).Err(); err != nil {
 		r.undoService(ctx, s.Name, raw, "")
 		return wrap("create credential", err)
+	}
+	if err := r.keepIfListed(ctx, s.Name, credRef); err != nil {
+		r.undoService(ctx, s.Name, raw, "")
+		if isNotFound(err) {
+			return fmt.Errorf("create service %s: deleted while being created", s.Name)
+		}
+		return err
 	}
 	if err := r.rdb.ZAdd(ctx, servicesIndex, redis.Z{Member: s.Name}).Err(); err != nil {
 		// Unlisted, the service could still be deleted by name; but the
@@ -189,25 +199,30 @@ func (r *RedisStore) AddCredential(ctx context.Context, name, credRef string) er
 	if err := r.rdb.Set(ctx, ck, cred, 0).Err(); err != nil {
 		return wrap("create credential", err)
 	}
-	// A DeleteService may have read the record before this credential was
-	// listed and finished before its key was written: then the key must go.
+	return r.keepIfListed(ctx, name, credRef)
+}
+
+// keepIfListed runs after a credential key is written: a DeleteService that
+// marked the record after the credential was listed may have deleted the
+// keys it lists before this one existed. Unless a live record lists the
+// credential now, the key goes again and the write fails (ErrNotFound, or
+// the read's error).
+func (r *RedisStore) keepIfListed(ctx context.Context, name, credRef string) error {
 	s, _, err := r.readService(ctx, name)
-	listed := false
 	if err == nil {
 		for _, c := range s.Credentials {
-			listed = listed || c.Ref == credRef
+			if c.Ref == credRef {
+				return nil
+			}
 		}
 	}
-	if !listed {
-		if derr := r.rdb.Del(ctx, ck).Err(); derr != nil {
-			return wrap("undo credential", derr)
-		}
-		if err != nil && !isNotFound(err) {
-			return err
-		}
-		return ErrNotFound
+	if derr := r.rdb.Del(ctx, credentialKey(credRef)).Err(); derr != nil {
+		return wrap("undo credential", derr)
 	}
-	return nil
+	if err != nil && !isNotFound(err) {
+		return err
+	}
+	return ErrNotFound
 }
 
 // RevokeCredential implements ServiceStore: the credential key goes first,
