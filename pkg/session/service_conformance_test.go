@@ -445,3 +445,26 @@ func TestRedisStoppedServiceDeleteIsFinished(t *testing.T) {
 		})
 	}
 }
+
+// TestRedisServiceRecreatedDuringDeleteStaysListed: a CreateService of the
+// same name that lands between a delete's removal of the record and its
+// removal of the index entry is a live service, and stays listed.
+func TestRedisServiceRecreatedDuringDeleteStaysListed(t *testing.T) {
+	r := redisFixture(t).store.(*RedisStore)
+	ctx := context.Background()
+	s, cred := newService(t, "recreated")
+	mustCreateService(t, r, s, cred)
+	fresh, _ := NewCredential()
+	r.hooks.recordDeleted = func() {
+		r.hooks.recordDeleted = nil
+		mustCreateService(t, r, s, fresh)
+	}
+	if _, err := r.DeleteService(ctx, s.Name); err != nil {
+		t.Fatalf("DeleteService: %v", err)
+	}
+	if listed(t, r, s.Name) == nil {
+		t.Errorf("the recreated service %s is missing from ListServices", s.Name)
+	}
+	wantResolve(t, r, cred, "")
+	wantResolve(t, r, fresh, s.Name)
+}

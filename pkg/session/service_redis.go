@@ -305,8 +305,19 @@ func (r *RedisStore) finishDelete(ctx context.Context, name, marked string) erro
 	if err != nil {
 		return wrap("delete service", err)
 	}
+	if r.hooks.recordDeleted != nil {
+		r.hooks.recordDeleted()
+	}
 	if err := r.rdb.ZRem(ctx, servicesIndex, name).Err(); err != nil {
 		return wrap("unindex service", err)
+	}
+	// A CreateService of the same name may have indexed its new record
+	// before the line above took the name out: put it back, or a live
+	// service would be missing from every listing.
+	if cur, err := r.rdb.Get(ctx, serviceKey(name)).Result(); err == nil && !strings.HasPrefix(cur, deletingMark) {
+		if err := r.rdb.ZAdd(ctx, servicesIndex, redis.Z{Member: name}).Err(); err != nil {
+			return wrap("reindex service", err)
+		}
 	}
 	if deleted == 0 {
 		return ErrNotFound
