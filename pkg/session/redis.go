@@ -151,7 +151,10 @@ type RedisStore struct {
 
 	// hooks let the package's tests stop a multi-step write between two
 	// steps; nil outside them.
-	hooks struct{ credentialListed, credentialsDeleted, recordDeleted func() }
+	hooks struct {
+		credentialListed, credentialsDeleted, recordDeleted func()
+		familyIndexed                                       func()
+	}
 }
 
 // touchQueueBound caps the touches queued for the batcher. A stalled Redis

@@ -281,6 +281,9 @@ func (r *RedisStore) CreateFamily(ctx context.Context, s *Session, limit Limit, 
 	if err := r.run(ctx, userFamilyAddScript, []string{userFamilyKey(s.Subject)}, fam, endMS).Err(); err != nil {
 		return Refreshed{}, nil, wrap("index family", err)
 	}
+	if r.hooks.familyIndexed != nil {
+		r.hooks.familyIndexed()
+	}
 	ms := func(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
 	fields := []any{
 		"sub", s.Subject, "tpl", tpl, "ver", strconv.FormatUint(s.Version, 10),
@@ -538,16 +541,18 @@ func (r *RedisStore) endUserFamilies(ctx context.Context, subject string) (int, 
 			return n, err
 		}
 		if ok {
-			n++
+			n++ // and endFamily unindexed it
 		}
 	}
+	// A family not found is gone, or not written yet: CreateFamily indexes
+	// a family before it writes it, so a login racing this one may be just
+	// between the two. Its entry must stay, or once its access session
+	// lapsed no later revoke-user would reach the family and its refresh
+	// token. Only entries past their family's end, whose families are gone
+	// for certain, are pruned.
 	if len(fams) > 0 {
-		args := make([]any, len(fams))
-		for i, f := range fams {
-			args[i] = f
-		}
-		if err := r.rdb.ZRem(ctx, fk, args...).Err(); err != nil {
-			return n, wrap("unindex families", err)
+		if err := r.rdb.ZRemRangeByScore(ctx, fk, "-inf", msString(r.now())).Err(); err != nil {
+			return n, wrap("prune family index", err)
 		}
 	}
 	return n, nil
