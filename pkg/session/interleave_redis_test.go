@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -49,5 +50,44 @@ func TestRedisRevokeUserDuringFamilyCreateKeepsFamilyReachable(t *testing.T) {
 	}
 	if out, err := r.Refresh(ctx, fam.RefreshToken); !errors.Is(err, ErrRefreshInvalid) {
 		t.Errorf("refresh after revoke-user: %+v, %v; want ErrRefreshInvalid", out.Ref, err)
+	}
+}
+
+// TestRedisUpdateUserDuringRefreshUpdatesNewAccessSession: an update-user
+// that runs after a refresh rotated to a new access session (made from the
+// family's old template) but before the refresh indexed it must still
+// update that session: it existed before the update was called.
+func TestRedisUpdateUserDuringRefreshUpdatesNewAccessSession(t *testing.T) {
+	r := redisFixture(t).store.(*RedisStore)
+	ctx := context.Background()
+	const subject = "interleave-update"
+	fam := mustFamily(t, r, subject, testPolicy(0))
+	none := []string{}
+	r.hooks.refreshRotated = func() {
+		r.hooks.refreshRotated = nil
+		if _, err := r.UpdateUser(ctx, subject, Update{Roles: &none}); err != nil {
+			t.Errorf("UpdateUser during the refresh: %v", err)
+		}
+	}
+	next := mustRefresh(t, r, fam.RefreshToken)
+	e, err := r.Touch(ctx, next.Ref)
+	if err != nil {
+		t.Fatalf("Touch of the refreshed session: %v", err)
+	}
+	s, err := e.Session()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Roles) != 0 {
+		t.Errorf("refreshed session keeps roles %v after an update that removed them", s.Roles)
+	}
+	// And the next refresh takes the updated template.
+	after := mustRefresh(t, r, next.RefreshToken)
+	e, err = r.Touch(ctx, after.Ref)
+	if err != nil {
+		t.Fatalf("Touch: %v", err)
+	}
+	if s, err = e.Session(); err != nil || !slices.Equal(s.Roles, none) {
+		t.Errorf("next refresh: roles %v, %v; want none", s.Roles, err)
 	}
 }

@@ -153,7 +153,7 @@ type RedisStore struct {
 	// steps; nil outside them.
 	hooks struct {
 		credentialListed, credentialsDeleted, recordDeleted func()
-		familyIndexed                                       func()
+		familyIndexed, refreshRotated                       func()
 	}
 }
 
@@ -848,18 +848,23 @@ func (r *RedisStore) DeleteUser(ctx context.Context, subject string) (int, error
 // a concurrent update is never lost; a session deleted meanwhile stays deleted.
 func (r *RedisStore) UpdateUser(ctx context.Context, subject string, u Update) (int, error) {
 	defer r.syncCache(ctx)
-	// Families first, so a refresh racing with this update either made its
-	// access session before (and the pass below updates it) or makes it
-	// from the updated template.
-	if err := r.updateUserFamilies(ctx, subject, u); err != nil {
-		return 0, err
+	// Families first, so a refresh racing with this update either rotated
+	// before the template was swapped, and updateFamily updates the access
+	// session it made (which the index may not list yet), or makes it from
+	// the updated template. The pass below skips what updateFamily did.
+	done, err := r.updateUserFamilies(ctx, subject, u)
+	if err != nil {
+		return len(done), err
 	}
 	ss, raws, err := r.sessions(ctx, subject, false)
 	if err != nil {
-		return 0, err
+		return len(done), err
 	}
-	n := 0
+	n := len(done)
 	for i, s := range ss {
+		if done[s.Ref] {
+			continue
+		}
 		ok, err := r.updateOne(ctx, s, raws[i], u)
 		if err != nil {
 			return n, err

@@ -379,6 +379,9 @@ func (r *RedisStore) Refresh(ctx context.Context, token string) (Refreshed, erro
 		}
 		out.ID, out.Ref, out.RefreshToken = next.id, next.ref, next.token
 		defer r.syncCache(ctx)
+		if r.hooks.refreshRotated != nil {
+			r.hooks.refreshRotated()
+		}
 		// The index follows the rotation; if this fails the session is
 		// still ended with its family (revoke-user reaches families through
 		// their own index), only missing from listings until the next
@@ -559,21 +562,29 @@ func (r *RedisStore) endUserFamilies(ctx context.Context, subject string) (int, 
 }
 
 // updateUserFamilies applies u to the template of every family of subject,
-// by compare-and-swap, so access sessions made by later refreshes carry it.
-func (r *RedisStore) updateUserFamilies(ctx context.Context, subject string, u Update) error {
+// by compare-and-swap, so access sessions made by later refreshes carry it,
+// and to each family's current access session. It returns the refs of the
+// access sessions it updated.
+func (r *RedisStore) updateUserFamilies(ctx context.Context, subject string, u Update) (map[string]bool, error) {
 	fams, err := r.rdb.ZRange(ctx, userFamilyKey(subject), 0, -1).Result()
 	if err != nil {
-		return wrap("read family index", err)
+		return nil, wrap("read family index", err)
 	}
+	done := map[string]bool{}
 	for _, fam := range fams {
-		if err := r.updateFamily(ctx, fam, u); err != nil {
-			return err
+		if err := r.updateFamily(ctx, fam, u, done); err != nil {
+			return done, err
 		}
 	}
-	return nil
+	return done, nil
 }
 
-func (r *RedisStore) updateFamily(ctx context.Context, fam string, u Update) error {
+// updateFamily swaps a family's template, then updates the access session
+// the family names at that point. A refresh that rotated before the swap
+// made that session from the old template and may not have indexed it yet
+// (the index follows the rotation), so the pass over the subject's index
+// can miss it; every refresh after the swap uses the new template.
+func (r *RedisStore) updateFamily(ctx context.Context, fam string, u Update, done map[string]bool) error {
 	fk := familyKey(fam)
 	for range casAttempts {
 		vals, err := r.rdb.HMGet(ctx, fk, "tpl").Result()
@@ -596,9 +607,40 @@ func (r *RedisStore) updateFamily(ctx context.Context, fam string, u Update) err
 		if err != nil {
 			return wrap("update family", err)
 		}
-		if swapped != 0 {
-			return nil
+		switch swapped {
+		case -1:
+			return nil // ended meanwhile
+		case 1:
+			return r.updateFamilyAccess(ctx, fam, u, done)
 		}
 	}
 	return fmt.Errorf("update family %s: still contended after %d attempts", fam, casAttempts)
+}
+
+// updateFamilyAccess applies u to a family's current access session, if it
+// has a live one, and adds its ref to done.
+func (r *RedisStore) updateFamilyAccess(ctx context.Context, fam string, u Update, done map[string]bool) error {
+	acc, err := r.rdb.HGet(ctx, familyKey(fam), "acc").Result()
+	if isNil(err) || acc == "" {
+		return nil // ended meanwhile, or no access session yet
+	}
+	if err != nil {
+		return wrap("read family", err)
+	}
+	raw, err := r.rdb.Get(ctx, sessionKey(acc)).Result()
+	if isNil(err) {
+		return nil // lapsed or not written yet: a login, not a refresh
+	}
+	if err != nil {
+		return wrap("read session", err)
+	}
+	s, err := decodeSession(acc, raw)
+	if err != nil {
+		return err
+	}
+	ok, err := r.updateOne(ctx, s, raw, u)
+	if ok {
+		done[acc] = true
+	}
+	return err
 }
