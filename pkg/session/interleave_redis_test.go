@@ -91,3 +91,45 @@ func TestRedisUpdateUserDuringRefreshUpdatesNewAccessSession(t *testing.T) {
 		t.Errorf("next refresh: roles %v, %v; want none", s.Roles, err)
 	}
 }
+
+// TestRedisRevokeCredentialDuringAddLeavesNoCredential: a RevokeCredential of
+// a credential an AddCredential has listed but not yet written (an admin
+// sees it listed and revokes it) deletes the key before the add writes it;
+// the add's re-read still finds it listed, because the revoke unlists it only
+// after. The revoke returned success, so the credential must not
+// authenticate, and no key may stay that no record lists.
+func TestRedisRevokeCredentialDuringAddLeavesNoCredential(t *testing.T) {
+	r := redisFixture(t).store.(*RedisStore)
+	ctx := context.Background()
+	s, cred := newService(t, "interleave-revoke")
+	mustCreateService(t, r, s, cred)
+	added, _ := NewCredential()
+	keyGone, release := make(chan struct{}), make(chan struct{})
+	revoked := make(chan error, 1)
+	r.hooks.credentialKeyDeleted = func() {
+		close(keyGone)
+		<-release
+	}
+	r.hooks.credentialListed = func() {
+		go func() { revoked <- r.RevokeCredential(ctx, s.Name, CredentialRefOf(added)) }()
+		<-keyGone
+	}
+	addErr := r.AddCredential(ctx, s.Name, CredentialRefOf(added))
+	close(release)
+	if err := <-revoked; err != nil {
+		t.Fatalf("RevokeCredential: %v", err)
+	}
+	r.hooks.credentialListed, r.hooks.credentialKeyDeleted = nil, nil
+	t.Logf("AddCredential racing the revoke: %v", addErr)
+	wantResolve(t, r, added, "")
+	wantResolve(t, r, cred, s.Name)
+	got, err := r.GetService(ctx, s.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range got.Credentials {
+		if c.Ref == CredentialRefOf(added) {
+			t.Errorf("the revoked credential is still listed")
+		}
+	}
+}

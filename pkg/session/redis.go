@@ -153,6 +153,7 @@ type RedisStore struct {
 	// steps; nil outside them.
 	hooks struct {
 		credentialListed, credentialsDeleted, recordDeleted func()
+		credentialKeyDeleted                                func()
 		familyIndexed, refreshRotated                       func()
 	}
 }

@@ -226,7 +226,12 @@ func (r *RedisStore) keepIfListed(ctx context.Context, name, credRef string) err
 }
 
 // RevokeCredential implements ServiceStore: the credential key goes first,
-// so the credential fails from that moment; the record forgets it after.
+// so the credential fails from that moment; the record forgets it after,
+// and then the key is deleted once more. An AddCredential of this
+// credential that listed it before the revoke read the record may write the
+// key after the first delete, and its re-read (keepIfListed) may still find
+// it listed if it comes before the record forgets it: the second delete is
+// what removes that key. A key written later finds it unlisted and goes.
 func (r *RedisStore) RevokeCredential(ctx context.Context, name, credRef string) error {
 	s, _, err := r.readService(ctx, name)
 	if err != nil {
@@ -238,14 +243,21 @@ func (r *RedisStore) RevokeCredential(ctx context.Context, name, credRef string)
 	if err := r.rdb.Del(ctx, credentialKey(credRef)).Err(); err != nil {
 		return wrap("delete credential", err)
 	}
+	if r.hooks.credentialKeyDeleted != nil {
+		r.hooks.credentialKeyDeleted()
+	}
 	err = r.swapService(ctx, name, func(s *Service) (*Service, error) {
 		next, _ := withoutCredential(s, credRef)
 		return next, nil
 	})
-	if isNotFound(err) {
-		return nil // deleted meanwhile: the credential is gone either way
+	if err != nil && !isNotFound(err) {
+		return err
 	}
-	return err
+	// Not found: deleted meanwhile, and the credential goes either way.
+	if err := r.rdb.Del(ctx, credentialKey(credRef)).Err(); err != nil {
+		return wrap("delete credential", err)
+	}
+	return nil
 }
 
 // DeleteService implements ServiceStore: mark the record, then finish.
