@@ -133,3 +133,36 @@ func TestRedisRevokeCredentialDuringAddLeavesNoCredential(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisEvictionDuringRefreshEndsFamily: a login that evicts the oldest
+// session at max_per_user, racing a refresh of that session's family that
+// rotates it to a new access session after the eviction chose it, must
+// still end the family: otherwise a device that keeps refreshing survives
+// every single-device login, past the cap.
+func TestRedisEvictionDuringRefreshEndsFamily(t *testing.T) {
+	r := redisFixture(t).store.(*RedisStore)
+	ctx := context.Background()
+	const subject = "interleave-evict"
+	fam := mustFamily(t, r, subject, testPolicy(0))
+	var rotated Refreshed
+	r.hooks.evictionChosen = func() {
+		r.hooks.evictionChosen = nil
+		rotated = mustRefresh(t, r, fam.RefreshToken)
+	}
+	s := newSession(t, subject, time.Minute, time.Hour)
+	evicted, err := r.Create(ctx, s, Limit{MaxPerUser: 1})
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if !slices.Equal(evicted, []string{fam.Ref}) {
+		t.Errorf("evicted = %v, want the family's session %s", evicted, fam.Ref)
+	}
+	if rotated.Ref == "" {
+		t.Fatal("the refresh did not run between the eviction's steps")
+	}
+	wantLive(t, r, s.Ref)
+	wantGone(t, r, fam.Ref, rotated.Ref)
+	if out, err := r.Refresh(ctx, rotated.RefreshToken); !errors.Is(err, ErrRefreshInvalid) {
+		t.Errorf("refresh after eviction: %s, %v; want ErrRefreshInvalid", out.Ref, err)
+	}
+}

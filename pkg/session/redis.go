@@ -154,7 +154,7 @@ type RedisStore struct {
 	hooks struct {
 		credentialListed, credentialsDeleted, recordDeleted func()
 		credentialKeyDeleted                                func()
-		familyIndexed, refreshRotated                       func()
+		familyIndexed, refreshRotated, evictionChosen       func()
 	}
 }
 
@@ -363,7 +363,7 @@ func (r *RedisStore) Create(ctx context.Context, s *Session, limit Limit) ([]str
 	if limit.MaxPerUser <= 0 {
 		return nil, nil
 	}
-	live, err := r.liveRefs(ctx, uk)
+	live, raws, err := r.liveRefs(ctx, uk)
 	if err != nil {
 		// The caller never learns this session's ID, so a session left
 		// behind would only count against the subject's cap until it
@@ -387,7 +387,18 @@ func (r *RedisStore) Create(ctx context.Context, s *Session, limit Limit) ([]str
 		return nil, nil
 	}
 	evicted := live[:len(live)-limit.MaxPerUser]
-	if err := r.revoke(ctx, uk, evicted); err != nil {
+	if r.hooks.evictionChosen != nil {
+		r.hooks.evictionChosen()
+	}
+	n, err := r.revokeRefs(ctx, uk, evicted)
+	if err == nil && n < len(evicted) {
+		// A refresh may have rotated an evicted access session away since
+		// it was read: the revoke found nothing to end, and the family
+		// lives on in a new access session. End the families of the
+		// records read above, which the eviction chose.
+		err = r.endFamiliesOf(ctx, raws[:len(evicted)])
+	}
+	if err != nil {
 		// The login fails, so the new session goes too; the old ones that
 		// survived stay valid and are evicted by the next login.
 		r.undoCreate(ctx, uk, s.Ref)
@@ -413,25 +424,33 @@ func (r *RedisStore) undoCreate(ctx context.Context, uk, ref string) {
 }
 
 // liveRefs returns the refs in a subject's index whose session keys still
-// exist, oldest first, pruning the others from the index.
-func (r *RedisStore) liveRefs(ctx context.Context, uk string) ([]string, error) {
+// exist, oldest first, with their records, pruning the others from the
+// index. The records tell which refresh family each session belongs to,
+// as it was when the session was counted (see Create).
+func (r *RedisStore) liveRefs(ctx context.Context, uk string) ([]string, []string, error) {
 	refs, err := r.indexRefs(ctx, uk)
 	if err != nil || len(refs) == 0 {
-		return nil, err
+		return nil, nil, err
 	}
 	live := refs[:0:0]
-	err = overRefs(ctx, r, uk, refs, existsCmd, "check sessions", "prune index",
-		func(_ int, ref string, c *redis.IntCmd) (refVerdict, error) {
-			if c.Val() == 1 {
-				live = append(live, ref)
-				return keepRef, nil
+	var raws []string
+	err = overRefs(ctx, r, uk, refs, getCmd, "check sessions", "prune index",
+		func(_ int, ref string, c *redis.StringCmd) (refVerdict, error) {
+			v, err := c.Result()
+			if isNil(err) {
+				return dropRef, nil
 			}
-			return dropRef, nil
+			if err != nil {
+				return 0, wrap("check session", err)
+			}
+			live = append(live, ref)
+			raws = append(raws, v)
+			return keepRef, nil
 		})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return live, nil
+	return live, raws, nil
 }
 
 // remove deletes sessions and their index entries, session keys first so a
@@ -534,9 +553,6 @@ const (
 	stopRef                   // leave it, and look at no more refs
 )
 
-func existsCmd(ctx context.Context, p redis.Pipeliner, key string) *redis.IntCmd {
-	return p.Exists(ctx, key)
-}
 func getCmd(ctx context.Context, p redis.Pipeliner, key string) *redis.StringCmd {
 	return p.Get(ctx, key)
 }
