@@ -473,15 +473,9 @@ func (r *RedisStore) remove(ctx context.Context, uk string, refs []string) error
 	return r.endFamiliesOf(ctx, raws)
 }
 
-// revoke is remove for sessions a client may hold tokens of: see
-// revokeRefs.
-func (r *RedisStore) revoke(ctx context.Context, uk string, refs []string) error {
-	_, err := r.revokeRefs(ctx, uk, refs)
-	return err
-}
-
-// revokeRefs ends sessions and publishes them for the revocation feed, in
-// the one order a lost reply cannot break: read the records (one pipeline),
+// revokeRefs is remove for sessions a client may hold tokens of: it ends
+// sessions and publishes them for the revocation feed, in the one order a
+// lost reply cannot break: read the records (one pipeline),
 // record those that exist, then delete them and unindex. Recording after a
 // delete would hinge on the delete's reply, and a reply lost and retried
 // (go-redis retries once) reads "nothing deleted": the revocation would
