@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -46,9 +47,12 @@ type SelfService struct {
 	Sessions SessionLister
 }
 
-// SessionLister is what the self-service routes need besides Sessions.
+// SessionLister is what the self-service routes need besides Sessions:
+// the caller's sessions, and ending a device's refresh family when a
+// refresh rotated its access session away between the list and the delete.
 type SessionLister interface {
 	List(ctx context.Context, subject string) ([]*session.Session, error)
+	RevokeFamily(ctx context.Context, familyRef string) error
 }
 
 var (
@@ -201,6 +205,12 @@ func (s *Server) selfService(ctx context.Context, attrs *authv3.AttributeContext
 	if err != nil {
 		return s.storeFailed(ctx, err, pol.rule)
 	}
+	// The list is read after the check: a caller whose session ended in
+	// between (signed out by the victim, an operator, an eviction) is not
+	// in it, and acts on nothing.
+	if !slices.ContainsFunc(mine, func(m *session.Session) bool { return m.Ref == current }) {
+		return s.unauthenticated(r, h), verdict(DecisionUnauthenticated, "session ended during the request", pol.rule)
+	}
 	done := verdict(DecisionSelfService, "self-service", pol.rule)
 	switch rt {
 	case selfList:
@@ -220,11 +230,11 @@ func (s *Server) selfService(ctx context.Context, attrs *authv3.AttributeContext
 	}
 
 	// The sessions to end: one of mine, or all of mine but this one.
-	var targets []string
+	var targets []*session.Session
 	if rt == selfRevokeOthers {
 		for _, m := range mine {
 			if m.Ref != current {
-				targets = append(targets, m.Ref)
+				targets = append(targets, m)
 			}
 		}
 	} else {
@@ -233,7 +243,7 @@ func (s *Server) selfService(ctx context.Context, attrs *authv3.AttributeContext
 		for _, m := range mine {
 			if m.Ref == ref || m.FamilyRef != "" && m.FamilyRef == ref {
 				ref = m.Ref
-				targets = append(targets, ref)
+				targets = append(targets, m)
 				break
 			}
 		}
@@ -244,10 +254,9 @@ func (s *Server) selfService(ctx context.Context, attrs *authv3.AttributeContext
 	if explaining(ctx) {
 		return s.revoked(r, h, ref == current), done
 	}
-	for _, t := range targets {
-		dctx, cancel := context.WithTimeout(ctx, s.o.StoreTimeout)
-		err := s.o.Sessions.Delete(dctx, t)
-		cancel()
+	for _, m := range targets {
+		t := m.Ref
+		err := s.endDevice(ctx, m)
 		switch {
 		case errors.Is(err, session.ErrNotFound) && rt != selfRevokeOthers:
 			// Gone since it was listed (expired, or signed out elsewhere).
@@ -265,6 +274,20 @@ func (s *Server) selfService(ctx context.Context, attrs *authv3.AttributeContext
 		}
 	}
 	return s.revoked(r, h, ref == current), done
+}
+
+// endDevice ends a listed session and, with it, its refresh family. A
+// refresh of that family since the list rotated the listed access session
+// away (ErrNotFound) into a new one the list does not name: the family is
+// ended by its ref, so the device does not outlive its sign-out.
+func (s *Server) endDevice(ctx context.Context, m *session.Session) error {
+	dctx, cancel := context.WithTimeout(ctx, s.o.StoreTimeout)
+	defer cancel()
+	err := s.o.Sessions.Delete(dctx, m.Ref)
+	if !errors.Is(err, session.ErrNotFound) || m.FamilyRef == "" {
+		return err
+	}
+	return s.o.SelfService.Sessions.RevokeFamily(dctx, m.FamilyRef)
 }
 
 // revoked is the answer to a sign-out: 303 to the page for a browser form

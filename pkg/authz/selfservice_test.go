@@ -435,6 +435,8 @@ func (failingLister) List(context.Context, string) ([]*session.Session, error) {
 	return nil, errors.New("redis down")
 }
 
+func (failingLister) RevokeFamily(context.Context, string) error { return errors.New("redis down") }
+
 func TestSelfServiceStoreDown(t *testing.T) {
 	f := newSelfService(t, session.NewMemoryStore(nil), func(o *Options) { o.SelfService.Sessions = failingLister{} })
 	me := f.loginAs(t, "alice", session.Device{}, 0)
@@ -455,4 +457,114 @@ func TestSelfServiceStoreDown(t *testing.T) {
 	if s := status(off.check(t, request("GET", "/auth/sessions", bearer(off.login(t, "alice", nil, nil))))); s != 200 {
 		t.Fatalf("self-service off: /auth/sessions is an ordinary path, got %d", s)
 	}
+}
+
+// racingLister lists a subject's sessions from the real store, then runs
+// between once: what another request did between the self-service route's
+// read of the list and its writes.
+type racingLister struct {
+	session.Store
+	between func()
+}
+
+func (r *racingLister) List(ctx context.Context, subject string) ([]*session.Session, error) {
+	ss, err := r.Store.List(ctx, subject)
+	if f := r.between; f != nil {
+		r.between = nil
+		f()
+	}
+	return ss, err
+}
+
+// TestSelfServiceRaces holds the self-service writes to what they said
+// against what happens between their read of the caller's sessions and
+// their deletes: a refresh that rotates a listed family to a new access
+// session must not let it outlive "signed out", and a caller whose own
+// session ended meanwhile acts on nothing.
+func TestSelfServiceRaces(t *testing.T) {
+	policy := session.RefreshPolicy{AccessIdle: time.Minute, AccessAbsolute: time.Hour, TTL: 24 * time.Hour, Idle: time.Hour}
+	cases := []struct {
+		name string
+		// path is the route, given the device's refs.
+		path   func(app session.Refreshed) string
+		method string
+	}{
+		{"revoke-others", func(session.Refreshed) string { return "/auth/sessions/revoke-others" }, "POST"},
+		{"delete by session_ref", func(app session.Refreshed) string { return "/auth/sessions/" + app.Ref }, "DELETE"},
+		{"delete by family_ref", func(app session.Refreshed) string { return "/auth/sessions/" + app.FamilyRef }, "DELETE"},
+		{"form by session_ref", func(app session.Refreshed) string { return "/auth/sessions/" + app.Ref + "/revoke" }, "POST"},
+	}
+	for name, mk := range stores(t) {
+		for _, tc := range cases {
+			t.Run(name+"/rotated/"+tc.name, func(t *testing.T) {
+				store := mk(t)
+				race := &racingLister{Store: store}
+				f := newSelfService(t, store, func(o *Options) { o.SelfService.Sessions = race })
+				me := f.loginAs(t, "alice", session.Device{}, 0)
+				ctx := context.Background()
+				app, _, err := store.CreateFamily(ctx, &session.Session{Subject: "alice", CreatedAt: time.Now().Truncate(time.Millisecond)},
+					session.Limit{}, policy)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var rotated session.Refreshed
+				race.between = func() {
+					if rotated, err = store.Refresh(ctx, app.RefreshToken); err != nil {
+						t.Errorf("refresh between list and delete: %v", err)
+					}
+				}
+				resp := f.check(t, request(tc.method, tc.path(app), bearer(me)))
+				if s := status(resp); s != 204 {
+					t.Errorf("answer: %d %s, want 204", s, body(resp))
+				}
+				if rotated.ID == "" {
+					t.Fatal("the refresh did not run between the list and the delete")
+				}
+				if f.alive(t, rotated.ID) {
+					t.Error("the device's rotated access session outlived its sign-out")
+				}
+				if _, err := store.Refresh(ctx, rotated.RefreshToken); !errors.Is(err, session.ErrRefreshInvalid) {
+					t.Errorf("the device's refresh token after its sign-out: %v, want ErrRefreshInvalid", err)
+				}
+				if !f.alive(t, me) {
+					t.Error("the caller's own session ended")
+				}
+			})
+			t.Run(name+"/caller ended/"+tc.name, func(t *testing.T) {
+				store := mk(t)
+				// The caller's session is signed out (by the victim, an
+				// operator, an eviction) after its check and before the list.
+				ends := &endsBefore{Store: store}
+				f := newSelfService(t, store, func(o *Options) { o.SelfService.Sessions = ends })
+				me := f.loginAs(t, "alice", session.Device{}, 0)
+				ends.ref = session.RefOf(me)
+				app, _, err := store.CreateFamily(context.Background(), &session.Session{Subject: "alice", CreatedAt: time.Now().Truncate(time.Millisecond)},
+					session.Limit{}, policy)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp := f.check(t, request(tc.method, tc.path(app), bearer(me)))
+				if s := status(resp); s != 401 {
+					t.Errorf("answer: %d %s, want 401", s, body(resp))
+				}
+				if !f.alive(t, app.ID) {
+					t.Error("a caller whose session had ended signed a device out")
+				}
+			})
+		}
+	}
+}
+
+// endsBefore deletes ref before it lists: the caller's own session ends
+// between its check and the self-service route's read.
+type endsBefore struct {
+	session.Store
+	ref string
+}
+
+func (e *endsBefore) List(ctx context.Context, subject string) ([]*session.Session, error) {
+	if err := e.Store.Delete(ctx, e.ref); err != nil {
+		return nil, err
+	}
+	return e.Store.List(ctx, subject)
 }
