@@ -37,8 +37,9 @@ import (
 // the ref looked up among them, the store is never asked about the ref
 // itself. Unsafe methods with the cookie go through the CSRF check, and the
 // session binding and anomaly checks apply as to any request. A deny or
-// internal route rule on these paths refuses them (403); other rules
-// (a public /auth/ for the login pages) do not open them.
+// internal route rule on these paths refuses them (403), as does a rule
+// naming roles the caller holds none of; other rules (a public /auth/ for
+// the login pages) do not open them.
 type SelfService struct {
 	PathPrefix string // "" disables the JSON routes and the page's forms
 	PagePath   string // "" disables the page
@@ -194,6 +195,13 @@ func (s *Server) selfService(ctx context.Context, attrs *authv3.AttributeContext
 	}
 	if resp, v, refused := s.theftPolicies(ctx, attrs, h, current, c.origin, pol.rule); refused {
 		return resp, v
+	}
+	// A role rule holds these paths as any other: an operator who limits
+	// them to some roles means it.
+	if len(pol.roles) > 0 && !session.HasAnyRole(c.roles, pol.roles) {
+		denied := verdict(DecisionForbidden, "missing role", pol.rule)
+		denied.roles = c.roles
+		return s.resp.forbidden, denied
 	}
 
 	if s.o.SelfService.Sessions == nil {

@@ -409,6 +409,46 @@ func TestSelfServiceUnderRules(t *testing.T) {
 	}
 }
 
+// A role rule on the self-service paths holds them as it holds any path:
+// a caller without one of its roles can neither list nor sign out (403),
+// and ends nothing; a caller with one is served.
+func TestSelfServiceRoleRules(t *testing.T) {
+	for _, tc := range []struct {
+		name               string
+		rule               Route
+		list, page, writes int
+	}{
+		{"role the caller lacks, on a parent", Route{PathPrefix: "/auth/", Roles: []string{"staff"}}, 403, 403, 403},
+		{"role the caller lacks, on the prefix", Route{PathPrefix: "/auth/sessions", Roles: []string{"staff"}}, 403, 200, 403},
+		{"role the caller lacks, on the page", Route{PathPrefix: "/auth/devices", Roles: []string{"staff"}}, 200, 403, 204},
+		{"role the caller lacks, for DELETE and POST", Route{PathPrefix: "/auth/", Methods: []string{"DELETE", "POST"}, Roles: []string{"staff"}}, 200, 200, 403},
+		{"role the caller holds", Route{PathPrefix: "/auth/", Roles: []string{"staff", "user"}}, 200, 200, 204},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newSelfService(t, session.NewMemoryStore(nil), func(o *Options) { o.Routes = []Route{tc.rule} })
+			me := f.loginAs(t, "alice", session.Device{}, 0)
+			other := f.loginAs(t, "alice", session.Device{}, 0)
+			third := f.loginAs(t, "alice", session.Device{}, 0)
+			for _, c := range []struct {
+				r    *authv3.CheckRequest
+				want int
+			}{
+				{request("GET", "/auth/sessions", bearer(me)), tc.list},
+				{request("GET", "/auth/devices", bearer(me)), tc.page},
+				{request("DELETE", "/auth/sessions/"+session.RefOf(other), bearer(me)), tc.writes},
+				{request("POST", "/auth/sessions/revoke-others", bearer(me)), tc.writes},
+			} {
+				if s := status(f.check(t, c.r)); s != c.want {
+					t.Errorf("%s %s: %d, want %d", c.r.Attributes.Request.Http.Method, c.r.Attributes.Request.Http.Path, s, c.want)
+				}
+			}
+			if tc.writes == 403 && (!f.alive(t, other) || !f.alive(t, third)) {
+				t.Error("a caller without the rule's role signed a device out")
+			}
+		})
+	}
+}
+
 // Explain runs the self-service code and says what it would answer, but
 // signs no one out.
 func TestSelfServiceExplainEndsNothing(t *testing.T) {
