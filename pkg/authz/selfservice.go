@@ -215,7 +215,9 @@ func (s *Server) selfService(ctx context.Context, attrs *authv3.AttributeContext
 	}
 	// The list is read after the check: a caller whose session ended in
 	// between (signed out by the victim, an operator, an eviction) is not
-	// in it, and acts on nothing.
+	// in it, and acts on nothing. So is a session its subject's index does
+	// not list (the index write after a refresh failed): refused here
+	// until its next refresh, as it could not be shown or signed out.
 	if !slices.ContainsFunc(mine, func(m *session.Session) bool { return m.Ref == current }) {
 		return s.unauthenticated(r, h), verdict(DecisionUnauthenticated, "session ended during the request", pol.rule)
 	}

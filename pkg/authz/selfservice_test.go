@@ -608,3 +608,35 @@ func (e *endsBefore) List(ctx context.Context, subject string) ([]*session.Sessi
 	}
 	return e.Store.List(ctx, subject)
 }
+
+// A caller signed in through a refresh family, after a refresh, is in the
+// list its own requests read, so the routes serve it: the check that the
+// caller is listed refuses only a session that has ended.
+func TestSelfServiceCallerOfAFamily(t *testing.T) {
+	policy := session.RefreshPolicy{AccessIdle: time.Minute, AccessAbsolute: time.Hour, TTL: 24 * time.Hour, Idle: time.Hour}
+	for name, mk := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			f := newSelfService(t, mk(t))
+			ctx := context.Background()
+			app, _, err := f.store.CreateFamily(ctx, &session.Session{Subject: "alice", CreatedAt: time.Now().Truncate(time.Millisecond)},
+				session.Limit{}, policy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			now, err := f.store.Refresh(ctx, app.RefreshToken)
+			if err != nil {
+				t.Fatal(err)
+			}
+			other := f.loginAs(t, "alice", session.Device{}, 0)
+			if s := status(f.check(t, request("GET", "/auth/sessions", bearer(now.ID)))); s != 200 {
+				t.Fatalf("list: %d, want 200", s)
+			}
+			if s := status(f.check(t, request("POST", "/auth/sessions/revoke-others", bearer(now.ID)))); s != 204 {
+				t.Fatalf("revoke-others: %d, want 204", s)
+			}
+			if f.alive(t, other) || !f.alive(t, now.ID) {
+				t.Fatal("revoke-others ended the wrong sessions")
+			}
+		})
+	}
+}
