@@ -640,3 +640,51 @@ func TestSelfServiceCallerOfAFamily(t *testing.T) {
 		})
 	}
 }
+
+// Only a user session reaches the self-service routes: a service known by
+// its mTLS certificate, a service credential, a refresh token or nothing
+// at all is refused on every one of them and ends nothing, even where a
+// public rule covers the paths.
+func TestSelfServiceOnlyUsers(t *testing.T) {
+	store := session.NewMemoryStore(nil)
+	f := newSelfService(t, store, func(o *Options) {
+		o.Services = store
+		o.SPIFFE = testSPIFFE
+		o.Routes = []Route{{PathPrefix: "/auth/", Access: Public}}
+	})
+	cred := register(t, store, "billing", "payments")
+	victim := f.loginAs(t, "alice", session.Device{}, 0)
+	fam, _, err := store.CreateFamily(context.Background(), &session.Session{Subject: "alice", CreatedAt: time.Now().Truncate(time.Millisecond)},
+		session.Limit{}, session.RefreshPolicy{AccessIdle: time.Minute, AccessAbsolute: time.Hour, TTL: 24 * time.Hour, Idle: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	callers := []struct {
+		name string
+		opt  reqOpt
+		want int
+	}{
+		{"mTLS service identity", withPrincipal("spiffe://partner.example/payments/worker"), 401},
+		{"service credential", bearer(cred), 403},
+		{"refresh token as bearer", bearer(fam.RefreshToken), 401},
+		{"refresh token as cookie", withHeader("cookie", "__Host-sid="+fam.RefreshToken), 401},
+	}
+	routes := []struct{ method, path string }{
+		{"GET", "/auth/sessions"},
+		{"GET", "/auth/devices"},
+		{"DELETE", "/auth/sessions/" + session.RefOf(victim)},
+		{"DELETE", "/auth/sessions/" + fam.FamilyRef},
+		{"POST", "/auth/sessions/" + session.RefOf(victim) + "/revoke"},
+		{"POST", "/auth/sessions/revoke-others"},
+	}
+	for _, c := range callers {
+		for _, r := range routes {
+			if s := status(f.check(t, request(r.method, r.path, c.opt))); s != c.want {
+				t.Errorf("%s: %s %s: %d, want %d", c.name, r.method, r.path, s, c.want)
+			}
+		}
+	}
+	if !f.alive(t, victim) || !f.alive(t, fam.ID) {
+		t.Fatal("a caller without a user session ended one")
+	}
+}
