@@ -49,10 +49,11 @@ type SelfService struct {
 }
 
 // SessionLister is what the self-service routes need besides Sessions:
-// the caller's sessions, and ending a device's refresh family when a
-// refresh rotated its access session away between the list and the delete.
+// the caller's sessions and refresh families (those whose access session
+// lapsed are in no list), and ending a family by its ref.
 type SessionLister interface {
 	List(ctx context.Context, subject string) ([]*session.Session, error)
+	Families(ctx context.Context, subject string) ([]string, error)
 	RevokeFamily(ctx context.Context, familyRef string) error
 }
 
@@ -257,9 +258,27 @@ func (s *Server) selfService(ctx context.Context, attrs *authv3.AttributeContext
 				break
 			}
 		}
-		if len(targets) == 0 {
-			return selfNotFound, verdict(DecisionSelfService, "not one of the caller's sessions", pol.rule)
+	}
+	// A family whose access session lapsed (an app in the background) is
+	// in no list, yet its refresh token brings the device back: it is a
+	// device to end all the same, found in the caller's own family index.
+	if rt == selfRevokeOthers || len(targets) == 0 && session.ValidFamilyRef(ref) {
+		fctx, cancel := context.WithTimeout(ctx, s.o.StoreTimeout)
+		fams, err := s.o.SelfService.Sessions.Families(fctx, sess.Subject)
+		cancel()
+		if err != nil {
+			return s.storeFailed(ctx, err, pol.rule)
 		}
+		for _, fam := range fams {
+			listed := slices.ContainsFunc(mine, func(m *session.Session) bool { return m.FamilyRef == fam })
+			if fam == sess.FamilyRef || listed || rt != selfRevokeOthers && fam != ref {
+				continue
+			}
+			targets = append(targets, &session.Session{FamilyRef: fam})
+		}
+	}
+	if len(targets) == 0 && rt != selfRevokeOthers {
+		return selfNotFound, verdict(DecisionSelfService, "not one of the caller's sessions", pol.rule)
 	}
 	if explaining(ctx) {
 		return s.revoked(r, h, ref == current), done
@@ -278,6 +297,9 @@ func (s *Server) selfService(ctx context.Context, attrs *authv3.AttributeContext
 			return s.storeFailed(ctx, err, pol.rule)
 		case t == current:
 			s.record(h, events.Event{Type: events.Logout, Subject: sess.Subject, SessionRef: t})
+		case t == "":
+			s.record(h, events.Event{Type: events.Revoke, Subject: sess.Subject,
+				Details: map[string]string{"by": "self_service", "by_session_ref": current, "family_ref": m.FamilyRef}})
 		default:
 			s.record(h, events.Event{Type: events.Revoke, Subject: sess.Subject, SessionRef: t,
 				Details: map[string]string{"by": "self_service", "by_session_ref": current}})
@@ -290,9 +312,13 @@ func (s *Server) selfService(ctx context.Context, attrs *authv3.AttributeContext
 // refresh of that family since the list rotated the listed access session
 // away (ErrNotFound) into a new one the list does not name: the family is
 // ended by its ref, so the device does not outlive its sign-out.
+// A target without a Ref is a family with no live access session.
 func (s *Server) endDevice(ctx context.Context, m *session.Session) error {
 	dctx, cancel := context.WithTimeout(ctx, s.o.StoreTimeout)
 	defer cancel()
+	if m.Ref == "" {
+		return s.o.SelfService.Sessions.RevokeFamily(dctx, m.FamilyRef)
+	}
 	err := s.o.Sessions.Delete(dctx, m.Ref)
 	if !errors.Is(err, session.ErrNotFound) || m.FamilyRef == "" {
 		return err

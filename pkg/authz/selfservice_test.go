@@ -477,6 +477,10 @@ func (failingLister) List(context.Context, string) ([]*session.Session, error) {
 
 func (failingLister) RevokeFamily(context.Context, string) error { return errors.New("redis down") }
 
+func (failingLister) Families(context.Context, string) ([]string, error) {
+	return nil, errors.New("redis down")
+}
+
 func TestSelfServiceStoreDown(t *testing.T) {
 	f := newSelfService(t, session.NewMemoryStore(nil), func(o *Options) { o.SelfService.Sessions = failingLister{} })
 	me := f.loginAs(t, "alice", session.Device{}, 0)
@@ -686,5 +690,64 @@ func TestSelfServiceOnlyUsers(t *testing.T) {
 	}
 	if !f.alive(t, victim) || !f.alive(t, fam.ID) {
 		t.Fatal("a caller without a user session ended one")
+	}
+}
+
+// A device signed in through a refresh family whose access session has
+// idled out (an app in the background) still holds a working refresh
+// token: "sign out all other devices" must end that family too, or the
+// device, a thief's included, refreshes its way back in afterwards.
+// Signing it out by its family_ref works as well; another subject's
+// family_ref stays 404 and ends nothing.
+func TestSelfServiceIdleFamilies(t *testing.T) {
+	const idle = 200 * time.Millisecond
+	policy := session.RefreshPolicy{AccessIdle: idle, AccessAbsolute: time.Hour, TTL: 24 * time.Hour, Idle: time.Hour}
+	for name, mk := range stores(t) {
+		for _, route := range []string{"revoke-others", "family_ref"} {
+			t.Run(name+"/"+route, func(t *testing.T) {
+				f := newSelfService(t, mk(t))
+				ctx := context.Background()
+				newFamily := func(subject string) session.Refreshed {
+					t.Helper()
+					fam, _, err := f.store.CreateFamily(ctx, &session.Session{Subject: subject, CreatedAt: time.Now().Truncate(time.Millisecond)},
+						session.Limit{}, policy)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return fam
+				}
+				thief, bobs := newFamily("alice"), newFamily("bob")
+				time.Sleep(idle + 150*time.Millisecond) // both access sessions idle out
+				// The caller: a family of its own, refreshed just now.
+				mine, err := f.store.Refresh(ctx, newFamily("alice").RefreshToken)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if route == "revoke-others" {
+					if s := status(f.check(t, request("POST", "/auth/sessions/revoke-others", bearer(mine.ID)))); s != 204 {
+						t.Fatalf("revoke-others: %d", s)
+					}
+				} else {
+					if s := status(f.check(t, request("DELETE", "/auth/sessions/"+bobs.FamilyRef, bearer(mine.ID)))); s != 404 {
+						t.Errorf("another subject's idle family: %d, want 404", s)
+					}
+					if s := status(f.check(t, request("DELETE", "/auth/sessions/"+thief.FamilyRef, bearer(mine.ID)))); s != 204 {
+						t.Errorf("my idle family by its family_ref: %d, want 204", s)
+					}
+				}
+				if out, err := f.store.Refresh(ctx, thief.RefreshToken); !errors.Is(err, session.ErrRefreshInvalid) {
+					t.Errorf("the idle device refreshed after its sign-out: %v (new session %t)", err, out.ID != "")
+				}
+				if _, err := f.store.Refresh(ctx, bobs.RefreshToken); err != nil {
+					t.Errorf("another subject's family: %v, want it untouched", err)
+				}
+				if !f.alive(t, mine.ID) {
+					t.Error("the caller's own session ended")
+				}
+				if _, err := f.store.Refresh(ctx, mine.RefreshToken); err != nil {
+					t.Errorf("the caller's own family: %v, want it untouched", err)
+				}
+			})
+		}
 	}
 }

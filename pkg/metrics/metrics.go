@@ -358,6 +358,14 @@ func (s *instrumentedStore) List(ctx context.Context, subject string) ([]*sessio
 	return ss, err
 }
 
+// Families shares the "list" op: it reads a subject's index as List does.
+func (s *instrumentedStore) Families(ctx context.Context, subject string) ([]string, error) {
+	start := time.Now()
+	fams, err := s.Store.Families(ctx, subject)
+	s.m.storeOp("list").done(start, err)
+	return fams, err
+}
+
 // ListPage shares the "list" op: to an operator both are the admin listing.
 func (s *instrumentedStore) ListPage(ctx context.Context, subject string, after uint64, limit int) (session.Page, error) {
 	start := time.Now()

@@ -61,6 +61,9 @@ func TestInstrumentedStoreRefresh(t *testing.T) {
 	if _, err := st.Refresh(ctx, r0.RefreshToken); err != nil {
 		t.Fatal(err)
 	}
+	if fams, err := st.Families(ctx, "rae"); err != nil || len(fams) != 1 || fams[0] != r0.FamilyRef {
+		t.Fatalf("Families through the instrumented store = %v, %v", fams, err)
+	}
 	if _, err := st.Refresh(ctx, r0.RefreshToken); !errors.Is(err, session.ErrRefreshReused) {
 		t.Fatal(err)
 	}

@@ -343,4 +343,31 @@ var refreshCases = []struct {
 		// None of that touched the family.
 		mustRefresh(t, st, r.RefreshToken)
 	}},
+	{"refresh: Families lists a subject's families, a lapsed access session's too, not ended ones", func(t *testing.T, f storeFixture) {
+		st, ctx := f.store, context.Background()
+		p := testPolicy(0)
+		p.AccessIdle = 200 * time.Millisecond
+		idle := mustFamily(t, st, "rf-families", p)
+		live := mustFamily(t, st, "rf-families", testPolicy(0))
+		ended := mustFamily(t, st, "rf-families", testPolicy(0))
+		other := mustFamily(t, st, "rf-families-other", testPolicy(0))
+		if err := st.RevokeFamily(ctx, ended.FamilyRef); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(p.AccessIdle + 150*time.Millisecond)
+		wantGone(t, st, idle.Ref)
+		fams, err := st.Families(ctx, "rf-families")
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(fams)
+		want := []string{idle.FamilyRef, live.FamilyRef}
+		slices.Sort(want)
+		if !slices.Equal(fams, want) {
+			t.Fatalf("Families = %v, want %v (not %s, ended, nor %s, another subject's)", fams, want, ended.FamilyRef, other.FamilyRef)
+		}
+		if fams, err := st.Families(ctx, "rf-nobody"); err != nil || len(fams) != 0 {
+			t.Fatalf("Families of a subject without any = %v, %v", fams, err)
+		}
+	}},
 }

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -158,6 +159,21 @@ func (m *MemoryStore) RevokeFamily(_ context.Context, fref string) error {
 	}
 	m.endFamily(fref)
 	return nil
+}
+
+// Families implements Store.
+func (m *MemoryStore) Families(_ context.Context, subject string) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	var out []string
+	for ref, f := range m.families {
+		if f.subject == subject && now.Before(f.expires) {
+			out = append(out, ref)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // endFamily is the memory store's one way a family ends: its access

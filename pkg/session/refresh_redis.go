@@ -445,6 +445,18 @@ func (r *RedisStore) RevokeFamily(ctx context.Context, fam string) error {
 	return nil
 }
 
+// Families implements Store: the subject's family index, less the
+// entries past their family's end (scored by it).
+func (r *RedisStore) Families(ctx context.Context, subject string) ([]string, error) {
+	fams, err := r.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key: userFamilyKey(subject), Start: "(" + msString(r.now()), Stop: "+inf", ByScore: true,
+	}).Result()
+	if err != nil {
+		return nil, wrap("read family index", err)
+	}
+	return fams, nil
+}
+
 // endFamily is the one way the Redis store ends a family outside a refresh
 // (revoke by family ref, logout, revoke-user, eviction): endFamilyScript
 // deletes the family's access session and the family atomically, then the

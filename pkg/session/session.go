@@ -229,6 +229,11 @@ type Store interface {
 	// RevokeFamily ends a family: its access session and every refresh
 	// token of it. ErrNotFound if there was none.
 	RevokeFamily(ctx context.Context, familyRef string) error
+	// Families returns the refs of subject's refresh families, including
+	// those whose access session has lapsed (List does not show them, yet
+	// their refresh token still works). It may name a family that has
+	// ended since; RevokeFamily of one is ErrNotFound.
+	Families(ctx context.Context, subject string) ([]string, error)
 	// Ping reports whether the store is reachable.
 	Ping(ctx context.Context) error
 	Close() error
