@@ -209,20 +209,52 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if (who == "open" || who == "client_cert") && fromBrowserPage(r) {
+		h.serveError(w, r, &httpError{code: http.StatusForbidden, msg: "request from a web page refused",
+			logMsg: "admin: request from a web page refused", level: slog.LevelWarn})
+		return
+	}
 	r = r.WithContext(context.WithValue(r.Context(), principalKey{}, who))
 	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 	h.mux.ServeHTTP(w, r)
 }
 
-// authenticate returns how the request proved itself: "client_cert" for a
-// verified client certificate (with ClientCertAuthOnly), or "token#N" for
-// the N-th configured token (0-based, the line order of the token file), so
-// the audit log shows which token is still in use during a rotation without
-// showing anything of the token.
+// fromBrowserPage reports a request a browser made on behalf of a web page:
+// it carries an Origin, or Fetch Metadata other than a navigation the user
+// typed. A client certificate (and --dev's open port) is an ambient
+// credential the browser presents on any request to the admin origin, so a
+// hostile page could otherwise POST a body without a Content-Type (a
+// "simple" request, no preflight) and create sessions or service
+// credentials, evicting a user's real sessions at the session limit. No
+// admin client is a web page; a bearer token is never attached by a browser
+// on its own, so token requests are not judged by these headers.
+func fromBrowserPage(r *http.Request) bool {
+	if len(r.Header.Values("Origin")) > 0 {
+		return true
+	}
+	site := r.Header.Values("Sec-Fetch-Site")
+	return len(site) > 0 && (len(site) != 1 || site[0] != "none")
+}
+
+// authenticate returns how the request proved itself: "token#N" for the
+// N-th configured token (0-based, the line order of the token file), so the
+// audit log shows which token is still in use during a rotation without
+// showing anything of the token, or else "client_cert" for a verified client
+// certificate (with ClientCertAuthOnly). A valid token is named even when a
+// certificate would do: the token is the credential a browser cannot
+// attach on its own (fromBrowserPage).
 func (h *Handler) authenticate(r *http.Request) (string, bool) {
+	if who, ok := h.tokenAuth(r); ok {
+		return who, true
+	}
 	if h.o.ClientCertAuthOnly && clientCN(r) != "" {
 		return "client_cert", true
 	}
+	return "", false
+}
+
+// tokenAuth checks the bearer token.
+func (h *Handler) tokenAuth(r *http.Request) (string, bool) {
 	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
 		return "", false
