@@ -27,8 +27,16 @@ func (c *Config) validateEvents(v *validator) {
 	w := c.Events.Webhook
 	if w.URL != "" {
 		u, err := url.Parse(w.URL)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.Fragment != "" {
-			v.fail("events.webhook.url", "must be an absolute http(s) URL without credentials, got %q", w.URL)
+		switch {
+		case err != nil:
+			// Not quoted: what does not parse may be credentials.
+			v.fail("events.webhook.url", "must be an absolute http(s) URL without credentials; the value does not parse as a URL")
+		case (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.Fragment != "":
+			// The refusal is logged: it names the URL without its
+			// userinfo, which is credentials.
+			shown := *u
+			shown.User = nil
+			v.fail("events.webhook.url", "must be an absolute http(s) URL without credentials, got %q", shown.String())
 		}
 		if w.SecretFile == "" {
 			v.fail("events.webhook.secret_file", "required with events.webhook.url: deliveries are signed")
