@@ -7,10 +7,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -175,7 +177,7 @@ func (w *Webhook) post(body []byte) error {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.o.URL, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return withoutURL(err)
 	}
 	ts := w.o.Now().Unix()
 	req.Header.Set("Content-Type", "application/json")
@@ -183,7 +185,7 @@ func (w *Webhook) post(body []byte) error {
 	req.Header.Set(SignatureHeader, Sign(w.o.Secret, ts, body))
 	resp, err := w.o.Client.Do(req)
 	if err != nil {
-		return err
+		return withoutURL(err)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
@@ -191,6 +193,17 @@ func (w *Webhook) post(body []byte) error {
 		return fmt.Errorf("answer %d", resp.StatusCode)
 	}
 	return nil
+}
+
+// withoutURL drops the URL a *url.Error quotes: the failure is logged, and
+// a receiver's URL often carries its own credential in the path or query
+// (net/http removes only a password).
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	return err
 }
 
 // Close stops the worker: a delivery in flight is abandoned and what is
