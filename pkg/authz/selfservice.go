@@ -188,21 +188,11 @@ func (s *Server) selfService(ctx context.Context, attrs *authv3.AttributeContext
 		s.o.Log.Warn("self-service: corrupt session record", "session_ref", current, "err", err)
 		return s.unauthenticated(r, h), verdict(DecisionUnauthenticated, "corrupt session record", pol.rule)
 	}
-	// The binding and the anomaly checks compare against what the token
-	// cache holds for the session; the token itself goes nowhere.
-	c, err := s.token(entry, &pol, now)
-	if err != nil {
-		return s.tokenFailed(r, h, current, pol.rule, err)
-	}
-	if resp, v, refused := s.theftPolicies(ctx, attrs, h, current, c.origin, pol.rule); refused {
+	// The binding, anomaly and role checks of any request; they compare
+	// against what the token cache holds for the session, and the token
+	// itself goes nowhere.
+	if _, resp, v, refused := s.admit(ctx, attrs, h, current, entry, &pol, now); refused {
 		return resp, v
-	}
-	// A role rule holds these paths as any other: an operator who limits
-	// them to some roles means it.
-	if len(pol.roles) > 0 && !session.HasAnyRole(c.roles, pol.roles) {
-		denied := verdict(DecisionForbidden, "missing role", pol.rule)
-		denied.roles = c.roles
-		return s.resp.forbidden, denied
 	}
 
 	if s.o.SelfService.Sessions == nil {

@@ -276,17 +276,9 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		}
 		return s.resp.denial(d), verdict(d, reason, pol.rule)
 	}
-	c, err := s.token(entry, &pol, now)
-	if err != nil {
-		return s.tokenFailed(httpReq, h, ref, pol.rule, err)
-	}
-	if resp, v, refused := s.theftPolicies(ctx, attrs, h, ref, c.origin, pol.rule); refused {
+	c, resp, v, refused := s.admit(ctx, attrs, h, ref, entry, &pol, now)
+	if refused {
 		return resp, v
-	}
-	if len(pol.roles) > 0 && !session.HasAnyRole(c.roles, pol.roles) {
-		denied := verdict(DecisionForbidden, "missing role", pol.rule)
-		denied.roles = c.roles
-		return s.resp.forbidden, denied
 	}
 	if c.tooLarge {
 		return s.resp.tokenTooLarge, verdict(DecisionTokenTooLarge, "token over token.max_bytes", pol.rule)
@@ -399,6 +391,28 @@ func (s *Server) csrf(r *authv3.AttributeContext_HttpRequest, h headers, from cr
 		return s.resp.csrf, verdict(DecisionCSRF, "unsafe cookie request from an origin not allowed", rule), true
 	}
 	return nil, Verdict{}, false
+}
+
+// admit runs the steps every request on a live session passes before its
+// route's own work, the Check path's and the self-service routes' alike:
+// the token (its cache entry carries the roles and where the session was
+// created), the theft policies, and the rule's roles.
+func (s *Server) admit(ctx context.Context, attrs *authv3.AttributeContext, h headers, ref string, entry session.Entry, pol *pathPolicy, now time.Time) (cached, *authv3.CheckResponse, Verdict, bool) {
+	r := attrs.GetRequest().GetHttp()
+	c, err := s.token(entry, pol, now)
+	if err != nil {
+		resp, v := s.tokenFailed(r, h, ref, pol.rule, err)
+		return c, resp, v, true
+	}
+	if resp, v, refused := s.theftPolicies(ctx, attrs, h, ref, c.origin, pol.rule); refused {
+		return c, resp, v, true
+	}
+	if len(pol.roles) > 0 && !session.HasAnyRole(c.roles, pol.roles) {
+		denied := verdict(DecisionForbidden, "missing role", pol.rule)
+		denied.roles = c.roles
+		return c, s.resp.forbidden, denied, true
+	}
+	return c, nil, Verdict{}, false
 }
 
 // tokenFailed answers a session whose token could not be signed. A claim
