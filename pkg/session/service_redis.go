@@ -77,7 +77,7 @@ func (r *RedisStore) CreateService(ctx context.Context, s *Service, credRef stri
 		// another service of that name.
 		cur, err := r.rdb.Get(ctx, sk).Result()
 		if err == nil && strings.HasPrefix(cur, deletingMark) {
-			if err := r.finishDelete(ctx, s.Name, cur); err != nil && !isNotFound(err) {
+			if _, err := r.finishDelete(ctx, s.Name, cur); err != nil && !isNotFound(err) {
 				return err
 			}
 			if ok, err = r.rdb.SetNX(ctx, sk, raw, 0).Result(); err != nil {
@@ -282,24 +282,18 @@ func (r *RedisStore) DeleteService(ctx context.Context, name string) (int, error
 			}
 			raw = marked
 		}
-		s, err := decodeService(strings.TrimPrefix(raw, deletingMark))
-		if err != nil {
-			return 0, fmt.Errorf("service %s: %w", name, err)
-		}
-		if err := r.finishDelete(ctx, name, raw); err != nil {
-			return 0, err
-		}
-		return len(s.Credentials), nil
+		return r.finishDelete(ctx, name, raw)
 	}
 	return 0, fmt.Errorf("delete service %s: still contended after %d attempts", name, casAttempts)
 }
 
 // finishDelete deletes every credential a marked record lists, then the
-// record and its index entry. ErrNotFound if another delete finished first.
-func (r *RedisStore) finishDelete(ctx context.Context, name, marked string) error {
+// record and its index entry, and returns how many credentials it listed.
+// ErrNotFound if another delete finished first.
+func (r *RedisStore) finishDelete(ctx context.Context, name, marked string) (int, error) {
 	s, err := decodeService(strings.TrimPrefix(marked, deletingMark))
 	if err != nil {
-		return fmt.Errorf("service %s: %w", name, err)
+		return 0, fmt.Errorf("service %s: %w", name, err)
 	}
 	if len(s.Credentials) > 0 {
 		pipe := r.rdb.Pipeline()
@@ -307,7 +301,7 @@ func (r *RedisStore) finishDelete(ctx context.Context, name, marked string) erro
 			pipe.Del(ctx, credentialKey(c.Ref))
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
-			return wrap("delete credentials", err)
+			return 0, wrap("delete credentials", err)
 		}
 	}
 	if r.hooks.credentialsDeleted != nil {
@@ -315,26 +309,26 @@ func (r *RedisStore) finishDelete(ctx context.Context, name, marked string) erro
 	}
 	deleted, err := r.run(ctx, casDelScript, []string{serviceKey(name)}, marked).Int()
 	if err != nil {
-		return wrap("delete service", err)
+		return 0, wrap("delete service", err)
 	}
 	if r.hooks.recordDeleted != nil {
 		r.hooks.recordDeleted()
 	}
 	if err := r.rdb.ZRem(ctx, servicesIndex, name).Err(); err != nil {
-		return wrap("unindex service", err)
+		return 0, wrap("unindex service", err)
 	}
 	// A CreateService of the same name may have indexed its new record
 	// before the line above took the name out: put it back, or a live
 	// service would be missing from every listing.
 	if cur, err := r.rdb.Get(ctx, serviceKey(name)).Result(); err == nil && !strings.HasPrefix(cur, deletingMark) {
 		if err := r.rdb.ZAdd(ctx, servicesIndex, redis.Z{Member: name}).Err(); err != nil {
-			return wrap("reindex service", err)
+			return 0, wrap("reindex service", err)
 		}
 	}
 	if deleted == 0 {
-		return ErrNotFound
+		return 0, ErrNotFound
 	}
-	return nil
+	return len(s.Credentials), nil
 }
 
 // GetService implements ServiceStore.
