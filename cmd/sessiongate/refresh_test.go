@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"path/filepath"
 	"testing"
 	"time"
@@ -12,7 +11,6 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 
-	"github.com/sessiongate/sessiongate/internal/logtest"
 	"github.com/sessiongate/sessiongate/pkg/admin"
 )
 
@@ -32,24 +30,7 @@ func TestServeRefresh(t *testing.T) {
 		grpcAddr, adminAddr := freeAddr(t), freeAddr(t)
 		cfg := filepath.Join(dir, "config.yaml")
 		writeFile(t, cfg, fmt.Sprintf("grpc_addr: %q\nhttp_addr: %q\nadmin_addr: %q\n", grpcAddr, freeAddr(t), adminAddr)+refreshOn)
-		ctx, cancel := context.WithCancel(context.Background())
-		logs := &logtest.Buffer{}
-		done := make(chan error, 1)
-		go func() { done <- run(ctx, []string{"serve", "--dev", "--config", cfg}, io.Discard, logs) }()
-		t.Cleanup(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("serve: %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Error("serve did not stop")
-			}
-			if t.Failed() {
-				t.Logf("server log:\n%s", logs.String())
-			}
-		})
+		runServe(t, cfg, "--dev")
 		conn := dialServing(t, grpcAddr, 10*time.Second)
 		checkServedRefresh(t, admin.NewClient("http://"+adminAddr, "", nil), conn)
 	})

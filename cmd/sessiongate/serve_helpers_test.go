@@ -43,15 +43,16 @@ func writeKey(t *testing.T, dir, name, alg string) string {
 	return path
 }
 
-// runServe runs `serve --config cfgPath` until the test ends, then stops it
-// as SIGTERM would and requires a clean, prompt exit. The returned buffer
-// collects the server's log, which is printed when the test fails.
-func runServe(t *testing.T, cfgPath string) *logtest.Buffer {
+// runServe runs `serve [flags] --config cfgPath` until the test ends, then
+// stops it as SIGTERM would and requires a clean, prompt exit. The returned
+// buffer collects the server's log, which is printed when the test fails.
+func runServe(t *testing.T, cfgPath string, flags ...string) *logtest.Buffer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &logtest.Buffer{}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve", "--config", cfgPath}, io.Discard, logs) }()
+	args := append(append([]string{"serve"}, flags...), "--config", cfgPath)
+	go func() { done <- run(ctx, args, io.Discard, logs) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
